@@ -1,0 +1,1 @@
+//! Traffic generators and benchmark drivers (see issue "Performance").

@@ -1,0 +1,99 @@
+/* See shim.h. */
+#include <string.h>
+#include "shim.h"
+
+int shim_rte_errno(void) { return rte_errno; }
+unsigned shim_rte_lcore_id(void) { return rte_lcore_id(); }
+
+uint64_t shim_rss_ip(void) { return RTE_ETH_RSS_IP; }
+uint64_t shim_rss_ipv4(void) { return RTE_ETH_RSS_IPV4; }
+uint64_t shim_rss_l3_src_only(void) { return RTE_ETH_RSS_L3_SRC_ONLY; }
+uint64_t shim_tx_offload_mbuf_fast_free(void) { return RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE; }
+uint32_t shim_mempool_f_no_iova_contig(void) { return RTE_MEMPOOL_F_NO_IOVA_CONTIG; }
+uint16_t shim_mbuf_default_buf_size(void) { return RTE_MBUF_DEFAULT_BUF_SIZE; }
+uint16_t shim_pktmbuf_headroom(void) { return RTE_PKTMBUF_HEADROOM; }
+
+uint64_t shim_rdtsc(void) { return rte_rdtsc(); }
+
+uint16_t shim_eth_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n)
+{
+	return rte_eth_rx_burst(port, queue, pkts, n);
+}
+
+uint16_t shim_eth_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n)
+{
+	return rte_eth_tx_burst(port, queue, pkts, n);
+}
+
+struct rte_mbuf *shim_pktmbuf_alloc(struct rte_mempool *mp) { return rte_pktmbuf_alloc(mp); }
+int shim_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **mbufs, unsigned n)
+{
+	return rte_pktmbuf_alloc_bulk(mp, mbufs, n);
+}
+void shim_pktmbuf_free(struct rte_mbuf *m) { rte_pktmbuf_free(m); }
+void shim_pktmbuf_free_bulk(struct rte_mbuf **mbufs, unsigned n) { rte_pktmbuf_free_bulk(mbufs, n); }
+uint8_t *shim_pktmbuf_mtod(struct rte_mbuf *m) { return rte_pktmbuf_mtod(m, uint8_t *); }
+uint16_t shim_pktmbuf_data_len(const struct rte_mbuf *m) { return m->data_len; }
+uint32_t shim_pktmbuf_pkt_len(const struct rte_mbuf *m) { return m->pkt_len; }
+uint16_t shim_pktmbuf_nb_segs(const struct rte_mbuf *m) { return m->nb_segs; }
+uint16_t shim_pktmbuf_tailroom(const struct rte_mbuf *m) { return rte_pktmbuf_tailroom(m); }
+uint16_t shim_pktmbuf_headroom_of(const struct rte_mbuf *m) { return rte_pktmbuf_headroom(m); }
+uint8_t *shim_pktmbuf_append(struct rte_mbuf *m, uint16_t len) { return (uint8_t *)rte_pktmbuf_append(m, len); }
+uint8_t *shim_pktmbuf_prepend(struct rte_mbuf *m, uint16_t len) { return (uint8_t *)rte_pktmbuf_prepend(m, len); }
+uint8_t *shim_pktmbuf_adj(struct rte_mbuf *m, uint16_t len) { return (uint8_t *)rte_pktmbuf_adj(m, len); }
+int shim_pktmbuf_trim(struct rte_mbuf *m, uint16_t len) { return rte_pktmbuf_trim(m, len); }
+uint16_t shim_mbuf_port(const struct rte_mbuf *m) { return m->port; }
+uint32_t shim_mbuf_rss_hash(const struct rte_mbuf *m) { return m->hash.rss; }
+int shim_mbuf_has_rss_hash(const struct rte_mbuf *m) { return (m->ol_flags & RTE_MBUF_F_RX_RSS_HASH) != 0; }
+void shim_mbuf_prefetch_data(struct rte_mbuf *m) { rte_prefetch0(rte_pktmbuf_mtod(m, void *)); }
+
+/*
+ * rte_pktmbuf_pool_create() cannot take mempool flags; without hugepages the pool
+ * must be created with RTE_MEMPOOL_F_NO_IOVA_CONTIG or every object lands at the
+ * same page offset. This follows rte_pktmbuf_pool_create_by_ops() step by step.
+ */
+struct rte_mempool *shim_pktmbuf_pool_create(const char *name, unsigned n,
+        unsigned cache_size, uint16_t data_room_size, int socket_id, unsigned flags)
+{
+	struct rte_pktmbuf_pool_private priv;
+	struct rte_mempool *mp;
+	unsigned elt_size = sizeof(struct rte_mbuf) + (unsigned)data_room_size;
+	int ret;
+
+	memset(&priv, 0, sizeof(priv));
+	priv.mbuf_data_room_size = data_room_size;
+	priv.mbuf_priv_size = 0;
+
+	mp = rte_mempool_create_empty(name, n, elt_size, cache_size,
+			sizeof(struct rte_pktmbuf_pool_private), socket_id, flags);
+	if (mp == NULL)
+		return NULL;
+	ret = rte_mempool_set_ops_byname(mp, rte_mbuf_best_mempool_ops(), NULL);
+	if (ret != 0) {
+		rte_mempool_free(mp);
+		rte_errno = -ret;
+		return NULL;
+	}
+	rte_pktmbuf_pool_init(mp, &priv);
+	ret = rte_mempool_populate_default(mp);
+	if (ret < 0) {
+		rte_mempool_free(mp);
+		rte_errno = -ret;
+		return NULL;
+	}
+	rte_mempool_obj_iter(mp, rte_pktmbuf_init, NULL);
+	return mp;
+}
+
+unsigned shim_mempool_avail_count(const struct rte_mempool *mp) { return rte_mempool_avail_count(mp); }
+unsigned shim_mempool_in_use_count(const struct rte_mempool *mp) { return rte_mempool_in_use_count(mp); }
+
+unsigned shim_ring_enqueue_burst(struct rte_ring *r, void *const *objs, unsigned n)
+{
+	return rte_ring_enqueue_burst(r, objs, n, NULL);
+}
+unsigned shim_ring_dequeue_burst(struct rte_ring *r, void **objs, unsigned n)
+{
+	return rte_ring_dequeue_burst(r, objs, n, NULL);
+}
+unsigned shim_ring_count(const struct rte_ring *r) { return rte_ring_count(r); }
