@@ -86,6 +86,7 @@ fn main() {
              ETH_MQ_RX_RSS|ETH_MQ_RX_NONE)",
         )
         .allowlist_var("SOCKET_ID_ANY")
+        .allowlist_var("RING_F_(SP_ENQ|SC_DEQ)")
         // Packed/aligned DPDK structs: read fields by value; never derive Copy on mbufs.
         .no_copy("rte_mbuf")
         .no_copy("rte_mempool")
