@@ -236,7 +236,10 @@ mod tests {
         let l2 = parse_l2(&ARP_REQUEST).unwrap();
         assert_eq!(l2.ethertype, ethertype::ARP);
         let a = ArpPacket::new_checked(&ARP_REQUEST[l2.l3_offset..]).unwrap();
-        assert_eq!((a.htype(), a.ptype(), a.hlen(), a.plen()), (1, 0x0800, 6, 4));
+        assert_eq!(
+            (a.htype(), a.ptype(), a.hlen(), a.plen()),
+            (1, 0x0800, 6, 4)
+        );
         assert_eq!(a.operation(), op::REQUEST);
         assert_eq!(a.sha(), "00:1c:42:9a:3b:6f".parse().unwrap());
         assert_eq!(a.spa(), Ipv4Addr::new(192, 168, 1, 100));
@@ -273,7 +276,10 @@ mod tests {
         f.extend_from_slice(&[0x81, 0x00, 0x20, 0x07]); // prio 1, VID 7
         f.extend_from_slice(&ARP_REQUEST[12..42]);
         let l2 = parse_l2(&f).unwrap();
-        assert_eq!((l2.vlan, l2.l3_offset, l2.ethertype), (Some(7), 18, ethertype::ARP));
+        assert_eq!(
+            (l2.vlan, l2.l3_offset, l2.ethertype),
+            (Some(7), 18, ethertype::ARP)
+        );
         make_reply_in_place(&mut f, l2.l3_offset, me).unwrap();
         assert_eq!(&f[12..18], &[0x81, 0x00, 0x20, 0x07, 0x08, 0x06]);
         let a = ArpPacket::new_checked(&f[18..]).unwrap();
@@ -284,7 +290,7 @@ mod tests {
 
     #[test]
     fn rejects_non_ethernet_ipv4() {
-        for (off, val) in [(14usize, 0x00u8), (15, 6), (16, 0x86), (18, 8), (19, 16)] {
+        for (off, val) in [(14usize, 0x01u8), (15, 6), (16, 0x86), (18, 8), (19, 16)] {
             let mut f = ARP_REQUEST;
             f[off] = val;
             assert_eq!(
@@ -298,8 +304,14 @@ mod tests {
             );
         }
         let mut f = ARP_REQUEST;
-        assert_eq!(make_reply_in_place(&mut f, 10, MacAddr::ZERO), Err(WireError::Truncated));
-        assert_eq!(make_reply_in_place(&mut f, 61, MacAddr::ZERO), Err(WireError::Truncated));
+        assert_eq!(
+            make_reply_in_place(&mut f, 10, MacAddr::ZERO),
+            Err(WireError::Truncated)
+        );
+        assert_eq!(
+            make_reply_in_place(&mut f, 61, MacAddr::ZERO),
+            Err(WireError::Truncated)
+        );
     }
 
     #[test]
@@ -332,7 +344,11 @@ mod tests {
                 }
             }
             let mut v = p.to_vec();
-            assert_eq!(make_reply_in_place(&mut v, 14, MacAddr::ZERO).is_ok(), ok, "{n}");
+            assert_eq!(
+                make_reply_in_place(&mut v, 14, MacAddr::ZERO).is_ok(),
+                ok,
+                "{n}"
+            );
         }
     }
 

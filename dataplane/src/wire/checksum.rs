@@ -76,11 +76,8 @@ pub fn update16(csum: u16, old: u16, new: u16) -> u16 {
 /// changed from `old` to `new` (RFC 1624 eqn. 3 applied to both 16-bit halves).
 #[inline]
 pub fn update32(csum: u16, old: u32, new: u32) -> u16 {
-    let s = (!csum) as u32
-        + (!(old >> 16) & 0xffff)
-        + (!old & 0xffff)
-        + (new >> 16)
-        + (new & 0xffff);
+    let s =
+        (!csum) as u32 + (!(old >> 16) & 0xffff) + (!old & 0xffff) + (new >> 16) + (new & 0xffff);
     fold(s)
 }
 
@@ -178,7 +175,10 @@ mod tests {
             bytes.push(0);
             bytes.push(p);
             bytes.extend_from_slice(&l.to_be_bytes());
-            assert_eq!(fold(pseudo_header_v4(s, d, p, l)), naive_checksum(&bytes, 0));
+            assert_eq!(
+                fold(pseudo_header_v4(s, d, p, l)),
+                naive_checksum(&bytes, 0)
+            );
         }
     }
 

@@ -199,7 +199,10 @@ mod tests {
         qinq[12] = 0x88;
         qinq[13] = 0xa8;
         assert_eq!(parse_l2(&qinq).unwrap().vlan, Some(100));
-        assert!(EthernetFrame::new_checked(&TAGGED[..]).unwrap().dst().is_broadcast());
+        assert!(EthernetFrame::new_checked(&TAGGED[..])
+            .unwrap()
+            .dst()
+            .is_broadcast());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::checksum::{fold, sum16, update16};
+use super::checksum::{fold, sum16};
 use super::{be16, ip_at, put16, put_ip, WireError};
 
 /// IP protocol numbers used by the director.
@@ -344,10 +344,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         if ttl == 0 {
             return 0;
         }
-        let proto = self.protocol() as u16;
-        let old = (ttl as u16) << 8 | proto;
-        let new = old - 0x0100;
-        let c = update16(self.checksum(), old, new);
+        // RFC 1624 eqn. 3 with m = ttl << 8 | proto and m' = m - 0x0100: since ttl >= 1,
+        // ~m + m' = 0xffff - 0x0100 = 0xfeff whatever the protocol, so
+        // HC' = ~(~HC + 0xfeff) (same as `update16(hc, m, m')`, checked in tests).
+        let c = fold((!self.checksum()) as u32 + 0xfeff);
         self.set_ttl(ttl - 1);
         self.set_checksum(c);
         ttl - 1
@@ -359,7 +359,8 @@ mod tests {
     use super::*;
     use crate::wire::testrng::XorShift;
 
-    /// IPv4 header of a real UDP packet 192.168.0.1 -> 192.168.0.199, total length 0x73,
+    /// The well-known example IPv4 header (Wikipedia "IPv4 header checksum"): UDP
+    /// 192.168.0.1 -> 192.168.0.199, total length 0x73,
     /// DF, TTL 64, checksum 0xb861, followed by its 95 payload bytes (zeros here) and 4 bytes
     /// of trailing Ethernet padding.
     fn fixture() -> Vec<u8> {
@@ -373,11 +374,13 @@ mod tests {
     }
 
     /// Real IPv4 header with a Router Alert option (IHL 6), IGMPv2 report to 224.0.0.251,
-    /// checksum 0x0ad4 (computed independently).
+    /// checksum 0x4110 (verified with tcpdump -vv).
+    #[rustfmt::skip]
     const WITH_OPTIONS: [u8; 32] = [
-        0x46, 0xc0, 0x00, 0x20, 0x00, 0x00, 0x40, 0x00, 0x01, 0x02, 0x0a, 0xd4, 0xc0, 0xa8, 0x01,
-        0x64, 0xe0, 0x00, 0x00, 0xfb, 0x94, 0x04, 0x00, 0x00, 0x16, 0x00, 0x09, 0x04, 0xe0, 0x00,
-        0x00, 0xfb,
+        0x46, 0xc0, 0x00, 0x20, 0x00, 0x00, 0x40, 0x00, 0x01, 0x02, 0x41, 0x10,
+        0xc0, 0xa8, 0x01, 0x64, 0xe0, 0x00, 0x00, 0xfb,
+        0x94, 0x04, 0x00, 0x00, // router alert
+        0x16, 0x00, 0x09, 0x04, 0xe0, 0x00, 0x00, 0xfb, // igmp v2 report
     ];
 
     #[test]
@@ -419,7 +422,7 @@ mod tests {
         p.set_checksum(0x1234);
         assert!(!p.verify_checksum());
         p.fill_checksum();
-        assert_eq!(p.checksum(), 0x0ad4);
+        assert_eq!(p.checksum(), 0x4110);
     }
 
     #[test]
@@ -427,25 +430,43 @@ mod tests {
         let good = fixture();
         let mut b = good.clone();
         b[0] = 0x65;
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).err(), Some(WireError::BadVersion));
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).err(),
+            Some(WireError::BadVersion)
+        );
         b[0] = 0x44;
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).err(), Some(WireError::BadHeaderLen));
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).err(),
+            Some(WireError::BadHeaderLen)
+        );
         b[0] = 0x4f; // 60-byte header > total length 0x73? no: 60 <= 115, fine
         assert!(Ipv4Packet::new_checked(&b[..]).is_ok());
-        assert_eq!(Ipv4Packet::new_checked(&b[..40]).err(), Some(WireError::Truncated));
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..40]).err(),
+            Some(WireError::Truncated)
+        );
         let mut b = good.clone();
         b[2] = 0;
         b[3] = 19;
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).err(), Some(WireError::BadTotalLen));
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).err(),
+            Some(WireError::BadTotalLen)
+        );
         b[3] = 20;
         let p = Ipv4Packet::new_checked(&b[..]).unwrap();
         assert!(p.payload().is_empty());
         let mut b = good.clone();
         b[2] = 0x01; // 0x173 > buffer
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).err(), Some(WireError::BadTotalLen));
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).err(),
+            Some(WireError::BadTotalLen)
+        );
         let mut b = WITH_OPTIONS;
         b[3] = 22; // total length inside the options
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).err(), Some(WireError::BadTotalLen));
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).err(),
+            Some(WireError::BadTotalLen)
+        );
     }
 
     #[test]
@@ -568,18 +589,51 @@ mod tests {
     }
 
     #[test]
+    fn decrement_ttl_equals_update16_for_all_checksums() {
+        use crate::wire::checksum::update16;
+        for ttl in 1..=255u8 {
+            for proto in [0u8, 1, 6, 17, 255] {
+                let m = (ttl as u16) << 8 | proto as u16;
+                for hc in (0..=0xffffu32).step_by(7).chain([0xfeff, 0xff00, 0xffff]) {
+                    let mut b = [0x45u8; 20];
+                    b[8] = ttl;
+                    b[9] = proto;
+                    b[10..12].copy_from_slice(&(hc as u16).to_be_bytes());
+                    let mut p = Ipv4Packet::new_unchecked(&mut b[..]);
+                    p.decrement_ttl_incremental();
+                    assert_eq!(p.checksum(), update16(hc as u16, m, m - 0x100));
+                }
+            }
+        }
+    }
+
+    #[test]
     fn decrement_ttl_zero_untouched() {
         let mut b = fixture();
         b[8] = 0;
         full(&mut b);
         let before = b.clone();
-        assert_eq!(Ipv4Packet::new_unchecked(&mut b[..]).decrement_ttl_incremental(), 0);
+        assert_eq!(
+            Ipv4Packet::new_unchecked(&mut b[..]).decrement_ttl_incremental(),
+            0
+        );
         assert_eq!(b, before);
     }
 
     fn touch_all<T: AsRef<[u8]>>(p: &Ipv4Packet<T>) {
-        let _ = (p.version(), p.header_len(), p.tos(), p.total_len(), p.ident());
-        let _ = (p.dont_frag(), p.more_frags(), p.frag_offset(), p.is_fragment());
+        let _ = (
+            p.version(),
+            p.header_len(),
+            p.tos(),
+            p.total_len(),
+            p.ident(),
+        );
+        let _ = (
+            p.dont_frag(),
+            p.more_frags(),
+            p.frag_offset(),
+            p.is_fragment(),
+        );
         let _ = (p.is_first_fragment(), p.ttl(), p.protocol(), p.checksum());
         let _ = (p.src(), p.dst(), p.options().len(), p.payload().len());
         let _ = (p.header().len(), p.verify_checksum());

@@ -261,7 +261,11 @@ pub(crate) mod testrng {
     impl XorShift {
         /// Seeded generator (seed 0 is remapped).
         pub fn new(seed: u64) -> Self {
-            XorShift(if seed == 0 { 0x9E37_79B9_7F4A_7C15 } else { seed })
+            XorShift(if seed == 0 {
+                0x9E37_79B9_7F4A_7C15
+            } else {
+                seed
+            })
         }
         /// Next 64 random bits.
         pub fn next_u64(&mut self) -> u64 {
@@ -339,6 +343,146 @@ mod tests {
         assert!(uc.is_unicast() && !uc.is_multicast() && !uc.is_broadcast());
         assert!(MacAddr::ZERO.is_unicast());
         assert_eq!(MacAddr::default(), MacAddr::ZERO);
+    }
+
+    /// Runs the whole parse chain the dataplane uses and touches every accessor.
+    fn parse_chain(frame: &mut [u8]) -> Result<(), WireError> {
+        let l2 = parse_l2(frame)?;
+        let (l2b, l3) = frame.split_at_mut(l2.l3_offset);
+        let mut e = EthernetFrame::new_checked(l2b)?;
+        let _ = (e.dst(), e.src(), e.ethertype(), e.payload().len());
+        e.set_src(MacAddr::ZERO);
+        match l2.ethertype {
+            ethernet::ethertype::ARP => {
+                let a = ArpPacket::new_checked(&*l3)?;
+                let _ = (
+                    a.operation(),
+                    a.sha(),
+                    a.spa(),
+                    a.tha(),
+                    a.tpa(),
+                    a.is_gratuitous(),
+                );
+                let _ = arp::make_reply_in_place(frame, l2.l3_offset, MacAddr::BROADCAST);
+                Ok(())
+            }
+            ethernet::ethertype::IPV4 => {
+                let mut ip = Ipv4Packet::new_checked(l3)?;
+                let _ = (
+                    ip.version(),
+                    ip.header_len(),
+                    ip.tos(),
+                    ip.total_len(),
+                    ip.ident(),
+                );
+                let _ = (
+                    ip.dont_frag(),
+                    ip.more_frags(),
+                    ip.frag_offset(),
+                    ip.is_fragment(),
+                );
+                let _ = (
+                    ip.is_first_fragment(),
+                    ip.ttl(),
+                    ip.checksum(),
+                    ip.options().len(),
+                );
+                let _ = ip.verify_checksum();
+                let (s, d) = (ip.src(), ip.dst());
+                match ip.protocol() {
+                    ipv4::protocol::TCP => {
+                        let t = TcpPacket::new_checked(ip.payload())?;
+                        let _ = (t.src_port(), t.dst_port(), t.seq_number(), t.ack_number());
+                        let _ = (t.flags(), t.window(), t.urgent(), t.checksum());
+                        let _ = (
+                            t.options().len(),
+                            t.payload().len(),
+                            t.verify_checksum(s, d),
+                        );
+                    }
+                    ipv4::protocol::UDP => {
+                        let u = UdpPacket::new_checked(ip.payload())?;
+                        let _ = (u.src_port(), u.dst_port(), u.len(), u.payload().len());
+                        let _ = u.verify_checksum(s, d);
+                    }
+                    ipv4::protocol::ICMP => {
+                        let i = IcmpPacket::new_checked(ip.payload())?;
+                        let _ = (i.msg_type(), i.code(), i.echo_ident(), i.echo_seq());
+                        let _ = (i.next_hop_mtu(), i.is_error(), i.verify_checksum());
+                        if i.is_error() {
+                            i.quoted()?;
+                        }
+                    }
+                    _ => {}
+                }
+                ip.decrement_ttl_incremental();
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn sample_frames() -> Vec<Vec<u8>> {
+        let a = std::net::Ipv4Addr::new(192, 0, 2, 1);
+        let b = std::net::Ipv4Addr::new(198, 51, 100, 7);
+        let inner = Frame::udp().src(b, 5000).dst(a, 53).build_ipv4();
+        vec![
+            Frame::tcp()
+                .src(a, 1)
+                .dst(b, 2)
+                .tcp_options(&[2, 4, 5, 0xb4])
+                .build(),
+            Frame::tcp()
+                .vlan(Some(9))
+                .ip_options(&[1, 1, 1, 0])
+                .payload(b"GET /")
+                .build(),
+            Frame::udp().payload(&[7; 30]).build(),
+            Frame::icmp_echo(1, 2)
+                .vlan(Some(3))
+                .payload(b"abcdefgh")
+                .build(),
+            Frame::icmp_error(3, 4, &inner).mtu(1400).build(),
+            Frame::arp_request(MacAddr([2, 0, 0, 0, 0, 1]), a, b).build(),
+            Frame::arp_request(MacAddr([2, 0, 0, 0, 0, 1]), a, b)
+                .vlan(Some(1))
+                .build(),
+            Frame::raw_ip(47).payload(&[0; 12]).build(),
+        ]
+    }
+
+    #[test]
+    fn chain_accepts_samples_and_every_truncation_is_safe() {
+        for f in sample_frames() {
+            let mut full = f.clone();
+            assert_eq!(parse_chain(&mut full), Ok(()));
+            for n in 0..f.len() {
+                let mut p = f[..n].to_vec();
+                let _ = parse_chain(&mut p); // must not panic
+            }
+        }
+    }
+
+    #[test]
+    fn chain_mutation_fuzz_no_panic() {
+        let mut rng = testrng::XorShift::new(99);
+        let samples = sample_frames();
+        let mut outcomes = std::collections::HashMap::new();
+        for i in 0..200_000 {
+            let mut f = samples[i % samples.len()].clone();
+            for _ in 0..1 + rng.below(4) {
+                let k = rng.below(f.len());
+                f[k] = rng.byte();
+            }
+            if rng.below(4) == 0 {
+                let n = rng.below(f.len() + 1);
+                f.truncate(n);
+            }
+            *outcomes.entry(parse_chain(&mut f)).or_insert(0u32) += 1;
+        }
+        // The mutations reach both acceptance and a variety of rejections.
+        assert!(outcomes.get(&Ok(())).copied().unwrap_or(0) > 1000);
+        assert!(outcomes.len() >= 6, "{outcomes:?}");
     }
 
     #[test]

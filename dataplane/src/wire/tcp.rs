@@ -407,23 +407,28 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::wire::ethernet::parse_l2;
     use crate::wire::ipv4::Ipv4Packet;
     use crate::wire::testrng::XorShift;
 
     /// A Linux TCP SYN 10.0.0.1:40000 -> 10.0.0.2:80 with MSS, SACK-permitted, timestamps,
-    /// NOP and window scale options (74-byte frame), IP checksum 0x26b5, TCP checksum
-    /// 0x3c8f (both verified with tcpdump -vv).
+    /// NOP and window scale options (74-byte frame), IP checksum 0x0a74, TCP checksum
+    /// 0xc3c9 (both verified with tcpdump -vv).
+    #[rustfmt::skip]
     pub(crate) const SYN_FRAME: [u8; 74] = [
-        0x52, 0x54, 0x00, 0x00, 0x00, 0x02, 0x52, 0x54, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00, // eth
-        0x45, 0x00, 0x00, 0x3c, 0x1c, 0x46, 0x40, 0x00, 0x40, 0x06, 0x0a, 0x6a, 0x0a, 0x00, 0x00,
-        0x01, 0x0a, 0x00, 0x00, 0x02, // ip
-        0x9c, 0x40, 0x00, 0x50, 0x6b, 0x8b, 0x45, 0x67, 0x00, 0x00, 0x00, 0x00, 0xa0, 0x02, 0xfa,
-        0xf0, 0x14, 0x5d, 0x00, 0x00, // tcp
-        0x02, 0x04, 0x05, 0xb4, 0x04, 0x02, 0x08, 0x0a, 0x00, 0x9c, 0x27, 0x24, 0x00, 0x00, 0x00,
-        0x00, 0x01, 0x03, 0x03, 0x07, // options
+        // ethernet
+        0x52, 0x54, 0x00, 0x00, 0x00, 0x02, 0x52, 0x54, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00,
+        // ipv4
+        0x45, 0x00, 0x00, 0x3c, 0x1c, 0x46, 0x40, 0x00, 0x40, 0x06, 0x0a, 0x74,
+        0x0a, 0x00, 0x00, 0x01, 0x0a, 0x00, 0x00, 0x02,
+        // tcp
+        0x9c, 0x40, 0x00, 0x50, 0x6b, 0x8b, 0x45, 0x67, 0x00, 0x00, 0x00, 0x00,
+        0xa0, 0x02, 0xfa, 0xf0, 0xc3, 0xc9, 0x00, 0x00,
+        // options: mss 1460, sackOK, TS val 10233636 ecr 0, nop, wscale 7
+        0x02, 0x04, 0x05, 0xb4, 0x04, 0x02, 0x08, 0x0a, 0x00, 0x9c, 0x27, 0x24,
+        0x00, 0x00, 0x00, 0x00, 0x01, 0x03, 0x03, 0x07,
     ];
 
     fn syn_tcp() -> &'static [u8] {
@@ -525,9 +530,15 @@ mod tests {
     fn validation_errors() {
         let mut b = syn_tcp().to_vec();
         b[12] = 0x40;
-        assert_eq!(TcpPacket::new_checked(&b[..]).err(), Some(WireError::BadTcpHeaderLen));
+        assert_eq!(
+            TcpPacket::new_checked(&b[..]).err(),
+            Some(WireError::BadTcpHeaderLen)
+        );
         b[12] = 0xf0; // 60 > 40
-        assert_eq!(TcpPacket::new_checked(&b[..]).err(), Some(WireError::Truncated));
+        assert_eq!(
+            TcpPacket::new_checked(&b[..]).err(),
+            Some(WireError::Truncated)
+        );
         b[12] = 0x50;
         let t = TcpPacket::new_checked(&b[..]).unwrap();
         assert_eq!(t.payload().len(), 20);
@@ -535,7 +546,14 @@ mod tests {
 
     fn touch_all<T: AsRef<[u8]>>(t: &TcpPacket<T>) {
         let _ = (t.src_port(), t.dst_port(), t.seq_number(), t.ack_number());
-        let _ = (t.header_len(), t.flags(), t.fin(), t.syn(), t.rst(), t.psh());
+        let _ = (
+            t.header_len(),
+            t.flags(),
+            t.fin(),
+            t.syn(),
+            t.rst(),
+            t.psh(),
+        );
         let _ = (t.ack(), t.urg(), t.ece(), t.cwr(), t.window(), t.checksum());
         let _ = (t.urgent(), t.options().len(), t.payload().len());
         let _ = t.verify_checksum(Ipv4Addr::LOCALHOST, Ipv4Addr::BROADCAST);

@@ -1,0 +1,258 @@
+//! Per-worker counters: drop reasons and per-real-server statistics.
+//!
+//! Each worker owns its counters (single writer, plain integers, no atomics on the packet
+//! path). The control side reads them by asking the worker for a copy (see `worker`), and
+//! adds the copies of all workers together.
+
+/// Why a packet was dropped. Each reason indexes a counter; names are stable (listings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Shorter than an Ethernet header or a header it announces.
+    Truncated,
+    /// Multi-segment mbuf (jumbo without scatter support).
+    MultiSegment,
+    /// Ethertype neither IPv4 nor ARP.
+    UnsupportedEthertype,
+    /// 802.1Q / 802.1ad tagged frame (VLAN sub-interfaces are not configured).
+    Vlan,
+    /// Unicast frame for another MAC address.
+    NotOurMac,
+    /// Malformed or unsupported ARP.
+    BadArp,
+    /// ARP not asking for one of our addresses (or a reply, after learning).
+    ArpNotForUs,
+    /// IPv4 version is not 4.
+    BadIpVersion,
+    /// IPv4 header length invalid.
+    BadIpHeaderLen,
+    /// IPv4 total length invalid.
+    BadIpTotalLen,
+    /// IPv4 header checksum wrong.
+    BadIpChecksum,
+    /// IP fragment (reassembly is not done).
+    Fragment,
+    /// TCP header malformed.
+    BadTcp,
+    /// UDP header malformed.
+    BadUdp,
+    /// ICMP malformed or wrong checksum.
+    BadIcmp,
+    /// Destination is not an address of the director.
+    NotLocal,
+    /// ICMP type the director does not handle.
+    IcmpUnhandled,
+    /// Protocol other than TCP, UDP, ICMP to a local address.
+    UnsupportedProtocol,
+    /// Local address, but no virtual service for this protocol/port.
+    NoService,
+    /// TCP packet without SYN and without a connection entry.
+    NoConnection,
+    /// The scheduler found no usable real server.
+    NoDestination,
+    /// The connection's real server is deleted (kept until the entry times out, as IPVS).
+    DestinationGone,
+    /// The real server's MAC address is not resolved.
+    NeighbourUnresolved,
+    /// The real server is not on-link on any port.
+    NoRoute,
+    /// Connection table full: new connection refused.
+    TableFull,
+    /// TTL would reach zero.
+    TtlExceeded,
+    /// Larger than the egress MTU with DF set.
+    MtuExceeded,
+    /// The NIC did not accept the packet for transmission.
+    TxFull,
+    /// A reply could not be built (no mbuf).
+    NoMbuf,
+}
+
+impl DropReason {
+    /// Number of reasons.
+    pub const COUNT: usize = DropReason::NoMbuf as usize + 1;
+
+    /// All reasons in counter order.
+    pub const ALL: [DropReason; DropReason::COUNT] = [
+        DropReason::Truncated,
+        DropReason::MultiSegment,
+        DropReason::UnsupportedEthertype,
+        DropReason::Vlan,
+        DropReason::NotOurMac,
+        DropReason::BadArp,
+        DropReason::ArpNotForUs,
+        DropReason::BadIpVersion,
+        DropReason::BadIpHeaderLen,
+        DropReason::BadIpTotalLen,
+        DropReason::BadIpChecksum,
+        DropReason::Fragment,
+        DropReason::BadTcp,
+        DropReason::BadUdp,
+        DropReason::BadIcmp,
+        DropReason::NotLocal,
+        DropReason::IcmpUnhandled,
+        DropReason::UnsupportedProtocol,
+        DropReason::NoService,
+        DropReason::NoConnection,
+        DropReason::NoDestination,
+        DropReason::DestinationGone,
+        DropReason::NeighbourUnresolved,
+        DropReason::NoRoute,
+        DropReason::TableFull,
+        DropReason::TtlExceeded,
+        DropReason::MtuExceeded,
+        DropReason::TxFull,
+        DropReason::NoMbuf,
+    ];
+
+    /// Stable snake_case name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::Truncated => "truncated",
+            DropReason::MultiSegment => "multi_segment",
+            DropReason::UnsupportedEthertype => "unsupported_ethertype",
+            DropReason::Vlan => "vlan",
+            DropReason::NotOurMac => "not_our_mac",
+            DropReason::BadArp => "bad_arp",
+            DropReason::ArpNotForUs => "arp_not_for_us",
+            DropReason::BadIpVersion => "bad_ip_version",
+            DropReason::BadIpHeaderLen => "bad_ip_header_len",
+            DropReason::BadIpTotalLen => "bad_ip_total_len",
+            DropReason::BadIpChecksum => "bad_ip_checksum",
+            DropReason::Fragment => "fragment",
+            DropReason::BadTcp => "bad_tcp",
+            DropReason::BadUdp => "bad_udp",
+            DropReason::BadIcmp => "bad_icmp",
+            DropReason::NotLocal => "not_local",
+            DropReason::IcmpUnhandled => "icmp_unhandled",
+            DropReason::UnsupportedProtocol => "unsupported_protocol",
+            DropReason::NoService => "no_service",
+            DropReason::NoConnection => "no_connection",
+            DropReason::NoDestination => "no_destination",
+            DropReason::DestinationGone => "destination_gone",
+            DropReason::NeighbourUnresolved => "neighbour_unresolved",
+            DropReason::NoRoute => "no_route",
+            DropReason::TableFull => "table_full",
+            DropReason::TtlExceeded => "ttl_exceeded",
+            DropReason::MtuExceeded => "mtu_exceeded",
+            DropReason::TxFull => "tx_full",
+            DropReason::NoMbuf => "no_mbuf",
+        }
+    }
+}
+
+/// Statistics of one real server as seen by one worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerCounters {
+    /// Connection entries in an active TCP state.
+    pub active: u32,
+    /// Other connection entries.
+    pub inactive: u32,
+    /// Persistence templates pointing at the server.
+    pub persist: u32,
+    /// Connections created.
+    pub conns: u64,
+    /// Packets forwarded.
+    pub inpkts: u64,
+    /// Bytes forwarded.
+    pub inbytes: u64,
+}
+
+impl ServerCounters {
+    /// Adds another worker's view.
+    pub fn merge(&mut self, o: &ServerCounters) {
+        self.active += o.active;
+        self.inactive += o.inactive;
+        self.persist += o.persist;
+        self.conns += o.conns;
+        self.inpkts += o.inpkts;
+        self.inbytes += o.inbytes;
+    }
+}
+
+/// Per-port packet counters of one worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortCounters {
+    /// Frames received.
+    pub rx: u64,
+    /// Frames forwarded to a real server out of this port.
+    pub forwarded: u64,
+    /// Frames answered locally (ARP, ICMP echo) out of this port.
+    pub replied: u64,
+    /// Frames dropped after arriving on this port.
+    pub dropped: u64,
+}
+
+/// Everything one worker counts.
+#[derive(Debug, Clone)]
+pub struct WorkerCounters {
+    /// Drops by reason.
+    pub drops: [u64; DropReason::COUNT],
+    /// Per port (indexed by port id).
+    pub ports: Vec<PortCounters>,
+    /// Per real server (indexed by server slot).
+    pub servers: Vec<ServerCounters>,
+    /// Neighbour events lost because the queue to the control side was full.
+    pub neigh_events_lost: u64,
+}
+
+impl WorkerCounters {
+    /// Zeroed counters for `ports` ports and `servers` server slots.
+    pub fn new(ports: usize, servers: usize) -> Self {
+        WorkerCounters {
+            drops: [0; DropReason::COUNT],
+            ports: vec![PortCounters::default(); ports],
+            servers: vec![ServerCounters::default(); servers],
+            neigh_events_lost: 0,
+        }
+    }
+
+    /// Counts a drop.
+    #[inline]
+    pub fn drop(&mut self, r: DropReason) {
+        if let Some(c) = self.drops.get_mut(r as usize) {
+            *c += 1;
+        }
+    }
+
+    /// Copies `o` into self without reallocating (sizes are equal by construction).
+    pub fn copy_from(&mut self, o: &WorkerCounters) {
+        self.drops = o.drops;
+        self.ports.clone_from(&o.ports);
+        self.servers.clone_from(&o.servers);
+        self.neigh_events_lost = o.neigh_events_lost;
+    }
+
+    /// Adds another worker's counters.
+    pub fn merge(&mut self, o: &WorkerCounters) {
+        for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
+            *a += b;
+        }
+        for (a, b) in self.ports.iter_mut().zip(o.ports.iter()) {
+            a.rx += b.rx;
+            a.forwarded += b.forwarded;
+            a.replied += b.replied;
+            a.dropped += b.dropped;
+        }
+        for (a, b) in self.servers.iter_mut().zip(o.servers.iter()) {
+            a.merge(b);
+        }
+        self.neigh_events_lost += o.neigh_events_lost;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_indexed_densely_and_named_uniquely() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+    }
+}

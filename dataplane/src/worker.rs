@@ -1,0 +1,262 @@
+//! Poll-mode workers: one per lcore, run to completion, bursts of 32.
+//!
+//! A worker owns one RX and one TX queue on every port (queue index = worker index), its
+//! [`Engine`] (connection table, schedulers, counters) and nothing else. The loop: check the
+//! published snapshot generation (one atomic load), receive a burst per port, let the engine
+//! decide each packet, transmit per egress port, serve at most a few control requests from
+//! its mailbox, and expire connection entries with a bounded budget.
+//!
+//! Concurrency: nothing on the packet path takes a lock, allocates, logs or does an atomic
+//! read-modify-write. The only shared structures touched are lock-free queues (the mailbox
+//! and the neighbour-event queue, crossbeam `ArrayQueue`, preallocated) and the snapshot
+//! generation counter (a plain load); a `Mutex` is taken only to fetch a new snapshot after a
+//! configuration change.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crossbeam::queue::ArrayQueue;
+
+use crate::counters::{DropReason, WorkerCounters};
+use crate::dpdk::{tsc, Mbuf, MbufBatch, Mempool, Port};
+use crate::engine::{Engine, NeighEvent, Verdict};
+use crate::snapshot::Published;
+use crate::wire::MacAddr;
+
+/// Packets per RX/TX burst.
+pub const BURST: usize = 32;
+/// Most control requests served per loop iteration.
+const MAILBOX_BUDGET: usize = 4;
+/// Most connection entries examined by expiry per loop iteration.
+const EXPIRE_BUDGET: u32 = 64;
+
+/// A frame the control side asks a worker to send.
+#[derive(Debug, Clone, Copy)]
+pub enum TxRequest {
+    /// ARP request for `target` from our `source` out of `port`.
+    ArpRequest {
+        /// Egress port.
+        port: u16,
+        /// Our address (sender protocol address).
+        source: Ipv4Addr,
+        /// Address to resolve.
+        target: Ipv4Addr,
+    },
+    /// Gratuitous ARP announcing `addr` on `port`.
+    Gratuitous {
+        /// Egress port.
+        port: u16,
+        /// The address being announced.
+        addr: Ipv4Addr,
+    },
+}
+
+/// A request from the control side to one worker.
+#[derive(Debug)]
+pub enum WorkerRequest {
+    /// Send a frame.
+    Tx(TxRequest),
+    /// Fill the box with a copy of the worker's counters and send it back.
+    Counters(Box<WorkerCounters>),
+}
+
+/// A worker's answer.
+#[derive(Debug)]
+pub enum WorkerReply {
+    /// Counters copy.
+    Counters(Box<WorkerCounters>),
+}
+
+/// The control side's line to one worker.
+#[derive(Debug)]
+pub struct Mailbox {
+    /// Control → worker.
+    pub requests: ArrayQueue<WorkerRequest>,
+    /// Worker → control.
+    pub replies: ArrayQueue<WorkerReply>,
+}
+
+impl Mailbox {
+    /// A mailbox with room for `n` requests and replies.
+    pub fn new(n: usize) -> Self {
+        Mailbox { requests: ArrayQueue::new(n), replies: ArrayQueue::new(n) }
+    }
+}
+
+/// State shared by workers and the control side.
+#[derive(Debug)]
+pub struct Shared {
+    /// The configuration snapshot.
+    pub published: Published,
+    /// Set to stop every worker.
+    pub stop: AtomicBool,
+    /// What workers learned about neighbours (MPMC, bounded).
+    pub neigh_events: Arc<ArrayQueue<NeighEvent>>,
+    /// One mailbox per worker.
+    pub mailboxes: Vec<Mailbox>,
+}
+
+/// One worker's resources.
+pub struct Worker {
+    /// Worker index (= queue index on every port).
+    pub index: u16,
+    /// Ports to poll.
+    pub ports: Vec<Port>,
+    /// Pool for frames the worker builds itself (ARP requests).
+    pub pool: Arc<Mempool>,
+    /// Packet logic.
+    pub engine: Engine,
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    /// TSC ticks per engine tick.
+    pub tsc_per_tick: u64,
+}
+
+impl Worker {
+    /// Runs until `shared.stop` is set.
+    pub fn run(&mut self) {
+        let queue = self.index;
+        let mut rx: MbufBatch<BURST> = MbufBatch::new();
+        // One TX batch per port, indexed by port id (ports are few; allocated before the loop).
+        let max_port = self.ports.iter().map(|p| p.id() as usize).max().unwrap_or(0);
+        let mut tx: Vec<MbufBatch<BURST>> = (0..=max_port).map(|_| MbufBatch::new()).collect();
+        let tsc0 = tsc();
+        let mut generation = u64::MAX;
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let g = self.shared.published.generation();
+            if g != generation {
+                generation = g;
+                self.engine.set_snapshot(self.shared.published.load());
+            }
+            let now = ((tsc() - tsc0) / self.tsc_per_tick) as u32;
+            for pi in 0..self.ports.len() {
+                let port = self.ports[pi];
+                if port.rx_burst(queue, &mut rx) == 0 {
+                    continue;
+                }
+                for mut m in rx.drain() {
+                    let verdict = if m.segments() != 1 {
+                        Verdict::Drop(DropReason::MultiSegment)
+                    } else {
+                        self.engine.process(m.data_mut(), port.id(), now)
+                    };
+                    let out = match verdict {
+                        Verdict::Forward(p) => p,
+                        Verdict::Reply => port.id(),
+                        Verdict::Consumed | Verdict::Drop(_) => continue,
+                    };
+                    if let Some(b) = tx.get_mut(out as usize) {
+                        if let Err(m) = b.push(m) {
+                            drop(m);
+                            self.engine.count_drop(DropReason::TxFull);
+                        }
+                    }
+                }
+                self.flush(&mut tx, queue);
+            }
+            self.serve_mailbox(&mut tx, queue);
+            self.engine.expire(now, EXPIRE_BUDGET);
+        }
+        self.flush(&mut tx, queue);
+    }
+
+    fn flush(&mut self, tx: &mut [MbufBatch<BURST>], queue: u16) {
+        for (id, b) in tx.iter_mut().enumerate() {
+            if b.is_empty() {
+                continue;
+            }
+            if let Some(port) = self.ports.iter().find(|p| p.id() as usize == id) {
+                port.tx_burst(queue, b);
+            }
+            let refused = b.len();
+            if refused > 0 {
+                b.clear();
+                for _ in 0..refused {
+                    self.engine.count_drop(DropReason::TxFull);
+                }
+            }
+        }
+    }
+
+    fn serve_mailbox(&mut self, tx: &mut [MbufBatch<BURST>], queue: u16) {
+        let Some(mb) = self.shared.mailboxes.get(self.index as usize) else { return };
+        for _ in 0..MAILBOX_BUDGET {
+            let Some(req) = mb.requests.pop() else { break };
+            match req {
+                WorkerRequest::Tx(t) => {
+                    if let Some((port, m)) = self.build_tx(t) {
+                        if let Some(b) = tx.get_mut(port as usize) {
+                            if b.push(m).is_err() {
+                                self.engine.count_drop(DropReason::TxFull);
+                            }
+                        }
+                    }
+                }
+                WorkerRequest::Counters(mut c) => {
+                    c.copy_from(self.engine.counters());
+                    // The control side sized the reply queue for its requests; if it is full
+                    // the box is dropped here (slow path, rare) and the control side times out.
+                    let _ = mb.replies.push(WorkerReply::Counters(c));
+                }
+            }
+        }
+        self.flush(tx, queue);
+    }
+
+    /// Builds an ARP frame the control side asked for.
+    fn build_tx(&mut self, t: TxRequest) -> Option<(u16, Mbuf)> {
+        let (port, sip, tip) = match t {
+            TxRequest::ArpRequest { port, source, target } => (port, source, target),
+            TxRequest::Gratuitous { port, addr } => (port, addr, addr),
+        };
+        let mac = self.engine.snapshot().port_mac(port)?;
+        let Some(mut m) = self.pool.alloc() else {
+            self.engine.count_drop(DropReason::NoMbuf);
+            return None;
+        };
+        let buf = m.append(ARP_FRAME_LEN)?;
+        write_arp_request(buf, mac, sip, tip);
+        Some((port, m))
+    }
+}
+
+/// Length of a padded Ethernet ARP frame (without FCS).
+pub const ARP_FRAME_LEN: usize = 60;
+
+/// Writes a broadcast ARP request (who-has `tip` tell `sip`) into a buffer of at least
+/// [`ARP_FRAME_LEN`] bytes, without allocating. A gratuitous ARP has `sip == tip`.
+pub fn write_arp_request(buf: &mut [u8], mac: MacAddr, sip: Ipv4Addr, tip: Ipv4Addr) {
+    if buf.len() < ARP_FRAME_LEN {
+        return;
+    }
+    buf[..ARP_FRAME_LEN].fill(0);
+    buf[0..6].copy_from_slice(&MacAddr::BROADCAST.0);
+    buf[6..12].copy_from_slice(&mac.0);
+    buf[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    buf[14..16].copy_from_slice(&1u16.to_be_bytes()); // Ethernet
+    buf[16..18].copy_from_slice(&0x0800u16.to_be_bytes()); // IPv4
+    buf[18] = 6;
+    buf[19] = 4;
+    buf[20..22].copy_from_slice(&1u16.to_be_bytes()); // request
+    buf[22..28].copy_from_slice(&mac.0);
+    buf[28..32].copy_from_slice(&sip.octets());
+    buf[38..42].copy_from_slice(&tip.octets());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{ArpPacket, Frame};
+
+    #[test]
+    fn arp_request_matches_the_builder_and_parses() {
+        let mac = MacAddr([2, 0, 0, 0, 0, 9]);
+        let (s, t) = (Ipv4Addr::new(198, 51, 100, 2), Ipv4Addr::new(198, 51, 100, 11));
+        let mut buf = [0xAAu8; ARP_FRAME_LEN];
+        write_arp_request(&mut buf, mac, s, t);
+        assert_eq!(&buf[..], &Frame::arp_request(mac, s, t).build()[..]);
+        let a = ArpPacket::new_checked(&buf[14..]).unwrap();
+        assert_eq!((a.spa(), a.tpa()), (s, t));
+    }
+}
