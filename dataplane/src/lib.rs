@@ -1,4 +1,17 @@
-//! Director dataplane.
+//! Director dataplane: wire views, connection and persistence tables, timers, schedulers,
+//! DR forwarding, ARP/neighbours, per-core workers and the control backend.
+//!
+//! `dpdk` is the only module that touches `ffi` (and the only one with `unsafe`); everything
+//! else is safe Rust and, except `worker` and `director`, testable without EAL.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod conn;
+pub mod counters;
 pub mod dpdk;
+pub mod engine;
+pub mod neigh;
+pub mod sched;
+pub mod snapshot;
+pub mod timer;
+pub mod wire;
+pub mod worker;

@@ -180,9 +180,12 @@ impl Worker {
     }
 
     fn serve_mailbox(&mut self, tx: &mut [MbufBatch<BURST>], queue: u16) {
-        let Some(mb) = self.shared.mailboxes.get(self.index as usize) else { return };
+        let me = self.index as usize;
+        let mut served = 0;
         for _ in 0..MAILBOX_BUDGET {
-            let Some(req) = mb.requests.pop() else { break };
+            // Borrow the mailbox only for each pop/push (no Arc clone: no atomic RMW here).
+            let Some(req) = self.shared.mailboxes.get(me).and_then(|mb| mb.requests.pop()) else { break };
+            served += 1;
             match req {
                 WorkerRequest::Tx(t) => {
                     if let Some((port, m)) = self.build_tx(t) {
@@ -195,13 +198,17 @@ impl Worker {
                 }
                 WorkerRequest::Counters(mut c) => {
                     c.copy_from(self.engine.counters());
-                    // The control side sized the reply queue for its requests; if it is full
+                    // The control side sizes the reply queue for its requests; if it is full
                     // the box is dropped here (slow path, rare) and the control side times out.
-                    let _ = mb.replies.push(WorkerReply::Counters(c));
+                    if let Some(mb) = self.shared.mailboxes.get(me) {
+                        let _ = mb.replies.push(WorkerReply::Counters(c));
+                    }
                 }
             }
         }
-        self.flush(tx, queue);
+        if served > 0 {
+            self.flush(tx, queue);
+        }
     }
 
     /// Builds an ARP frame the control side asked for.

@@ -1,0 +1,516 @@
+//! The packet logic of one worker, free of DPDK so it can be tested on byte arrays.
+//!
+//! [`Engine::process`] takes one frame (mutable, in place) and returns a [`Verdict`]:
+//! forward it by direct routing out of a port, send it back out of the port it came from
+//! (ARP reply, ICMP echo reply, both rewritten in place), consume it (learned ARP answer) or
+//! drop it with a reason. Per packet: parse Ethernet/IPv4/L4 through the zero-copy views,
+//! connection lookup by 5-tuple first, then (only for a new connection) service lookup and
+//! scheduling, TCP input-only state tracking, and the DR rewrite (Ethernet header, TTL - 1
+//! with an incremental checksum update).
+//!
+//! Invariants: no allocation, no locks, no panics on any input (every view is validated once,
+//! indexing is bounds-checked by construction), counters are plain integers owned by the
+//! worker. The only shared object written is the lock-free neighbour-event queue.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use crossbeam::queue::ArrayQueue;
+
+use crate::conn::{
+    ConnInit, ConnKey, ConnTable, CounterMove, ExpireAction, TcpState, Timeouts, F_INACTIVE, F_TEMPLATE,
+};
+use crate::counters::{DropReason, ServerCounters, WorkerCounters};
+use crate::sched::{DestSet, SchedInput, Scheduler};
+use crate::snapshot::{Snapshot, PROTO_TCP, PROTO_UDP};
+use crate::wire::arp::{self, ArpPacket};
+use crate::wire::ethernet::ethertype;
+use crate::wire::icmp::{msg_type, IcmpPacket};
+use crate::wire::ipv4::{protocol, Ipv4Packet};
+use crate::wire::{checksum, parse_l2, MacAddr, TcpPacket, UdpPacket, WireError};
+
+/// What to do with a frame after [`Engine::process`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Transmit out of this port (rewritten for direct routing).
+    Forward(u16),
+    /// Transmit back out of the receiving port (rewritten into a reply).
+    Reply,
+    /// Fully handled, nothing to send (e.g. an ARP answer that was learned).
+    Consumed,
+    /// Dropped; counted under this reason.
+    Drop(DropReason),
+}
+
+/// Something a worker learned about a neighbour, for the control side's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeighEvent {
+    /// The neighbour's address.
+    pub ip: Ipv4Addr,
+    /// Its MAC.
+    pub mac: MacAddr,
+    /// The port it was heard on.
+    pub port: u16,
+}
+
+/// Engine parameters fixed at start-up.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineConfig {
+    /// Connection-table capacity (entries).
+    pub conn_capacity: usize,
+    /// Number of real-server slots.
+    pub max_servers: usize,
+    /// Number of port ids to count for.
+    pub ports: usize,
+    /// Timer ticks per second.
+    pub ticks_per_sec: u32,
+    /// Hash seed for the connection table.
+    pub seed: u64,
+}
+
+/// One worker's packet logic and state.
+pub struct Engine {
+    snap: Arc<Snapshot>,
+    conns: ConnTable,
+    /// Scheduler of each service of `snap` (same index); `None` for an unknown scheduler.
+    scheds: Vec<Option<Scheduler>>,
+    counters: WorkerCounters,
+    /// Timeouts of `snap`, converted to ticks.
+    timeouts: Timeouts,
+    ticks_per_sec: u32,
+    events: Arc<ArrayQueue<NeighEvent>>,
+}
+
+/// The servers of one service as the schedulers see them (kernel order).
+struct Dests<'a> {
+    slots: &'a [u32],
+    snap: &'a Snapshot,
+    counters: &'a [ServerCounters],
+}
+
+impl Dests<'_> {
+    #[inline]
+    fn counters(&self, i: usize) -> ServerCounters {
+        self.slots
+            .get(i)
+            .and_then(|&s| self.counters.get(s as usize))
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+impl DestSet for Dests<'_> {
+    #[inline]
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+    #[inline]
+    fn id(&self, i: usize) -> u32 {
+        self.slots.get(i).copied().unwrap_or(u32::MAX)
+    }
+    #[inline]
+    fn weight(&self, i: usize) -> u32 {
+        self.slots
+            .get(i)
+            .and_then(|&s| self.snap.servers.get(s as usize))
+            .and_then(|s| s.as_ref())
+            .map_or(0, |s| s.weight)
+    }
+    #[inline]
+    fn active(&self, i: usize) -> u32 {
+        self.counters(i).active
+    }
+    #[inline]
+    fn inactive(&self, i: usize) -> u32 {
+        self.counters(i).inactive
+    }
+    #[inline]
+    fn overloaded(&self, i: usize) -> bool {
+        let Some(s) = self.slots.get(i).and_then(|&s| self.snap.servers.get(s as usize)).and_then(|s| s.as_ref())
+        else {
+            return true;
+        };
+        let c = self.counters(i);
+        s.u_threshold != 0 && c.active + c.inactive >= s.u_threshold
+    }
+}
+
+impl Engine {
+    /// A new engine with an empty configuration.
+    pub fn new(cfg: EngineConfig, events: Arc<ArrayQueue<NeighEvent>>) -> Result<Engine, crate::conn::TableConfigError> {
+        let conns = ConnTable::new(crate::conn::ConnTableConfig {
+            capacity: cfg.conn_capacity,
+            wheel_slots: 4096,
+            ticks_per_sec: cfg.ticks_per_sec,
+            seed: cfg.seed,
+            now: 0,
+        })?;
+        let snap = Arc::new(Snapshot::default());
+        Ok(Engine {
+            timeouts: snap.timeouts.in_ticks(cfg.ticks_per_sec),
+            snap,
+            conns,
+            scheds: Vec::new(),
+            counters: WorkerCounters::new(cfg.ports, cfg.max_servers),
+            ticks_per_sec: cfg.ticks_per_sec,
+            events,
+        })
+    }
+
+    /// The snapshot in use.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snap
+    }
+
+    /// This worker's counters.
+    pub fn counters(&self) -> &WorkerCounters {
+        &self.counters
+    }
+
+    /// The connection table (control-plane dumps, tests).
+    pub fn conns(&self) -> &ConnTable {
+        &self.conns
+    }
+
+    /// Counts a drop decided outside the engine (TX refused, no mbuf).
+    #[inline]
+    pub fn count_drop(&mut self, r: DropReason) {
+        self.counters.drop(r);
+    }
+
+    /// Switches to a new configuration snapshot (between bursts). Scheduler state of services
+    /// that still exist is kept and told about server-list changes.
+    pub fn set_snapshot(&mut self, new: Arc<Snapshot>) {
+        let old = std::mem::replace(&mut self.snap, new);
+        let mut old_scheds = std::mem::take(&mut self.scheds);
+        let mut scheds = Vec::with_capacity(self.snap.services.len());
+        for svc in &self.snap.services {
+            let prev = old.services.iter().position(|o| o.key == svc.key && o.scheduler == svc.scheduler
+                && o.sched_flags == svc.sched_flags);
+            let kept = prev.and_then(|i| old_scheds.get_mut(i).and_then(Option::take).map(|s| (i, s)));
+            let sched = match kept {
+                Some((i, mut s)) => {
+                    let od = Dests { slots: &old.services[i].servers, snap: &old, counters: &self.counters.servers };
+                    let nd = Dests { slots: &svc.servers, snap: &self.snap, counters: &self.counters.servers };
+                    s.update(&od, &nd);
+                    Some(s)
+                }
+                None => Scheduler::new(&svc.scheduler, svc.sched_flags),
+            };
+            scheds.push(sched);
+        }
+        self.scheds = scheds;
+        self.timeouts = self.snap.timeouts.in_ticks(self.ticks_per_sec);
+    }
+
+    /// Expires idle connection entries, examining at most `budget` of them.
+    pub fn expire(&mut self, now: u32, budget: u32) {
+        let servers = &mut self.counters.servers;
+        let template_control = self.timeouts.template_control;
+        self.conns.expire(now, budget, |_, e| {
+            if e.is_template() && e.n_control() > 0 {
+                return ExpireAction::Rearm(template_control);
+            }
+            if let Some(c) = servers.get_mut(e.server as usize) {
+                if e.flags & F_TEMPLATE != 0 {
+                    c.persist = c.persist.saturating_sub(1);
+                } else if e.flags & F_INACTIVE != 0 {
+                    c.inactive = c.inactive.saturating_sub(1);
+                } else {
+                    c.active = c.active.saturating_sub(1);
+                }
+            }
+            ExpireAction::Remove
+        });
+    }
+
+    /// Decides one frame received on `in_port` at tick `now`, rewriting it in place.
+    #[inline]
+    pub fn process(&mut self, frame: &mut [u8], in_port: u16, now: u32) -> Verdict {
+        let v = self.classify(frame, in_port, now);
+        if let Verdict::Drop(r) = v {
+            self.counters.drop(r);
+        }
+        let pc = self.counters.ports.get_mut(in_port as usize);
+        match v {
+            Verdict::Drop(_) => {
+                if let Some(c) = pc {
+                    c.rx += 1;
+                    c.dropped += 1;
+                }
+            }
+            Verdict::Forward(out) => {
+                if let Some(c) = pc {
+                    c.rx += 1;
+                }
+                if let Some(c) = self.counters.ports.get_mut(out as usize) {
+                    c.forwarded += 1;
+                }
+            }
+            Verdict::Reply => {
+                if let Some(c) = pc {
+                    c.rx += 1;
+                    c.replied += 1;
+                }
+            }
+            Verdict::Consumed => {
+                if let Some(c) = pc {
+                    c.rx += 1;
+                }
+            }
+        }
+        v
+    }
+
+    #[inline]
+    fn classify(&mut self, frame: &mut [u8], in_port: u16, now: u32) -> Verdict {
+        let l2 = match parse_l2(frame) {
+            Ok(l2) => l2,
+            Err(_) => return Verdict::Drop(DropReason::Truncated),
+        };
+        if l2.vlan.is_some() {
+            return Verdict::Drop(DropReason::Vlan);
+        }
+        let Some(my_mac) = self.snap.port_mac(in_port) else {
+            return Verdict::Drop(DropReason::NotOurMac);
+        };
+        let dst = MacAddr([frame[0], frame[1], frame[2], frame[3], frame[4], frame[5]]);
+        match l2.ethertype {
+            ethertype::ARP => {
+                if dst != my_mac && !dst.is_broadcast() {
+                    return Verdict::Drop(DropReason::NotOurMac);
+                }
+                self.arp(frame, l2.l3_offset, in_port, my_mac)
+            }
+            ethertype::IPV4 => {
+                if dst != my_mac {
+                    return Verdict::Drop(DropReason::NotOurMac);
+                }
+                self.ipv4(frame, l2.l3_offset, my_mac, now)
+            }
+            _ => Verdict::Drop(DropReason::UnsupportedEthertype),
+        }
+    }
+
+    fn arp(&mut self, frame: &mut [u8], l3: usize, in_port: u16, my_mac: MacAddr) -> Verdict {
+        let (op, sha, spa, tpa) = {
+            let Some(buf) = frame.get(l3..) else { return Verdict::Drop(DropReason::Truncated) };
+            match ArpPacket::new_checked(buf) {
+                Ok(a) => (a.operation(), a.sha(), a.spa(), a.tpa()),
+                Err(_) => return Verdict::Drop(DropReason::BadArp),
+            }
+        };
+        let for_us = self.snap.is_local_on(tpa, in_port);
+        // Learn from answers, and from requests aimed at us (as Linux does); the control side
+        // decides whether the sender is on-link or wanted.
+        if (op == arp::op::REPLY || for_us) && sha.is_unicast() && !spa.is_unspecified() {
+            let ev = NeighEvent { ip: spa, mac: sha, port: in_port };
+            if self.events.push(ev).is_err() {
+                self.counters.neigh_events_lost += 1;
+            }
+        }
+        if op == arp::op::REQUEST && for_us && spa != tpa {
+            return match arp::make_reply_in_place(frame, l3, my_mac) {
+                Ok(()) => Verdict::Reply,
+                Err(_) => Verdict::Drop(DropReason::BadArp),
+            };
+        }
+        if op == arp::op::REPLY {
+            return Verdict::Consumed;
+        }
+        Verdict::Drop(DropReason::ArpNotForUs)
+    }
+
+    #[inline]
+    fn ipv4(&mut self, frame: &mut [u8], l3: usize, my_mac: MacAddr, now: u32) -> Verdict {
+        let Some(ipbuf) = frame.get(l3..) else { return Verdict::Drop(DropReason::Truncated) };
+        let ip = match Ipv4Packet::new_checked(ipbuf) {
+            Ok(ip) => ip,
+            Err(e) => {
+                return Verdict::Drop(match e {
+                    WireError::BadVersion => DropReason::BadIpVersion,
+                    WireError::BadHeaderLen => DropReason::BadIpHeaderLen,
+                    WireError::BadTotalLen => DropReason::BadIpTotalLen,
+                    _ => DropReason::Truncated,
+                })
+            }
+        };
+        if !ip.verify_checksum() {
+            return Verdict::Drop(DropReason::BadIpChecksum);
+        }
+        let (src, dst, proto, hlen, total) =
+            (ip.src(), ip.dst(), ip.protocol(), ip.header_len() as usize, ip.total_len() as usize);
+        if !self.snap.is_local(dst) {
+            return Verdict::Drop(DropReason::NotLocal);
+        }
+        if ip.is_fragment() {
+            return Verdict::Drop(DropReason::Fragment);
+        }
+        let l4 = l3 + hlen;
+        let l4_end = l3 + total;
+        match proto {
+            protocol::TCP | protocol::UDP => {
+                let Some(seg) = frame.get(l4..l4_end) else { return Verdict::Drop(DropReason::Truncated) };
+                let (sport, dport, flags) = if proto == protocol::TCP {
+                    match TcpPacket::new_checked(seg) {
+                        Ok(t) => (t.src_port(), t.dst_port(), t.flags().bits()),
+                        Err(_) => return Verdict::Drop(DropReason::BadTcp),
+                    }
+                } else {
+                    match UdpPacket::new_checked(seg) {
+                        Ok(u) => (u.src_port(), u.dst_port(), 0),
+                        Err(_) => return Verdict::Drop(DropReason::BadUdp),
+                    }
+                };
+                let key = ConnKey { proto, caddr: u32::from(src), cport: sport, vaddr: u32::from(dst), vport: dport };
+                match self.connection(key, flags, now) {
+                    Ok(slot) => self.dr_forward(frame, l3, slot, total as u64),
+                    Err(r) => Verdict::Drop(r),
+                }
+            }
+            protocol::ICMP => self.icmp_local(frame, l3, l4, l4_end, my_mac),
+            _ => Verdict::Drop(DropReason::UnsupportedProtocol),
+        }
+    }
+
+    /// Finds or creates the connection of a client packet; returns its real-server slot.
+    #[inline]
+    fn connection(&mut self, key: ConnKey, tcp_flags: u8, now: u32) -> Result<u32, DropReason> {
+        use crate::conn::tcp_flags::{RST, SYN};
+        if let Some(idx) = self.conns.lookup(&key) {
+            let Some(e) = self.conns.get_mut(idx) else { return Err(DropReason::NoConnection) };
+            let slot = e.server;
+            // A deleted server keeps its entries until they time out, and their packets are
+            // dropped without refreshing them (IPVS with expire_nodest_conn = 0).
+            if self.snap.servers.get(slot as usize).is_none_or(|s| s.is_none()) {
+                return Err(DropReason::DestinationGone);
+            }
+            if key.proto == PROTO_TCP {
+                let t = e.apply_tcp(tcp_flags, &self.timeouts);
+                if let Some(c) = self.counters.servers.get_mut(slot as usize) {
+                    match t.counter {
+                        CounterMove::ToActive => {
+                            c.active += 1;
+                            c.inactive = c.inactive.saturating_sub(1);
+                        }
+                        CounterMove::ToInactive => {
+                            c.inactive += 1;
+                            c.active = c.active.saturating_sub(1);
+                        }
+                        CounterMove::None => {}
+                    }
+                }
+            } else {
+                e.apply_udp(&self.timeouts);
+            }
+            self.conns.touch(idx, now);
+            return Ok(slot);
+        }
+        // New connection: TCP only on SYN without RST (sloppy_tcp = 0).
+        if key.proto == PROTO_TCP && (tcp_flags & SYN == 0 || tcp_flags & RST != 0) {
+            return Err(DropReason::NoConnection);
+        }
+        let vip = Ipv4Addr::from(key.vaddr);
+        let Some(si) = self.snap.find_service(0, key.proto, vip, key.vport) else {
+            return Err(DropReason::NoService);
+        };
+        let slot = self.schedule(si as usize, &key).ok_or(DropReason::NoDestination)?;
+        // Created in NONE with the INACTIVE flag, then the first packet runs the state machine
+        // (IPVS: bind counts it inactive, the SYN moves it to SYN_RECV = active).
+        let init = ConnInit { server: slot, svc: si, state: TcpState::None as u8, flags: F_INACTIVE, timeout: self.timeouts.new_conn };
+        let idx = match self.conns.insert(key, init, now) {
+            Ok(i) => i,
+            Err(_) => return Err(DropReason::TableFull),
+        };
+        let c = self.counters.servers.get_mut(slot as usize);
+        let Some(c) = c else { return Ok(slot) };
+        c.conns += 1;
+        c.inactive += 1;
+        if let Some(e) = self.conns.get_mut(idx) {
+            if key.proto == PROTO_TCP {
+                if e.apply_tcp(tcp_flags, &self.timeouts).counter == CounterMove::ToActive {
+                    c.active += 1;
+                    c.inactive -= 1;
+                }
+            } else if key.proto == PROTO_UDP {
+                e.apply_udp(&self.timeouts);
+            }
+        }
+        self.conns.touch(idx, now);
+        Ok(slot)
+    }
+
+    /// Runs the service's scheduler; returns a real-server slot.
+    fn schedule(&mut self, si: usize, key: &ConnKey) -> Option<u32> {
+        let svc = self.snap.services.get(si)?;
+        let dests = Dests { slots: &svc.servers, snap: &self.snap, counters: &self.counters.servers };
+        let sched = self.scheds.get_mut(si)?.as_mut()?;
+        let input = SchedInput { caddr: key.caddr, cport: key.cport, vaddr: key.vaddr };
+        let i = sched.schedule(&dests, &input)?;
+        svc.servers.get(i).copied()
+    }
+
+    /// Direct-routing rewrite toward real server `slot`: Ethernet addresses, TTL - 1.
+    #[inline]
+    fn dr_forward(&mut self, frame: &mut [u8], l3: usize, slot: u32, ip_len: u64) -> Verdict {
+        let Some(Some(rs)) = self.snap.servers.get(slot as usize) else {
+            return Verdict::Drop(DropReason::DestinationGone);
+        };
+        let Some(out) = rs.egress_port else { return Verdict::Drop(DropReason::NoRoute) };
+        let Some(rs_mac) = rs.mac else { return Verdict::Drop(DropReason::NeighbourUnresolved) };
+        let Some(port) = self.snap.ports.get(out as usize) else { return Verdict::Drop(DropReason::NoRoute) };
+        let (out_mac, mtu) = (port.mac, port.mtu);
+        let Some(ipbuf) = frame.get_mut(l3..) else { return Verdict::Drop(DropReason::Truncated) };
+        let mut ip = Ipv4Packet::new_unchecked(ipbuf);
+        if ip.ttl() <= 1 {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        if ip_len > mtu as u64 && ip.dont_frag() {
+            return Verdict::Drop(DropReason::MtuExceeded);
+        }
+        ip.decrement_ttl_incremental();
+        frame[0..6].copy_from_slice(&rs_mac.0);
+        frame[6..12].copy_from_slice(&out_mac.0);
+        if let Some(c) = self.counters.servers.get_mut(slot as usize) {
+            c.inpkts += 1;
+            c.inbytes += ip_len;
+        }
+        Verdict::Forward(out)
+    }
+
+    /// ICMP addressed to one of our addresses: answer echo requests in place.
+    fn icmp_local(&mut self, frame: &mut [u8], l3: usize, l4: usize, l4_end: usize, my_mac: MacAddr) -> Verdict {
+        {
+            let Some(buf) = frame.get(l4..l4_end) else { return Verdict::Drop(DropReason::Truncated) };
+            let Ok(icmp) = IcmpPacket::new_checked(buf) else { return Verdict::Drop(DropReason::BadIcmp) };
+            if !icmp.verify_checksum() {
+                return Verdict::Drop(DropReason::BadIcmp);
+            }
+            if icmp.msg_type() != msg_type::ECHO_REQUEST {
+                return Verdict::Drop(DropReason::IcmpUnhandled);
+            }
+        }
+        // ICMP: type 8 → 0, checksum updated incrementally (type is the high byte of word 0).
+        if let Some(buf) = frame.get_mut(l4..l4_end) {
+            let mut icmp = IcmpPacket::new_unchecked(buf);
+            let old = icmp.checksum();
+            icmp.set_msg_type(msg_type::ECHO_REPLY);
+            icmp.set_checksum(checksum::update16(old, (msg_type::ECHO_REQUEST as u16) << 8, (msg_type::ECHO_REPLY as u16) << 8));
+        }
+        // IPv4: swap addresses, fresh TTL, full header checksum.
+        if let Some(buf) = frame.get_mut(l3..) {
+            let mut ip = Ipv4Packet::new_unchecked(buf);
+            let (s, d) = (ip.src(), ip.dst());
+            ip.set_src(d);
+            ip.set_dst(s);
+            ip.set_ttl(64);
+            ip.fill_checksum();
+        }
+        // Ethernet: back to the sender.
+        let mut src = [0u8; 6];
+        src.copy_from_slice(&frame[6..12]);
+        frame[0..6].copy_from_slice(&src);
+        frame[6..12].copy_from_slice(&my_mac.0);
+        Verdict::Reply
+    }
+}
