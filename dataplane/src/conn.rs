@@ -1452,6 +1452,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
         #[test]
         fn matches_hashmap_model(
             cap in 1usize..40,

@@ -75,6 +75,8 @@ pub struct Engine {
     /// Scheduler of each service of `snap` (same index); `None` for an unknown scheduler.
     scheds: Vec<Option<Scheduler>>,
     counters: WorkerCounters,
+    /// Incarnation of each server slot the counters belong to.
+    incarnations: Vec<u64>,
     /// Timeouts of `snap`, converted to ticks.
     timeouts: Timeouts,
     ticks_per_sec: u32,
@@ -152,6 +154,7 @@ impl Engine {
             conns,
             scheds: Vec::new(),
             counters: WorkerCounters::new(cfg.ports, cfg.max_servers),
+            incarnations: vec![0; cfg.max_servers],
             ticks_per_sec: cfg.ticks_per_sec,
             events,
         })
@@ -182,6 +185,17 @@ impl Engine {
     /// that still exist is kept and told about server-list changes.
     pub fn set_snapshot(&mut self, new: Arc<Snapshot>) {
         let old = std::mem::replace(&mut self.snap, new);
+        // A slot handed to a different server starts its counters from zero.
+        for rs in self.snap.servers.iter().flatten() {
+            if let Some(inc) = self.incarnations.get_mut(rs.slot as usize) {
+                if *inc != rs.incarnation {
+                    *inc = rs.incarnation;
+                    if let Some(c) = self.counters.servers.get_mut(rs.slot as usize) {
+                        *c = ServerCounters::default();
+                    }
+                }
+            }
+        }
         let mut old_scheds = std::mem::take(&mut self.scheds);
         let mut scheds = Vec::with_capacity(self.snap.services.len());
         for svc in &self.snap.services {
@@ -512,5 +526,307 @@ impl Engine {
         frame[0..6].copy_from_slice(&src);
         frame[6..12].copy_from_slice(&my_mac.0);
         Verdict::Reply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::tcp_flags::{ACK, FIN, RST, SYN};
+    use crate::snapshot::{PortInfo, ServerInfo, ServiceInfo, SvcKey};
+    use crate::wire::{Frame, TcpFlags};
+
+    const PORT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xd0]);
+    const CLIENT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xc1]);
+    const RS_MACS: [MacAddr; 2] = [MacAddr([2, 0, 0, 0, 0, 0x11]), MacAddr([2, 0, 0, 0, 0, 0x12])];
+    const DIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+    const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 100);
+    const CIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 50);
+    const RIPS: [Ipv4Addr; 2] = [Ipv4Addr::new(198, 51, 100, 11), Ipv4Addr::new(198, 51, 100, 12)];
+    const TPS: u32 = 16;
+
+    fn snapshot(sched: &str) -> Snapshot {
+        let mut s = Snapshot::default();
+        s.ports.push(PortInfo { id: 0, mac: PORT_MAC, mtu: 1500, addrs: vec![(DIP, 24), (VIP, 32)] });
+        s.local.insert(DIP, 1);
+        s.local.insert(VIP, 1);
+        // Kernel order: newest first; rs2 (slot 1) was added last.
+        s.services.push(ServiceInfo {
+            key: SvcKey::Addr { proto: PROTO_TCP, addr: VIP, port: 80 },
+            scheduler: sched.into(),
+            sched_flags: 0,
+            persistent: None,
+            netmask: Ipv4Addr::BROADCAST,
+            servers: vec![1, 0],
+        });
+        s.by_addr.insert((PROTO_TCP, VIP, 80), 0);
+        for i in 0..2 {
+            s.servers.push(Some(ServerInfo {
+                slot: i as u32,
+                svc: 0,
+                addr: RIPS[i],
+                port: 80,
+                weight: 1,
+                u_threshold: 0,
+                l_threshold: 0,
+                egress_port: Some(0),
+                mac: Some(RS_MACS[i]),
+                incarnation: i as u64 + 1,
+            }));
+        }
+        s
+    }
+
+    fn engine(sched: &str) -> (Engine, Arc<ArrayQueue<NeighEvent>>) {
+        let q = Arc::new(ArrayQueue::new(16));
+        let cfg = EngineConfig { conn_capacity: 64, max_servers: 16, ports: 2, ticks_per_sec: TPS, seed: 7 };
+        let mut e = Engine::new(cfg, q.clone()).unwrap();
+        e.set_snapshot(Arc::new(snapshot(sched)));
+        (e, q)
+    }
+
+    fn tcp(sport: u16, flags: u8) -> Vec<u8> {
+        Frame::tcp()
+            .src_mac(CLIENT_MAC)
+            .dst_mac(PORT_MAC)
+            .src(CIP, sport)
+            .dst(VIP, 80)
+            .flags(TcpFlags(flags))
+            .ttl(64)
+            .payload(b"hello")
+            .build()
+    }
+
+    fn rs_of(frame: &[u8]) -> usize {
+        RS_MACS.iter().position(|m| m.0 == frame[0..6]).expect("forwarded to a real server MAC")
+    }
+
+    #[test]
+    fn syn_is_forwarded_by_dr_and_only_the_ethernet_header_and_ttl_change() {
+        let (mut e, _) = engine("rr");
+        let orig = tcp(40000, SYN);
+        let mut f = orig.clone();
+        assert_eq!(e.process(&mut f, 0, 0), Verdict::Forward(0));
+        assert_eq!(&f[6..12], &PORT_MAC.0);
+        let rs = rs_of(&f);
+        let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        assert_eq!(ip.ttl(), 63);
+        assert!(ip.verify_checksum());
+        assert_eq!((ip.src(), ip.dst()), (CIP, VIP));
+        // Everything after the IP header is untouched (ports, payload, TCP checksum).
+        assert_eq!(&f[34..], &orig[34..]);
+        assert_eq!(f.len(), orig.len());
+        let c = e.counters().servers[rs];
+        assert_eq!((c.conns, c.active, c.inactive, c.inpkts), (1, 1, 0, 1));
+        assert_eq!(c.inbytes, ip.total_len() as u64, "IP bytes, not Ethernet padding");
+    }
+
+    #[test]
+    fn rr_alternates_and_every_packet_of_a_connection_follows_its_syn() {
+        let (mut e, _) = engine("rr");
+        let mut first = Vec::new();
+        for sport in 40000..40006 {
+            let mut f = tcp(sport, SYN);
+            assert_eq!(e.process(&mut f, 0, 0), Verdict::Forward(0));
+            first.push(rs_of(&f));
+        }
+        // Kernel order is newest first and rr starts after the list head: rs2, rs1, ...
+        assert_eq!(first, vec![1, 0, 1, 0, 1, 0]);
+        for (i, sport) in (40000..40006).enumerate() {
+            for flags in [ACK, ACK, FIN | ACK] {
+                let mut f = tcp(sport, flags);
+                assert_eq!(e.process(&mut f, 0, 1), Verdict::Forward(0));
+                assert_eq!(rs_of(&f), first[i]);
+            }
+        }
+        // After the client's FIN every connection is inactive (FIN_WAIT).
+        let total: Vec<_> = e.counters().servers[..2].iter().map(|c| (c.active, c.inactive)).collect();
+        assert_eq!(total, vec![(0, 3), (0, 3)]);
+    }
+
+    #[test]
+    fn non_syn_without_connection_and_rst_are_not_scheduled() {
+        let (mut e, _) = engine("rr");
+        for flags in [ACK, FIN | ACK, RST, SYN | RST, 0] {
+            let mut f = tcp(41000, flags);
+            assert_eq!(e.process(&mut f, 0, 0), Verdict::Drop(DropReason::NoConnection), "flags {flags:#x}");
+        }
+        assert_eq!(e.conns().len(), 0);
+        assert_eq!(e.counters().drops[DropReason::NoConnection as usize], 5);
+    }
+
+    #[test]
+    fn packets_not_for_a_service_are_dropped_with_their_reason() {
+        let (mut e, _) = engine("rr");
+        let cases: Vec<(Vec<u8>, DropReason)> = vec![
+            (Frame::tcp().src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src(CIP, 1).dst(VIP, 443).flags(TcpFlags(SYN)).build(), DropReason::NoService),
+            (Frame::tcp().src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src(CIP, 1).dst(Ipv4Addr::new(198, 51, 100, 99), 80).flags(TcpFlags(SYN)).build(), DropReason::NotLocal),
+            (Frame::tcp().src_mac(CLIENT_MAC).dst_mac(RS_MACS[0]).src(CIP, 1).dst(VIP, 80).flags(TcpFlags(SYN)).build(), DropReason::NotOurMac),
+            (Frame::tcp().src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src(CIP, 1).dst(VIP, 80).flags(TcpFlags(SYN)).vlan(Some(5)).build(), DropReason::Vlan),
+            (Frame::tcp().src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src(CIP, 1).dst(VIP, 80).flags(TcpFlags(SYN)).fragment(false, 8).build(), DropReason::Fragment),
+            (Frame::tcp().src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src(CIP, 1).dst(VIP, 80).flags(TcpFlags(SYN)).ttl(1).build(), DropReason::TtlExceeded),
+            (Frame::udp().src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src(CIP, 1).dst(VIP, 53).build(), DropReason::NoService),
+            (Frame::raw_ip(47).src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src_ip(CIP).dst_ip(VIP).build(), DropReason::UnsupportedProtocol),
+            (Frame::tcp().src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src(CIP, 1).dst(VIP, 80).flags(TcpFlags(SYN)).df(true).payload(&[0u8; 1600]).build(), DropReason::MtuExceeded),
+        ];
+        for (mut f, reason) in cases {
+            assert_eq!(e.process(&mut f, 0, 0), Verdict::Drop(reason));
+        }
+        let mut bad = tcp(1, SYN);
+        bad[14 + 10] ^= 0xff; // IP checksum
+        assert_eq!(e.process(&mut bad, 0, 0), Verdict::Drop(DropReason::BadIpChecksum));
+        let mut short = tcp(1, SYN);
+        short.truncate(14 + 20 + 10);
+        assert!(matches!(e.process(&mut short, 0, 0), Verdict::Drop(_)));
+    }
+
+    #[test]
+    fn arp_requests_for_our_addresses_are_answered_and_senders_learned() {
+        let (mut e, q) = engine("rr");
+        for target in [VIP, DIP] {
+            let mut f = Frame::arp_request(CLIENT_MAC, CIP, target).build();
+            assert_eq!(e.process(&mut f, 0, 0), Verdict::Reply);
+            assert_eq!(&f[0..6], &CLIENT_MAC.0);
+            assert_eq!(&f[6..12], &PORT_MAC.0);
+            let a = ArpPacket::new_checked(&f[14..]).unwrap();
+            assert_eq!((a.operation(), a.sha(), a.spa(), a.tha(), a.tpa()), (arp::op::REPLY, PORT_MAC, target, CLIENT_MAC, CIP));
+            assert_eq!(q.pop(), Some(NeighEvent { ip: CIP, mac: CLIENT_MAC, port: 0 }));
+        }
+        let mut other = Frame::arp_request(CLIENT_MAC, CIP, Ipv4Addr::new(198, 51, 100, 77)).build();
+        assert_eq!(e.process(&mut other, 0, 0), Verdict::Drop(DropReason::ArpNotForUs));
+        assert!(q.pop().is_none(), "requests for others teach nothing");
+        // A reply (to our probe) is learned and consumed.
+        let mut reply = Frame::arp_reply(RS_MACS[0], RIPS[0], PORT_MAC, DIP).build();
+        assert_eq!(e.process(&mut reply, 0, 0), Verdict::Consumed);
+        assert_eq!(q.pop(), Some(NeighEvent { ip: RIPS[0], mac: RS_MACS[0], port: 0 }));
+        // An address is answered only on the port it is configured on.
+        let mut wrong_port = Frame::arp_request(CLIENT_MAC, CIP, VIP).build();
+        assert_eq!(e.process(&mut wrong_port, 1, 0), Verdict::Drop(DropReason::NotOurMac));
+    }
+
+    #[test]
+    fn icmp_echo_to_the_vip_is_answered_in_place() {
+        let (mut e, _) = engine("rr");
+        let mut f = Frame::icmp_echo(0x1234, 7).src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src_ip(CIP).dst_ip(VIP).payload(b"ping-data").build();
+        assert_eq!(e.process(&mut f, 0, 0), Verdict::Reply);
+        assert_eq!((&f[0..6], &f[6..12]), (&CLIENT_MAC.0[..], &PORT_MAC.0[..]));
+        let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        assert!(ip.verify_checksum());
+        assert_eq!((ip.src(), ip.dst()), (VIP, CIP));
+        let icmp = IcmpPacket::new_checked(ip.payload()).unwrap();
+        assert!(icmp.verify_checksum());
+        assert_eq!((icmp.msg_type(), icmp.echo_ident(), icmp.echo_seq()), (msg_type::ECHO_REPLY, 0x1234, 7));
+        assert_eq!(icmp.payload(), b"ping-data");
+    }
+
+    #[test]
+    fn unresolved_or_off_link_servers_are_counted_not_forwarded() {
+        let (mut e, _) = engine("rr");
+        let mut s = snapshot("rr");
+        s.servers[1].as_mut().unwrap().mac = None;
+        s.servers[0].as_mut().unwrap().egress_port = None;
+        e.set_snapshot(Arc::new(s));
+        let mut a = tcp(42000, SYN);
+        let mut b = tcp(42001, SYN);
+        let r = [e.process(&mut a, 0, 0), e.process(&mut b, 0, 0)];
+        assert!(r.contains(&Verdict::Drop(DropReason::NeighbourUnresolved)));
+        assert!(r.contains(&Verdict::Drop(DropReason::NoRoute)));
+    }
+
+    #[test]
+    fn deleted_server_drops_its_connections_and_new_ones_go_elsewhere() {
+        let (mut e, _) = engine("rr");
+        let mut f = tcp(43000, SYN);
+        e.process(&mut f, 0, 0);
+        let victim = rs_of(&f);
+        let mut s = snapshot("rr");
+        s.servers[victim] = None;
+        s.services[0].servers.retain(|&x| x as usize != victim);
+        e.set_snapshot(Arc::new(s));
+        let mut ack = tcp(43000, ACK);
+        assert_eq!(e.process(&mut ack, 0, 1), Verdict::Drop(DropReason::DestinationGone));
+        for sport in 43001..43005 {
+            let mut f = tcp(sport, SYN);
+            assert_eq!(e.process(&mut f, 0, 1), Verdict::Forward(0));
+            assert_eq!(rs_of(&f), 1 - victim);
+        }
+    }
+
+    #[test]
+    fn weight_zero_gets_no_new_connections_and_no_server_means_no_destination() {
+        let (mut e, _) = engine("wlc");
+        let mut s = snapshot("wlc");
+        s.servers[0].as_mut().unwrap().weight = 0;
+        e.set_snapshot(Arc::new(s.clone()));
+        for sport in 44000..44010 {
+            let mut f = tcp(sport, SYN);
+            e.process(&mut f, 0, 0);
+            assert_eq!(rs_of(&f), 1);
+        }
+        s.servers[1].as_mut().unwrap().weight = 0;
+        e.set_snapshot(Arc::new(s));
+        let mut f = tcp(44100, SYN);
+        assert_eq!(e.process(&mut f, 0, 0), Verdict::Drop(DropReason::NoDestination));
+    }
+
+    #[test]
+    fn idle_connections_expire_and_counters_return_to_zero() {
+        let (mut e, _) = engine("rr");
+        for sport in 45000..45004 {
+            let mut f = tcp(sport, SYN);
+            e.process(&mut f, 0, 0);
+        }
+        assert_eq!(e.conns().len(), 4);
+        // SYN_RECV lasts 60 s; nothing expires before.
+        e.expire(59 * TPS, 1_000);
+        assert_eq!(e.conns().len(), 4);
+        e.expire(62 * TPS, 1_000);
+        assert_eq!(e.conns().len(), 0);
+        for c in &e.counters().servers[..2] {
+            assert_eq!((c.active, c.inactive, c.conns), (0, 0, 2));
+        }
+    }
+
+    #[test]
+    fn full_table_refuses_new_connections_but_keeps_serving_existing_ones() {
+        let q = Arc::new(ArrayQueue::new(4));
+        let cfg = EngineConfig { conn_capacity: 4, max_servers: 16, ports: 1, ticks_per_sec: TPS, seed: 1 };
+        let mut e = Engine::new(cfg, q).unwrap();
+        e.set_snapshot(Arc::new(snapshot("rr")));
+        for sport in 46000..46004 {
+            let mut f = tcp(sport, SYN);
+            assert_eq!(e.process(&mut f, 0, 0), Verdict::Forward(0));
+        }
+        let mut f = tcp(46004, SYN);
+        assert_eq!(e.process(&mut f, 0, 0), Verdict::Drop(DropReason::TableFull));
+        let mut f = tcp(46000, ACK);
+        assert_eq!(e.process(&mut f, 0, 0), Verdict::Forward(0));
+    }
+
+    #[test]
+    fn random_and_mutated_frames_never_panic() {
+        let (mut e, _) = engine("rr");
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let seeds = [tcp(1, SYN), Frame::arp_request(CLIENT_MAC, CIP, VIP).build(),
+            Frame::icmp_echo(1, 1).src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src_ip(CIP).dst_ip(VIP).build()];
+        for i in 0..100_000 {
+            let mut f = seeds[i % seeds.len()].clone();
+            let flips = (next() % 4) as usize;
+            for _ in 0..flips {
+                let p = (next() as usize) % f.len();
+                f[p] = next() as u8;
+            }
+            let cut = (next() as usize) % (f.len() + 1);
+            if next() % 3 == 0 {
+                f.truncate(cut);
+            }
+            let _ = e.process(&mut f, (next() % 3) as u16, (i / 1000) as u32);
+        }
     }
 }

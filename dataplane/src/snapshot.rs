@@ -88,6 +88,8 @@ pub struct ServerInfo {
     pub egress_port: Option<u16>,
     /// The server's MAC, once resolved.
     pub mac: Option<MacAddr>,
+    /// Changes when the slot is given to a different server (counters restart from zero).
+    pub incarnation: u64,
 }
 
 /// Everything a worker needs to forward, immutable once published.

@@ -574,6 +574,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
         /// Advanced every tick: an entry fires exactly at its last-refreshed expiry.
         #[test]
         fn fires_exactly_at_expiry(start in any::<u32>(), ops in proptest::collection::vec(op(), 1..200)) {
