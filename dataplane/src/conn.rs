@@ -100,7 +100,13 @@ pub struct Entry {
 
 impl Entry {
     const FREE: Entry = Entry {
-        key: ConnKey { proto: 0, caddr: 0, cport: 0, vaddr: 0, vport: 0 },
+        key: ConnKey {
+            proto: 0,
+            caddr: 0,
+            cport: 0,
+            vaddr: 0,
+            vport: 0,
+        },
         server: 0,
         expires: 0,
         timeout: 0,
@@ -161,7 +167,10 @@ impl Entry {
     pub fn apply_tcp(&mut self, tcp_flags: u8, timeouts: &Timeouts) -> TcpTransition {
         let old = TcpState::from_u8(self.state).unwrap_or(TcpState::None);
         let new = old.next(tcp_flags);
-        let mut t = TcpTransition { counter: CounterMove::None, established: false };
+        let mut t = TcpTransition {
+            counter: CounterMove::None,
+            established: false,
+        };
         if new != old {
             let inactive = self.flags & F_INACTIVE != 0;
             if !inactive && !new.is_active() {
@@ -345,7 +354,11 @@ struct Bucket {
 }
 
 impl Bucket {
-    const EMPTY: Bucket = Bucket { tags: [0; 2], idx: [NO_INDEX; SLOTS], overflow: 0 };
+    const EMPTY: Bucket = Bucket {
+        tags: [0; 2],
+        idx: [NO_INDEX; SLOTS],
+        overflow: 0,
+    };
 
     /// Bit `j` set iff slot `j` holds `tag` (exact SWAR lane compare).
     #[inline]
@@ -408,7 +421,11 @@ impl ConnTable {
         let nb = cfg.capacity.div_ceil(6).max(1);
         let mut slab = vec![Entry::FREE; cfg.capacity].into_boxed_slice();
         for (i, e) in slab.iter_mut().enumerate() {
-            e.next = if i + 1 < cfg.capacity { (i + 1) as u32 } else { NIL };
+            e.next = if i + 1 < cfg.capacity {
+                (i + 1) as u32
+            } else {
+                NIL
+            };
         }
         let s0 = cfg.seed ^ 0x243F_6A88_85A3_08D3;
         let s1 = cfg.seed.rotate_left(29) ^ 0x1319_8A2E_0370_7344;
@@ -459,13 +476,18 @@ impl ConnTable {
     #[inline]
     pub fn bucket_addr(&self, hash: u64) -> *const u8 {
         let b = self.home(hash);
-        self.buckets.get(b).map_or(core::ptr::null(), |b| (b as *const Bucket).cast())
+        self.buckets
+            .get(b)
+            .map_or(core::ptr::null(), |b| (b as *const Bucket).cast())
     }
 
     /// Address of entry `idx` (for prefetching; see [`Self::bucket_addr`]).
     #[inline]
     pub fn entry_addr(&self, idx: u32) -> *const u8 {
-        self.slab.0.get(idx as usize).map_or(core::ptr::null(), |e| (e as *const Entry).cast())
+        self.slab
+            .0
+            .get(idx as usize)
+            .map_or(core::ptr::null(), |e| (e as *const Entry).cast())
     }
 
     /// Find the hashed entry with `key`.
@@ -518,7 +540,11 @@ impl ConnTable {
                 if let Some(bk) = self.buckets.get(self.home(h)) {
                     let m = bk.matches(tag_of(h));
                     if m != 0 {
-                        *c = bk.idx.get(m.trailing_zeros() as usize).copied().unwrap_or(NO_INDEX);
+                        *c = bk
+                            .idx
+                            .get(m.trailing_zeros() as usize)
+                            .copied()
+                            .unwrap_or(NO_INDEX);
                     } else if bk.overflow != 0 {
                         *c = NO_INDEX - 1;
                     }
@@ -543,14 +569,20 @@ impl ConnTable {
     /// Entry `idx`, if it is in use.
     #[inline]
     pub fn get(&self, idx: u32) -> Option<&Entry> {
-        self.slab.0.get(idx as usize).filter(|e| e.status != ST_FREE)
+        self.slab
+            .0
+            .get(idx as usize)
+            .filter(|e| e.status != ST_FREE)
     }
 
     /// Entry `idx` for update, if it is in use. Changing `timeout` takes effect at the next
     /// [`Self::touch`].
     #[inline]
     pub fn get_mut(&mut self, idx: u32) -> Option<&mut Entry> {
-        self.slab.0.get_mut(idx as usize).filter(|e| e.status != ST_FREE)
+        self.slab
+            .0
+            .get_mut(idx as usize)
+            .filter(|e| e.status != ST_FREE)
     }
 
     /// Number of entries in use (hashed or invalidated).
@@ -657,7 +689,9 @@ impl ConnTable {
         let home = self.home(hash);
         let mut b = home;
         for _ in 0..self.buckets.len() {
-            let Some(bk) = self.buckets.get_mut(b) else { return };
+            let Some(bk) = self.buckets.get_mut(b) else {
+                return;
+            };
             if let Some(j) = bk.idx.iter().position(|&x| x == idx) {
                 bk.set(j, 0, NO_INDEX);
                 let mut p = home;
@@ -679,7 +713,11 @@ impl ConnTable {
     /// Free entry `idx` (already unlinked from the wheel): unhash, detach from its template,
     /// push on the free list.
     fn free(&mut self, idx: u32) -> Option<Entry> {
-        let e = *self.slab.0.get(idx as usize).filter(|e| e.status != ST_FREE)?;
+        let e = *self
+            .slab
+            .0
+            .get(idx as usize)
+            .filter(|e| e.status != ST_FREE)?;
         if e.status == ST_HASHED {
             self.unhash(idx, &e.key);
         }
@@ -712,7 +750,9 @@ impl ConnTable {
     /// written unless the new expiry is earlier than the old one.
     #[inline]
     pub fn touch(&mut self, idx: u32, now: u32) {
-        let Some(e) = self.slab.0.get_mut(idx as usize) else { return };
+        let Some(e) = self.slab.0.get_mut(idx as usize) else {
+            return;
+        };
         if e.status == ST_FREE {
             return;
         }
@@ -733,7 +773,9 @@ impl ConnTable {
     /// Make `idx` expire at the next [`Self::expire`] pass (`expires := now`), so it goes
     /// through the caller's expiry callback (counter bookkeeping, template rule).
     pub fn expire_now(&mut self, idx: u32, now: u32) {
-        let Some(e) = self.slab.0.get_mut(idx as usize) else { return };
+        let Some(e) = self.slab.0.get_mut(idx as usize) else {
+            return;
+        };
         if e.status == ST_FREE {
             return;
         }
@@ -763,7 +805,12 @@ impl ConnTable {
     /// store `display_key` (e.g. vport 65535) for listings, and leave it to its timer (which is
     /// not restarted). Returns false if `idx` is not a hashed entry.
     pub fn invalidate(&mut self, idx: u32, display_key: ConnKey) -> bool {
-        let Some(e) = self.slab.0.get(idx as usize).filter(|e| e.status == ST_HASHED) else {
+        let Some(e) = self
+            .slab
+            .0
+            .get(idx as usize)
+            .filter(|e| e.status == ST_HASHED)
+        else {
             return false;
         };
         let key = e.key;
@@ -786,7 +833,12 @@ impl ConnTable {
         let mut budget = budget;
         let mut stats = ExpireStats::default();
         while let Some(idx) = self.wheel.poll_expired(&mut self.slab, now, &mut budget) {
-            let Some(e) = self.slab.0.get(idx as usize).filter(|e| e.status != ST_FREE) else {
+            let Some(e) = self
+                .slab
+                .0
+                .get(idx as usize)
+                .filter(|e| e.status != ST_FREE)
+            else {
                 continue;
             };
             let (n_control, timeout) = (e.n_control, e.timeout);
@@ -921,13 +973,29 @@ impl TcpEvent {
 use TcpState as S;
 
 /// INPUT-ONLY transition table: `[event][current state]`.
-const INPUT_ONLY: [[TcpState; TCP_STATE_COUNT]; 4] = [
-    //  NO          ES              SS              SR              FW          TW          CL          CW           LA           LI          SA
-    [S::SynRecv, S::Established, S::Established, S::SynRecv, S::SynRecv, S::SynRecv, S::SynRecv, S::SynRecv, S::SynRecv, S::SynRecv, S::SynRecv], // SYN
-    [S::Close, S::FinWait, S::SynSent, S::TimeWait, S::FinWait, S::TimeWait, S::Close, S::CloseWait, S::LastAck, S::Listen, S::TimeWait], // FIN
-    [S::Established, S::Established, S::SynSent, S::Established, S::FinWait, S::TimeWait, S::Close, S::CloseWait, S::Close, S::Listen, S::Established], // ACK
-    [S::Close, S::Close, S::Close, S::SynRecv, S::Close, S::Close, S::Close, S::Close, S::LastAck, S::Listen, S::Close], // RST
-];
+#[rustfmt::skip]
+const INPUT_ONLY: [[TcpState; TCP_STATE_COUNT]; 4] = {
+    #[allow(dead_code)] // no transition leads to NONE
+    const NO: TcpState = S::None;
+    const ES: TcpState = S::Established;
+    const SS: TcpState = S::SynSent;
+    const SR: TcpState = S::SynRecv;
+    const FW: TcpState = S::FinWait;
+    const TW: TcpState = S::TimeWait;
+    const CL: TcpState = S::Close;
+    const CW: TcpState = S::CloseWait;
+    const LA: TcpState = S::LastAck;
+    const LI: TcpState = S::Listen;
+    #[allow(dead_code)] // no input-only transition leads to SYNACK
+    const SA: TcpState = S::SynAck;
+    [
+        //       NO  ES  SS  SR  FW  TW  CL  CW  LA  LI  SA
+        /*SYN*/ [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SR],
+        /*FIN*/ [CL, FW, SS, TW, FW, TW, CL, CW, LA, LI, TW],
+        /*ACK*/ [ES, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
+        /*RST*/ [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, CL],
+    ]
+};
 
 impl TcpState {
     /// All states in kernel order.
@@ -1050,7 +1118,11 @@ impl Timeouts {
 
     /// The three values `ipvsadm -L --timeout` prints: (tcp, tcpfin, udp).
     pub fn tcp_tcpfin_udp(&self) -> (u32, u32, u32) {
-        (self.tcp[S::Established as usize], self.tcp[S::FinWait as usize], self.udp)
+        (
+            self.tcp[S::Established as usize],
+            self.tcp[S::FinWait as usize],
+            self.udp,
+        )
     }
 
     /// The same timeouts converted from seconds to ticks (saturating).
@@ -1078,8 +1150,14 @@ mod tests {
     const TPS: u32 = 16;
 
     fn table(capacity: usize, seed: u64) -> ConnTable {
-        ConnTable::new(ConnTableConfig { capacity, wheel_slots: 256, ticks_per_sec: TPS, seed, now: 0 })
-            .unwrap()
+        ConnTable::new(ConnTableConfig {
+            capacity,
+            wheel_slots: 256,
+            ticks_per_sec: TPS,
+            seed,
+            now: 0,
+        })
+        .unwrap()
     }
 
     fn key(i: u32) -> ConnKey {
@@ -1093,7 +1171,13 @@ mod tests {
     }
 
     fn init(server: u32, timeout: u32) -> ConnInit {
-        ConnInit { server, svc: 0, state: 0, flags: F_INACTIVE, timeout }
+        ConnInit {
+            server,
+            svc: 0,
+            state: 0,
+            flags: F_INACTIVE,
+            timeout,
+        }
     }
 
     #[test]
@@ -1109,7 +1193,10 @@ mod tests {
         assert_eq!(core::mem::align_of::<Entry>(), 64);
         assert_eq!(core::mem::size_of::<Bucket>(), 64);
         let t = table(1 << 20, 1);
-        println!("1M-entry table: {:.2} B per entry including the index", t.bytes_per_entry());
+        println!(
+            "1M-entry table: {:.2} B per entry including the index",
+            t.bytes_per_entry()
+        );
         assert!(t.bytes_per_entry() < 76.0);
     }
 
@@ -1121,7 +1208,12 @@ mod tests {
             b.set(j, t, j as u32);
         }
         for probe in [0u16, 1, 0x8000, 0xFFFF, 0x7FFF, 0x0100, 0x8001, 0x1234, 2] {
-            let want: u32 = tags.iter().enumerate().filter(|(_, &t)| t == probe).map(|(j, _)| 1 << j).sum();
+            let want: u32 = tags
+                .iter()
+                .enumerate()
+                .filter(|(_, &t)| t == probe)
+                .map(|(j, _)| 1 << j)
+                .sum();
             assert_eq!(b.matches(probe), want, "probe {probe:#x}");
         }
     }
@@ -1132,12 +1224,18 @@ mod tests {
         assert!(t.is_empty());
         let a = t.insert(key(1), init(3, 48), 0).unwrap();
         let b = t.insert(key(2), init(4, 48), 0).unwrap();
-        assert_eq!(t.insert(key(1), init(5, 48), 0), Err(InsertError::Exists(a)));
+        assert_eq!(
+            t.insert(key(1), init(5, 48), 0),
+            Err(InsertError::Exists(a))
+        );
         assert_eq!(t.lookup(&key(1)), Some(a));
         assert_eq!(t.lookup_hashed(&key(2), t.hash(&key(2))), Some(b));
         assert_eq!(t.lookup(&key(3)), None);
         let e = t.get(a).unwrap();
-        assert_eq!((e.server, *e.key(), e.expires(), e.control(), e.n_control()), (3, key(1), 48, NO_INDEX, 0));
+        assert_eq!(
+            (e.server, *e.key(), e.expires(), e.control(), e.n_control()),
+            (3, key(1), 48, NO_INDEX, 0)
+        );
         t.get_mut(a).unwrap().packets += 1;
         assert_eq!(t.len(), 2);
         assert_eq!(t.remove(a).unwrap().packets, 1);
@@ -1152,9 +1250,14 @@ mod tests {
     #[test]
     fn full_table_refuses_but_resolves() {
         let mut t = table(20, 3);
-        let idx: Vec<u32> = (0..20).map(|i| t.insert(key(i), init(0, 100), 0).unwrap()).collect();
+        let idx: Vec<u32> = (0..20)
+            .map(|i| t.insert(key(i), init(0, 100), 0).unwrap())
+            .collect();
         assert_eq!(t.insert(key(99), init(0, 100), 0), Err(InsertError::Full));
-        assert_eq!(t.insert(key(5), init(0, 100), 0), Err(InsertError::Exists(idx[5])));
+        assert_eq!(
+            t.insert(key(5), init(0, 100), 0),
+            Err(InsertError::Exists(idx[5]))
+        );
         for i in 0..20 {
             assert_eq!(t.lookup(&key(i)), Some(idx[i as usize]));
         }
@@ -1164,10 +1267,26 @@ mod tests {
 
     #[test]
     fn config_errors() {
-        let cfg = ConnTableConfig { capacity: 0, wheel_slots: 256, ticks_per_sec: 16, seed: 0, now: 0 };
-        assert_eq!(ConnTable::new(cfg).unwrap_err(), TableConfigError::BadCapacity(0));
-        let cfg = ConnTableConfig { capacity: 4, wheel_slots: 100, ..cfg };
-        assert!(matches!(ConnTable::new(cfg), Err(TableConfigError::Wheel(_))));
+        let cfg = ConnTableConfig {
+            capacity: 0,
+            wheel_slots: 256,
+            ticks_per_sec: 16,
+            seed: 0,
+            now: 0,
+        };
+        assert_eq!(
+            ConnTable::new(cfg).unwrap_err(),
+            TableConfigError::BadCapacity(0)
+        );
+        let cfg = ConnTableConfig {
+            capacity: 4,
+            wheel_slots: 100,
+            ..cfg
+        };
+        assert!(matches!(
+            ConnTable::new(cfg),
+            Err(TableConfigError::Wheel(_))
+        ));
     }
 
     #[test]
@@ -1207,7 +1326,17 @@ mod tests {
         let mut t = table(10, 0);
         let tk = ConnKey { cport: 0, ..key(1) };
         let tmpl = t
-            .insert(tk, ConnInit { server: 2, svc: 0, state: 0, flags: F_TEMPLATE, timeout: 360 * TPS }, 0)
+            .insert(
+                tk,
+                ConnInit {
+                    server: 2,
+                    svc: 0,
+                    state: 0,
+                    flags: F_TEMPLATE,
+                    timeout: 360 * TPS,
+                },
+                0,
+            )
             .unwrap();
         let c = t.insert(key(1), init(2, to.new_conn), 0).unwrap();
         assert!(t.set_control(c, tmpl));
@@ -1251,14 +1380,23 @@ mod tests {
                 }
             });
         }
-        assert_eq!(log[1..], [(420 * TPS, tmpl, 1), (450 * TPS, c, 0), (480 * TPS, tmpl, 0)]);
+        assert_eq!(
+            log[1..],
+            [
+                (420 * TPS, tmpl, 1),
+                (450 * TPS, c, 0),
+                (480 * TPS, tmpl, 0)
+            ]
+        );
         assert!(t.is_empty());
     }
 
     #[test]
     fn remove_request_for_controlling_entry_is_refused() {
         let mut t = table(10, 0);
-        let tmpl = t.insert(ConnKey { cport: 0, ..key(1) }, init(0, 5), 0).unwrap();
+        let tmpl = t
+            .insert(ConnKey { cport: 0, ..key(1) }, init(0, 5), 0)
+            .unwrap();
         let c = t.insert(key(1), init(0, 100), 0).unwrap();
         t.set_control(c, tmpl);
         let s = t.expire(5, 100, |_, _| ExpireAction::Remove);
@@ -1342,6 +1480,7 @@ mod tests {
     // --- TCP state machine -------------------------------------------------------------------
 
     #[test]
+    #[rustfmt::skip]
     fn input_only_table_cell_by_cell() {
         use TcpState::*;
         let cols = [None, Established, SynSent, SynRecv, FinWait, TimeWait, Close, CloseWait, LastAck, Listen, SynAck];
@@ -1377,12 +1516,28 @@ mod tests {
 
     #[test]
     fn active_states_and_names() {
-        let active: Vec<&str> = TcpState::ALL.iter().filter(|s| s.is_active()).map(|s| s.name()).collect();
+        let active: Vec<&str> = TcpState::ALL
+            .iter()
+            .filter(|s| s.is_active())
+            .map(|s| s.name())
+            .collect();
         assert_eq!(active, ["ESTABLISHED", "SYN_SENT", "SYN_RECV", "SYNACK"]);
         let names: Vec<&str> = TcpState::ALL.iter().map(|s| s.name()).collect();
         assert_eq!(
             names,
-            ["NONE", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT", "TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "SYNACK"]
+            [
+                "NONE",
+                "ESTABLISHED",
+                "SYN_SENT",
+                "SYN_RECV",
+                "FIN_WAIT",
+                "TIME_WAIT",
+                "CLOSE",
+                "CLOSE_WAIT",
+                "LAST_ACK",
+                "LISTEN",
+                "SYNACK"
+            ]
         );
         assert_eq!(state_name(6, 0, 1), "ESTABLISHED");
         assert_eq!(state_name(6, 0, 42), "ERR!");
@@ -1399,15 +1554,24 @@ mod tests {
         e.flags = F_INACTIVE;
         let step = |e: &mut Entry, f: u8| e.apply_tcp(f, &to);
         let t = step(&mut e, tcp_flags::SYN);
-        assert_eq!((t.counter, t.established, e.state, e.timeout), (CounterMove::ToActive, false, 3, 60));
+        assert_eq!(
+            (t.counter, t.established, e.state, e.timeout),
+            (CounterMove::ToActive, false, 3, 60)
+        );
         let t = step(&mut e, tcp_flags::RST); // RST in SYN_RECV keeps SYN_RECV
         assert_eq!((t.counter, e.state), (CounterMove::None, 3));
         let t = step(&mut e, tcp_flags::ACK);
-        assert_eq!((t.counter, t.established, e.timeout), (CounterMove::None, true, 900));
+        assert_eq!(
+            (t.counter, t.established, e.timeout),
+            (CounterMove::None, true, 900)
+        );
         let t = step(&mut e, tcp_flags::ACK);
         assert_eq!((t.counter, t.established), (CounterMove::None, false));
         let t = step(&mut e, tcp_flags::FIN | tcp_flags::ACK);
-        assert_eq!((t.counter, e.state, e.timeout, e.flags & F_INACTIVE), (CounterMove::ToInactive, 4, 120, F_INACTIVE));
+        assert_eq!(
+            (t.counter, e.state, e.timeout, e.flags & F_INACTIVE),
+            (CounterMove::ToInactive, 4, 120, F_INACTIVE)
+        );
         let t = step(&mut e, tcp_flags::SYN); // port reuse: FIN_WAIT -> SYN_RECV
         assert_eq!((t.counter, e.state), (CounterMove::ToActive, 3));
         let mut u = Entry::FREE;
@@ -1427,7 +1591,10 @@ mod tests {
         t.set_tcp_tcpfin_udp(3600, 0, 10);
         assert_eq!(t.tcp_tcpfin_udp(), (3600, 120, 10));
         let k = t.in_ticks(16);
-        assert_eq!((k.tcp[1], k.udp, k.new_conn, k.template_control), (57_600, 160, 48, 960));
+        assert_eq!(
+            (k.tcp[1], k.udp, k.new_conn, k.template_control),
+            (57_600, 160, 48, 960)
+        );
     }
 
     // --- model-based property test -----------------------------------------------------------

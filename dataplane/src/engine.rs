@@ -209,7 +209,10 @@ impl Engine {
                     s.update(&od, &nd);
                     Some(s)
                 }
-                None => Scheduler::new(&svc.scheduler, svc.sched_flags),
+                None => {
+                    let nd = Dests { slots: &svc.servers, snap: &self.snap, counters: &self.counters.servers };
+                    Scheduler::with_dests(&svc.scheduler, svc.sched_flags, &nd)
+                }
             };
             scheds.push(sched);
         }

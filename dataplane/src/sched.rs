@@ -124,9 +124,10 @@ pub enum Scheduler {
 }
 
 impl Scheduler {
-    /// The scheduler called `name` (as given to `ipvsadm -s`) for a service with no
-    /// destinations yet; `flags` are the `-b` scheduler flags (unused by these schedulers).
-    /// `None` for an unknown name and, for now, for sh/dh/mh/lblc/lblcr/twos.
+    /// The scheduler called `name` (as given to `ipvsadm -s`); `flags` are the `-b` scheduler
+    /// flags (unused by these schedulers). State is initialised from the first list passed to
+    /// `schedule` or `update` (prefer [`Self::with_dests`]). `None` for an unknown name and,
+    /// for now, for sh/dh/mh/lblc/lblcr/twos.
     pub fn new(name: &str, flags: u32) -> Option<Scheduler> {
         let _ = flags;
         Some(match name {
@@ -167,7 +168,11 @@ impl Scheduler {
     /// Pick a destination index in `dests` for a new connection, or `None` ("no destination
     /// available").
     #[inline]
-    pub fn schedule<D: DestSet + ?Sized>(&mut self, dests: &D, input: &SchedInput) -> Option<usize> {
+    pub fn schedule<D: DestSet + ?Sized>(
+        &mut self,
+        dests: &D,
+        input: &SchedInput,
+    ) -> Option<usize> {
         let _ = input;
         match self {
             Scheduler::Rr(s) => s.schedule(dests),
@@ -247,13 +252,17 @@ impl Rr {
     /// surviving server that preceded it in `old`, else the last newly added server (the one
     /// just before the old survivors), else the list head. Additions alone never move it.
     pub fn update<O: DestSet + ?Sized, N: DestSet + ?Sized>(&mut self, old: &O, new: &N) {
-        let Some((id, hint)) = self.cursor else { return };
+        let Some((id, hint)) = self.cursor else {
+            return;
+        };
         if let Some(p) = find(new, id, hint) {
             self.cursor = Some((id, p));
             return;
         }
         self.cursor = None;
-        let Some(op) = find(old, id, hint) else { return };
+        let Some(op) = find(old, id, hint) else {
+            return;
+        };
         for q in (0..op).rev() {
             let pid = old.id(q);
             if let Some(p) = find(new, pid, q) {
@@ -290,6 +299,9 @@ pub struct Wrr {
     mw: i64,
     /// gcd of positive weights (1 if none).
     di: i64,
+    /// `update` has run at least once (else `schedule` initialises from the list it is given,
+    /// like the kernel's `init_service`).
+    ready: bool,
 }
 
 fn gcd(mut a: i64, mut b: i64) -> i64 {
@@ -314,6 +326,7 @@ impl Wrr {
             }
             maxw = maxw.max(w);
         }
+        self.ready = true;
         self.di = if g > 0 { g } else { 1 };
         self.mw = maxw - (self.di - 1);
         self.cl = None;
@@ -328,6 +341,9 @@ impl Wrr {
     /// destination with weight ≥ cw wins; at the end of the list cw −= gcd, wrapping to mw,
     /// failing once every destination has been checked against cw ≤ gcd.
     pub fn schedule<D: DestSet + ?Sized>(&mut self, d: &D) -> Option<usize> {
+        if !self.ready {
+            self.update(d);
+        }
         if self.mw <= 0 || self.di <= 0 {
             return None;
         }
@@ -406,7 +422,8 @@ fn weighted_least<D: DestSet + ?Sized>(d: &D, cost: impl Fn(&D, usize) -> u64) -
             continue;
         }
         let doh = cost(d, i);
-        if u128::from(loh) * u128::from(d.weight(i)) > u128::from(doh) * u128::from(d.weight(least)) {
+        if u128::from(loh) * u128::from(d.weight(i)) > u128::from(doh) * u128::from(d.weight(least))
+        {
             least = i;
             loh = doh;
         }
@@ -443,7 +460,8 @@ pub fn nq<D: DestSet + ?Sized>(d: &D) -> Option<usize> {
         let better = match least {
             None => true,
             Some((l, loh)) => {
-                u128::from(loh) * u128::from(d.weight(i)) > u128::from(doh) * u128::from(d.weight(l))
+                u128::from(loh) * u128::from(d.weight(i))
+                    > u128::from(doh) * u128::from(d.weight(l))
             }
         };
         if better {
@@ -486,18 +504,34 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const IN: SchedInput = SchedInput { caddr: 0, cport: 0, vaddr: 0 };
+    const IN: SchedInput = SchedInput {
+        caddr: 0,
+        cport: 0,
+        vaddr: 0,
+    };
 
     fn d(id: u32, weight: u32) -> DestInfo {
-        DestInfo { id, weight, ..Default::default() }
+        DestInfo {
+            id,
+            weight,
+            ..Default::default()
+        }
     }
 
     fn dl(id: u32, weight: u32, active: u32, inactive: u32) -> DestInfo {
-        DestInfo { id, weight, active, inactive, overloaded: false }
+        DestInfo {
+            id,
+            weight,
+            active,
+            inactive,
+            overloaded: false,
+        }
     }
 
     fn picks(s: &mut Scheduler, ds: &[DestInfo], n: usize) -> Vec<Option<u32>> {
-        (0..n).map(|_| s.schedule(ds, &IN).map(|i| ds[i].id)).collect()
+        (0..n)
+            .map(|_| s.schedule(ds, &IN).map(|i| ds[i].id))
+            .collect()
     }
 
     #[test]
@@ -515,7 +549,10 @@ mod tests {
         // A=4, B=3, C=2 in list order A, B, C: A A B A B C A B C, repeating.
         let ds = [d(1, 4), d(2, 3), d(3, 2)];
         let mut s = Scheduler::with_dests("wrr", 0, &ds[..]).unwrap();
-        let seq: Vec<u32> = picks(&mut s, &ds, 27).into_iter().map(Option::unwrap).collect();
+        let seq: Vec<u32> = picks(&mut s, &ds, 27)
+            .into_iter()
+            .map(Option::unwrap)
+            .collect();
         let one = [1, 1, 2, 1, 2, 3, 1, 2, 3];
         assert_eq!(seq, [one, one, one].concat());
     }
@@ -544,8 +581,12 @@ mod tests {
         let z = [d(1, 0), d(2, 0)];
         let mut s = Scheduler::with_dests("wrr", 0, &z[..]).unwrap();
         assert_eq!(picks(&mut s, &z, 2), [None, None]);
-        let mut e = Scheduler::new("wrr", 0).unwrap();
+        let mut e = Scheduler::with_dests("wrr", 0, &[] as &[DestInfo]).unwrap();
         assert_eq!(e.schedule(&[] as &[DestInfo], &IN), None);
+        // Never updated: the first schedule initialises from the list (kernel init_service).
+        let ds = [d(1, 4), d(2, 3), d(3, 2)];
+        let mut s = Scheduler::new("wrr", 0).unwrap();
+        assert_eq!(picks(&mut s, &ds, 4), [1, 1, 2, 1].map(Some));
     }
 
     #[test]
@@ -596,14 +637,14 @@ mod tests {
         assert_eq!(rr.schedule(&ds[..]), Some(0));
         assert_eq!(rr.schedule(&ds[..]), Some(1));
         assert_eq!(rr.schedule(&ds[..]), Some(2)); // cursor on 3
-        // Add 9 at the front: the cursor stays on 3, next is 4 then the new head.
+                                                   // Add 9 at the front: the cursor stays on 3, next is 4 then the new head.
         let add = [d(9, 1), d(1, 1), d(2, 1), d(3, 1), d(4, 1)];
         rr.update(&ds[..], &add[..]);
         assert_eq!(rr.cursor(), Some(3));
         assert_eq!(rr.schedule(&add[..]).map(|i| add[i].id), Some(4));
         assert_eq!(rr.schedule(&add[..]).map(|i| add[i].id), Some(9));
         assert_eq!(rr.schedule(&add[..]).map(|i| add[i].id), Some(1)); // cursor on 1
-        // Delete the cursor's server (1): cursor moves to its predecessor 9, so next is 2.
+                                                                       // Delete the cursor's server (1): cursor moves to its predecessor 9, so next is 2.
         let del = [d(9, 1), d(2, 1), d(3, 1), d(4, 1)];
         rr.update(&add[..], &del[..]);
         assert_eq!(rr.cursor(), Some(9));
@@ -623,7 +664,12 @@ mod tests {
 
     #[test]
     fn lc_first_minimum_256_factor() {
-        let ds = [dl(1, 1, 1, 0), dl(2, 1, 0, 256), dl(3, 1, 0, 255), dl(4, 0, 0, 0)];
+        let ds = [
+            dl(1, 1, 1, 0),
+            dl(2, 1, 0, 256),
+            dl(3, 1, 0, 255),
+            dl(4, 0, 0, 0),
+        ];
         assert_eq!(lc(&ds[..]), Some(2));
         let ds = [dl(1, 1, 1, 0), dl(2, 1, 0, 256)];
         assert_eq!(lc(&ds[..]), Some(0)); // equal overhead: first wins
@@ -655,7 +701,10 @@ mod tests {
         // Overheads beyond 32 bits (the kernel's int would wrap): 2^24·256 = 2^32.
         let ds = [dl(1, 3, 1 << 24, 0), dl(2, 1, 1 << 23, 0)];
         assert_eq!(wlc(&ds[..]), Some(0)); // 2^32/3 < 2^31/1
-        let ds = [dl(1, u32::MAX, u32::MAX, u32::MAX), dl(2, u32::MAX, u32::MAX, u32::MAX - 1)];
+        let ds = [
+            dl(1, u32::MAX, u32::MAX, u32::MAX),
+            dl(2, u32::MAX, u32::MAX, u32::MAX - 1),
+        ];
         assert_eq!(wlc(&ds[..]), Some(1));
         let none: [DestInfo; 0] = [];
         assert_eq!(wlc(&none[..]), None);
@@ -674,7 +723,7 @@ mod tests {
         // nq without idle servers: sed rule, ties to the first.
         let ds = [dl(1, 1, 1, 0), dl(2, 2, 3, 0), dl(3, 1, 1, 0)];
         assert_eq!(nq(&ds[..]), Some(0)); // 2/1 == 4/2, first wins
-        // Weight-0 idle servers are not "idle servers" for nq.
+                                          // Weight-0 idle servers are not "idle servers" for nq.
         let ds = [dl(1, 0, 0, 0), dl(2, 1, 4, 0)];
         assert_eq!(nq(&ds[..]), Some(1));
     }
@@ -706,7 +755,12 @@ mod tests {
                 continue;
             }
             best = match best {
-                Some(b) if cost(&ds[b]) * u128::from(x.weight) <= cost(x) * u128::from(ds[b].weight) => Some(b),
+                Some(b)
+                    if cost(&ds[b]) * u128::from(x.weight)
+                        <= cost(x) * u128::from(ds[b].weight) =>
+                {
+                    Some(b)
+                }
                 _ => Some(i),
             };
         }
@@ -715,7 +769,11 @@ mod tests {
 
     fn model_lc(ds: &[DestInfo]) -> Option<usize> {
         let oh = |x: &DestInfo| u128::from(x.active) * 256 + u128::from(x.inactive);
-        ds.iter().enumerate().filter(|(_, x)| usable_m(x)).min_by_key(|(i, x)| (oh(x), *i)).map(|(i, _)| i)
+        ds.iter()
+            .enumerate()
+            .filter(|(_, x)| usable_m(x))
+            .min_by_key(|(i, x)| (oh(x), *i))
+            .map(|(i, _)| i)
     }
 
     fn model_wlc(ds: &[DestInfo]) -> Option<usize> {
@@ -727,7 +785,9 @@ mod tests {
     }
 
     fn model_nq(ds: &[DestInfo]) -> Option<usize> {
-        ds.iter().position(|x| usable_m(x) && x.active == 0).or_else(|| model_sed(ds))
+        ds.iter()
+            .position(|x| usable_m(x) && x.active == 0)
+            .or_else(|| model_sed(ds))
     }
 
     fn model_fo(ds: &[DestInfo]) -> Option<usize> {
@@ -752,7 +812,10 @@ mod tests {
             if !ds.iter().any(usable_m) {
                 return None;
             }
-            let g = ds.iter().filter(|x| x.weight > 0).fold(0i64, |g, x| gcd(i64::from(x.weight), g));
+            let g = ds
+                .iter()
+                .filter(|x| x.weight > 0)
+                .fold(0i64, |g, x| gcd(i64::from(x.weight), g));
             let max = i64::from(ds.iter().map(|x| x.weight).max().unwrap_or(0));
             loop {
                 self.i = (self.i + 1) % ds.len() as isize;
@@ -777,7 +840,13 @@ mod tests {
             prop_oneof![3 => 0u32..4, 1 => 0u32..2000, 1 => any::<u32>()],
             proptest::bool::weighted(0.2),
         )
-            .prop_map(|(weight, active, inactive, overloaded)| DestInfo { id: 0, weight, active, inactive, overloaded })
+            .prop_map(|(weight, active, inactive, overloaded)| DestInfo {
+                id: 0,
+                weight,
+                active,
+                inactive,
+                overloaded,
+            })
     }
 
     fn dests(max: usize) -> impl Strategy<Value = Vec<DestInfo>> {

@@ -292,7 +292,13 @@ impl TimerWheel {
     /// expired entry (already unlinked). If `on_expire` returns `true` the entry is linked again
     /// at its (presumably rewritten) `expires`; an expiry not after `now` is then reported again
     /// in this same pass, which the budget bounds.
-    pub fn advance<N, F>(&mut self, nodes: &mut N, now: u32, budget: u32, mut on_expire: F) -> AdvanceStats
+    pub fn advance<N, F>(
+        &mut self,
+        nodes: &mut N,
+        now: u32,
+        budget: u32,
+        mut on_expire: F,
+    ) -> AdvanceStats
     where
         N: TimerNodes + ?Sized,
         F: FnMut(&mut N, u32) -> bool,
@@ -414,9 +420,18 @@ mod tests {
 
     #[test]
     fn config_errors() {
-        assert_eq!(TimerWheel::new(3, 16, 0).unwrap_err(), WheelConfigError::BadSlots(3));
-        assert_eq!(TimerWheel::new(1, 16, 0).unwrap_err(), WheelConfigError::BadSlots(1));
-        assert_eq!(TimerWheel::new(8, 0, 0).unwrap_err(), WheelConfigError::BadTickRate);
+        assert_eq!(
+            TimerWheel::new(3, 16, 0).unwrap_err(),
+            WheelConfigError::BadSlots(3)
+        );
+        assert_eq!(
+            TimerWheel::new(1, 16, 0).unwrap_err(),
+            WheelConfigError::BadSlots(1)
+        );
+        assert_eq!(
+            TimerWheel::new(8, 0, 0).unwrap_err(),
+            WheelConfigError::BadTickRate
+        );
         let w = TimerWheel::new(4096, 16, 7).unwrap();
         assert_eq!((w.slots(), w.cursor(), w.ticks_per_sec()), (4096, 7, 16));
         assert_eq!(w.secs_to_ticks(900), 14_400);
@@ -485,7 +500,10 @@ mod tests {
         arm(&mut w, &mut a, 0, start.wrapping_add(3));
         arm(&mut w, &mut a, 1, start.wrapping_add(20));
         let got = run_to(&mut w, &mut a, 30);
-        assert_eq!(got, vec![(start.wrapping_add(3), 0), (start.wrapping_add(20), 1)]);
+        assert_eq!(
+            got,
+            vec![(start.wrapping_add(3), 0), (start.wrapping_add(20), 1)]
+        );
     }
 
     #[test]

@@ -89,8 +89,8 @@ impl Mailbox {
 pub struct Shared {
     /// The configuration snapshot.
     pub published: Published,
-    /// Set to stop every worker.
-    pub stop: AtomicBool,
+    /// Set to stop every worker (and the control threads).
+    pub stop: Arc<AtomicBool>,
     /// What workers learned about neighbours (MPMC, bounded).
     pub neigh_events: Arc<ArrayQueue<NeighEvent>>,
     /// One mailbox per worker.

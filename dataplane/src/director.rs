@@ -1,0 +1,459 @@
+//! Assembly of a running director: ports, pool, workers, the neighbour housekeeping thread
+//! and the control backend that compiles the configuration into snapshots.
+//!
+//! Threads: one worker per EAL lcore (the main lcore runs worker 0 on the main thread), one
+//! control thread (the Unix socket server of `control::server`) and one housekeeping thread
+//! (neighbour resolution, every 100 ms). The two slow-path threads share [`Slow`] under a
+//! mutex; workers never touch it.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use crossbeam::queue::ArrayQueue;
+use hashbrown::HashMap;
+
+use control::error::CtlError;
+use control::model::{Config, ServiceKey, Slot};
+
+use crate::counters::WorkerCounters;
+use crate::dpdk::{tsc_hz, Eal, Mempool, Port, PortConfig};
+use crate::engine::{Engine, EngineConfig, NeighEvent};
+use crate::neigh::{NeighParams, NeighTable};
+use crate::sched::Scheduler;
+use crate::snapshot::{PortInfo, Published, ServerInfo, ServiceInfo, Snapshot, SvcKey};
+use crate::wire::MacAddr;
+use crate::worker::{Mailbox, Shared, TxRequest, Worker, WorkerReply, WorkerRequest};
+
+/// Engine timer ticks per second.
+pub const TICKS_PER_SEC: u32 = 16;
+/// Housekeeping period.
+const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// How long the control side waits for workers to answer a counters request.
+const WORKER_ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Start-up options.
+#[derive(Debug, Clone)]
+pub struct DirectorOptions {
+    /// Control socket path.
+    pub socket: PathBuf,
+    /// Connection-table capacity per worker.
+    pub conn_capacity: usize,
+    /// Real-server slots.
+    pub max_servers: u32,
+    /// Mbufs in the pool.
+    pub mbufs: u32,
+    /// Descriptors per queue.
+    pub descriptors: u16,
+    /// EAL runs without hugepages.
+    pub no_huge: bool,
+}
+
+/// Slow-path state shared by the control and housekeeping threads.
+pub struct Slow {
+    /// The configuration last published.
+    pub config: Config,
+    /// Neighbour table.
+    pub neigh: NeighTable,
+    /// Ports (addresses empty: they come from the configuration).
+    pub ports: Vec<PortInfo>,
+    /// Real-server slots.
+    pub max_servers: u32,
+}
+
+fn port_index(ports: &[PortInfo], dev: &str) -> Option<usize> {
+    ports.iter().position(|p| format!("dpdk{}", p.id) == dev)
+}
+
+/// Compiles a configuration plus resolved neighbours into a worker snapshot.
+pub fn compile(cfg: &Config, neigh: &NeighTable, base_ports: &[PortInfo]) -> Result<Snapshot, CtlError> {
+    let mut s = Snapshot { ports: base_ports.to_vec(), ..Snapshot::default() };
+    for p in &mut s.ports {
+        p.addrs.clear();
+    }
+    for a in cfg.addrs() {
+        let i = port_index(&s.ports, &a.dev).ok_or_else(|| CtlError::no_such_device(&a.dev))?;
+        s.ports[i].addrs.push((a.addr, a.prefix_len));
+        let id = s.ports[i].id;
+        if id < 64 {
+            *s.local.entry(a.addr).or_insert(0) |= 1u64 << id;
+        }
+    }
+    let mut servers: Vec<Option<ServerInfo>> = Vec::new();
+    for svc in cfg.services() {
+        let c = &svc.config;
+        let name = c.scheduler.name();
+        if Scheduler::new(name, 0).is_none() {
+            return Err(CtlError::refused(format!("Scheduler {name} is not available in this director yet")));
+        }
+        if c.persistent.is_some() {
+            return Err(CtlError::refused("Persistent services are not available in this director yet"));
+        }
+        let key = match c.key {
+            ServiceKey::Addr { proto, addr, port } => SvcKey::Addr { proto: proto.number(), addr, port },
+            ServiceKey::Fwmark(m) => {
+                return Err(CtlError::refused(format!(
+                    "Firewall-mark service {m}: mark rules are not available in this director yet"
+                )))
+            }
+        };
+        let si = s.services.len() as u32;
+        let mut slots = Vec::with_capacity(svc.servers.len());
+        for rs in &svc.servers {
+            let slot = rs.id.0;
+            let incarnation = match cfg.slot(rs.id) {
+                Slot::Live { incarnation, .. } | Slot::Trash { incarnation, .. } => incarnation,
+                Slot::Free => 0,
+            };
+            let (egress_port, mac) = match s.on_link(rs.addr) {
+                Some((port, _)) => (Some(port), neigh.lookup(rs.addr).filter(|&(_, p)| p == port).map(|(m, _)| m)),
+                None => (None, None),
+            };
+            if servers.len() <= slot as usize {
+                servers.resize(slot as usize + 1, None);
+            }
+            servers[slot as usize] = Some(ServerInfo {
+                slot,
+                svc: si,
+                addr: rs.addr,
+                port: rs.port,
+                weight: rs.weight,
+                u_threshold: rs.u_threshold,
+                l_threshold: rs.l_threshold,
+                egress_port,
+                mac,
+                incarnation,
+            });
+            slots.push(slot);
+        }
+        if let SvcKey::Addr { proto, addr, port } = key {
+            s.by_addr.insert((proto, addr, port), si);
+            if port == 0 {
+                s.has_port_zero = true;
+            }
+        }
+        s.services.push(ServiceInfo {
+            key,
+            scheduler: name.to_string(),
+            sched_flags: (c.flags.flag1 as u32) | (c.flags.flag2 as u32) << 1 | (c.flags.flag3 as u32) << 2,
+            persistent: c.persistent,
+            netmask: c.netmask,
+            servers: slots,
+        });
+    }
+    s.servers = servers;
+    let t = cfg.timeouts();
+    s.timeouts.set_tcp_tcpfin_udp(t.tcp, t.tcp_fin, t.udp);
+    Ok(s)
+}
+
+/// The addresses the dataplane needs resolved: every live real server that is on-link.
+pub fn wanted_neighbours(snap: &Snapshot) -> Vec<(Ipv4Addr, u16, Ipv4Addr)> {
+    let mut v: Vec<(Ipv4Addr, u16, Ipv4Addr)> = Vec::new();
+    for rs in snap.servers.iter().flatten() {
+        if let Some((port, src)) = snap.on_link(rs.addr) {
+            if !v.iter().any(|w| w.0 == rs.addr) {
+                v.push((rs.addr, port, src));
+            }
+        }
+    }
+    v
+}
+
+/// Handles shared by the control backend and the housekeeping thread.
+#[derive(Clone)]
+pub struct SlowPath {
+    /// Worker-shared state.
+    pub shared: Arc<Shared>,
+    /// Slow-path state.
+    pub slow: Arc<Mutex<Slow>>,
+}
+
+impl SlowPath {
+    /// Locks the slow-path state (poisoning is ignored: the state stays consistent because
+    /// every mutation is a whole-value replacement).
+    pub fn lock(&self) -> MutexGuard<'_, Slow> {
+        self.slow.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks worker 0 to send a frame (ARP). Returns false if its mailbox is full.
+    pub fn send(&self, t: TxRequest) -> bool {
+        self.shared.mailboxes.first().is_some_and(|mb| mb.requests.push(WorkerRequest::Tx(t)).is_ok())
+    }
+
+    /// Compiles `cfg` with the current neighbours and publishes it; on success `cfg` becomes
+    /// the configuration of record and new addresses are announced by gratuitous ARP.
+    pub fn publish(&self, cfg: &Config) -> Result<(), CtlError> {
+        let mut slow = self.lock();
+        let snap = compile(cfg, &slow.neigh, &slow.ports)?;
+        let old_addrs = slow.config.addrs().to_vec();
+        self.shared.published.publish(snap);
+        slow.config = cfg.clone();
+        for a in cfg.addrs() {
+            if !old_addrs.contains(a) {
+                if let Some(i) = port_index(&slow.ports, &a.dev) {
+                    let port = slow.ports[i].id;
+                    self.send(TxRequest::Gratuitous { port, addr: a.addr });
+                }
+            }
+        }
+        drop(slow);
+        self.housekeeping(Instant::now());
+        Ok(())
+    }
+
+    /// One housekeeping round: learn what workers heard, advance resolution, send probes,
+    /// republish when a MAC changed.
+    pub fn housekeeping(&self, now: Instant) {
+        let mut slow = self.lock();
+        let snap = self.shared.published.load();
+        let mut changed = false;
+        while let Some(NeighEvent { ip, mac, port }) = self.shared.neigh_events.pop() {
+            let on_link = snap.on_link(ip).is_some_and(|(p, _)| p == port);
+            changed |= slow.neigh.learn(ip, mac, port, on_link, now);
+        }
+        let wanted = wanted_neighbours(&snap);
+        let (probes, c) = slow.neigh.tick(&wanted, now);
+        changed |= c;
+        for p in probes {
+            self.send(TxRequest::ArpRequest { port: p.port, source: p.source, target: p.target });
+        }
+        if changed {
+            match compile(&slow.config, &slow.neigh, &slow.ports) {
+                Ok(s) => {
+                    self.shared.published.publish(s);
+                }
+                Err(e) => eprintln!("director: republishing after a neighbour change failed: {e}"),
+            }
+        }
+    }
+
+    /// Asks every worker for its counters and adds them up. Workers that do not answer in
+    /// time are left out (their numbers will be back at the next request).
+    pub fn counters(&self) -> WorkerCounters {
+        let (ports, servers) = {
+            let slow = self.lock();
+            (slow.ports.iter().map(|p| p.id as usize + 1).max().unwrap_or(0), slow.max_servers as usize)
+        };
+        let mut total = WorkerCounters::new(ports, servers);
+        let mut waiting = 0;
+        for mb in &self.shared.mailboxes {
+            while mb.replies.pop().is_some() {}
+            if mb.requests.push(WorkerRequest::Counters(Box::new(WorkerCounters::new(ports, servers)))).is_ok() {
+                waiting += 1;
+            }
+        }
+        let deadline = Instant::now() + WORKER_ANSWER_TIMEOUT;
+        let mut answered = vec![false; self.shared.mailboxes.len()];
+        while waiting > 0 && Instant::now() < deadline {
+            let mut got = false;
+            for (i, mb) in self.shared.mailboxes.iter().enumerate() {
+                if answered[i] {
+                    continue;
+                }
+                if let Some(WorkerReply::Counters(c)) = mb.replies.pop() {
+                    total.merge(&c);
+                    answered[i] = true;
+                    waiting -= 1;
+                    got = true;
+                }
+            }
+            if !got {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        total
+    }
+}
+
+/// A started director.
+pub struct Director {
+    path: SlowPath,
+    ports: Vec<Port>,
+    workers: Vec<Worker>,
+    lcores: Vec<u32>,
+    threads: Vec<JoinHandle<()>>,
+    socket: PathBuf,
+    conn_capacity: usize,
+    _pool: Arc<Mempool>,
+}
+
+impl Director {
+    /// Configures and starts every port, builds one worker per lcore and starts the control
+    /// and housekeeping threads. Workers run in [`Director::run_until_stopped`].
+    pub fn start(eal: &Eal, opts: DirectorOptions) -> Result<Director> {
+        let lcores = eal.lcores();
+        let nworkers = lcores.len();
+        let socket_id = eal.lcore_socket(eal.main_lcore()) as i32;
+        let pool = Arc::new(
+            Mempool::new(eal, "director_mbufs", opts.mbufs, 256, Mempool::default_data_room(), socket_id, opts.no_huge)
+                .context("creating the mbuf pool")?,
+        );
+        let ports = Port::all(eal);
+        let mut infos = Vec::new();
+        for p in &ports {
+            let cfg = PortConfig {
+                rx_queues: nworkers as u16,
+                tx_queues: nworkers as u16,
+                rx_desc: opts.descriptors,
+                tx_desc: opts.descriptors,
+                rss_src_only: true,
+                promiscuous: false,
+            };
+            p.configure(&cfg, &pool).with_context(|| format!("configuring {}", p.name()))?;
+            p.start().with_context(|| format!("starting {}", p.name()))?;
+            infos.push(PortInfo { id: p.id(), mac: MacAddr(p.mac()), mtu: p.mtu(), addrs: Vec::new() });
+        }
+        let port_names: Vec<String> = ports.iter().map(|p| p.name()).collect();
+        let events = Arc::new(ArrayQueue::new(4096));
+        let shared = Arc::new(Shared {
+            published: Published::new(Snapshot { ports: infos.clone(), ..Snapshot::default() }),
+            stop: Arc::new(AtomicBool::new(false)),
+            neigh_events: events.clone(),
+            mailboxes: (0..nworkers).map(|_| Mailbox::new(1024)).collect(),
+        });
+        let max_port = ports.iter().map(|p| p.id() as usize + 1).max().unwrap_or(1);
+        let hz = tsc_hz().max(1);
+        let seed = hz ^ (std::process::id() as u64).rotate_left(32) ^ crate::dpdk::tsc();
+        let mut workers = Vec::new();
+        for (i, _) in lcores.iter().enumerate() {
+            let engine = Engine::new(
+                EngineConfig {
+                    conn_capacity: opts.conn_capacity,
+                    max_servers: opts.max_servers as usize,
+                    ports: max_port,
+                    ticks_per_sec: TICKS_PER_SEC,
+                    seed: seed.wrapping_add(i as u64),
+                },
+                events.clone(),
+            )
+            .context("creating the connection table")?;
+            workers.push(Worker {
+                index: i as u16,
+                ports: ports.clone(),
+                pool: pool.clone(),
+                engine,
+                shared: shared.clone(),
+                tsc_per_tick: (hz / TICKS_PER_SEC as u64).max(1),
+            });
+        }
+        let slow = Slow {
+            config: Config::new(port_names.clone(), opts.max_servers),
+            neigh: NeighTable::new(NeighParams::default()),
+            ports: infos,
+            max_servers: opts.max_servers,
+        };
+        let path = SlowPath { shared: shared.clone(), slow: Arc::new(Mutex::new(slow)) };
+        let mut threads = Vec::new();
+        {
+            let path = path.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("housekeeping".into())
+                    .spawn(move || {
+                        while !path.shared.stop.load(Ordering::Relaxed) {
+                            path.housekeeping(Instant::now());
+                            std::thread::sleep(HOUSEKEEPING);
+                        }
+                    })
+                    .context("spawning the housekeeping thread")?,
+            );
+        }
+        {
+            let backend = crate::backend::DirectorBackend::new(path.clone(), ports.clone(), opts.conn_capacity);
+            let config = Config::new(port_names, opts.max_servers);
+            let socket = opts.socket.clone();
+            let stop = shared.stop.clone();
+            let ready = Arc::new(AtomicBool::new(false));
+            let r2 = ready.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("control".into())
+                    .spawn(move || {
+                        let controller = control::server::Controller::new(config, backend);
+                        r2.store(true, Ordering::SeqCst);
+                        if let Err(e) = control::server::serve(&socket, controller, stop.clone()) {
+                            eprintln!("director: control socket {}: {e}", socket.display());
+                            stop.store(true, Ordering::SeqCst);
+                        }
+                    })
+                    .context("spawning the control thread")?,
+            );
+        }
+        Ok(Director {
+            path,
+            ports,
+            workers,
+            lcores,
+            threads,
+            socket: opts.socket,
+            conn_capacity: opts.conn_capacity,
+            _pool: pool,
+        })
+    }
+
+    /// Worker-shared state (stop flag, snapshot).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.path.shared
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.lcores.len()
+    }
+
+    /// Ports in use.
+    pub fn ports(&self) -> &[Port] {
+        &self.ports
+    }
+
+    /// Connection-table capacity per worker.
+    pub fn conn_capacity(&self) -> usize {
+        self.conn_capacity
+    }
+
+    /// Runs worker 0 on this (main) lcore and the others on their lcores until the stop flag
+    /// is set; then stops threads and ports.
+    pub fn run_until_stopped(mut self, eal: &Eal) {
+        let mut workers = std::mem::take(&mut self.workers).into_iter();
+        let mut main_worker = workers.next();
+        for (w, &lcore) in workers.zip(self.lcores.iter().skip(1)) {
+            let mut w = w;
+            if let Err(e) = eal.launch(lcore, move || {
+                w.run();
+                0
+            }) {
+                eprintln!("director: cannot start worker on lcore {lcore}: {e}");
+                self.path.shared.stop.store(true, Ordering::SeqCst);
+            }
+        }
+        if let Some(w) = main_worker.as_mut() {
+            w.run();
+        }
+        eal.wait_all();
+        self.path.shared.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        for p in &self.ports {
+            p.stop();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+        drop(main_worker);
+    }
+}
+
+/// Real-server addresses and ports, for listings: slot → (service, address).
+pub fn server_index(cfg: &Config) -> HashMap<u32, (ServiceKey, Ipv4Addr)> {
+    let mut m = HashMap::new();
+    for svc in cfg.services() {
+        for rs in &svc.servers {
+            m.insert(rs.id.0, (svc.config.key, rs.addr));
+        }
+    }
+    m
+}
