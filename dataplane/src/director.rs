@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use crossbeam::queue::ArrayQueue;
-use hashbrown::HashMap;
 
 use control::error::CtlError;
 use control::model::{Config, ServiceKey, Slot};
@@ -365,7 +364,6 @@ impl Director {
         }
         {
             let backend = crate::backend::DirectorBackend::new(path.clone(), ports.clone(), opts.conn_capacity);
-            let config = Config::new(port_names, opts.max_servers);
             let socket = opts.socket.clone();
             let stop = shared.stop.clone();
             let ready = Arc::new(AtomicBool::new(false));
@@ -374,7 +372,7 @@ impl Director {
                 std::thread::Builder::new()
                     .name("control".into())
                     .spawn(move || {
-                        let controller = control::server::Controller::new(config, backend);
+                        let controller = control::server::Controller::new(backend, opts.max_servers);
                         r2.store(true, Ordering::SeqCst);
                         if let Err(e) = control::server::serve(&socket, controller, stop.clone()) {
                             eprintln!("director: control socket {}: {e}", socket.display());
@@ -445,15 +443,4 @@ impl Director {
         let _ = std::fs::remove_file(&self.socket);
         drop(main_worker);
     }
-}
-
-/// Real-server addresses and ports, for listings: slot → (service, address).
-pub fn server_index(cfg: &Config) -> HashMap<u32, (ServiceKey, Ipv4Addr)> {
-    let mut m = HashMap::new();
-    for svc in cfg.services() {
-        for rs in &svc.servers {
-            m.insert(rs.id.0, (svc.config.key, rs.addr));
-        }
-    }
-    m
 }

@@ -81,6 +81,8 @@ pub struct Engine {
     timeouts: Timeouts,
     ticks_per_sec: u32,
     events: Arc<ArrayQueue<NeighEvent>>,
+    /// Tick of the last expiry run (for dumps).
+    now: u32,
 }
 
 /// The servers of one service as the schedulers see them (kernel order).
@@ -157,6 +159,7 @@ impl Engine {
             incarnations: vec![0; cfg.max_servers],
             ticks_per_sec: cfg.ticks_per_sec,
             events,
+            now: 0,
         })
     }
 
@@ -222,6 +225,7 @@ impl Engine {
 
     /// Expires idle connection entries, examining at most `budget` of them.
     pub fn expire(&mut self, now: u32, budget: u32) {
+        self.now = now;
         let servers = &mut self.counters.servers;
         let template_control = self.timeouts.template_control;
         self.conns.expire(now, budget, |_, e| {
@@ -239,6 +243,28 @@ impl Engine {
             }
             ExpireAction::Remove
         });
+    }
+
+    /// Copies entries with index ≥ `start` into `buf` up to its capacity (no allocation).
+    /// Returns the index to continue from, or `None` when every entry was copied.
+    pub fn dump_conns(&self, buf: &mut Vec<crate::worker::ConnRow>, start: u32) -> Option<u32> {
+        let tps = self.ticks_per_sec.max(1);
+        for (idx, e) in self.conns.iter_from(start) {
+            if buf.len() == buf.capacity() {
+                return Some(idx);
+            }
+            let left = e.expires().wrapping_sub(self.now);
+            let left = if left > u32::MAX / 2 { 0 } else { left.div_ceil(tps) };
+            buf.push(crate::worker::ConnRow {
+                key: *e.key(),
+                server: e.server,
+                svc: e.svc,
+                state: e.state,
+                flags: e.flags,
+                expires_secs: left,
+            });
+        }
+        None
     }
 
     /// Decides one frame received on `in_port` at tick `now`, rewriting it in place.

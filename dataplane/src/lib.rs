@@ -5,8 +5,10 @@
 //! else is safe Rust and, except `worker` and `director`, testable without EAL.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod backend;
 pub mod conn;
 pub mod counters;
+pub mod director;
 pub mod dpdk;
 pub mod engine;
 pub mod neigh;

@@ -59,6 +59,31 @@ pub enum WorkerRequest {
     Tx(TxRequest),
     /// Fill the box with a copy of the worker's counters and send it back.
     Counters(Box<WorkerCounters>),
+    /// Copy connection entries with index ≥ `start` into `buf` (up to its capacity, which the
+    /// control side reserved: no allocation in the worker) and send it back.
+    Conns {
+        /// Rows (empty, with capacity reserved).
+        buf: Box<Vec<ConnRow>>,
+        /// First entry index.
+        start: u32,
+    },
+}
+
+/// One connection entry as dumped for `-L -c`.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnRow {
+    /// Key (client, virtual).
+    pub key: crate::conn::ConnKey,
+    /// Real-server slot.
+    pub server: u32,
+    /// Service index in the worker's snapshot.
+    pub svc: u32,
+    /// State byte.
+    pub state: u8,
+    /// Flags byte.
+    pub flags: u8,
+    /// Seconds until expiry.
+    pub expires_secs: u32,
 }
 
 /// A worker's answer.
@@ -66,6 +91,13 @@ pub enum WorkerRequest {
 pub enum WorkerReply {
     /// Counters copy.
     Counters(Box<WorkerCounters>),
+    /// Connection rows; `next` is where to continue, `None` when the dump is complete.
+    Conns {
+        /// Rows.
+        buf: Box<Vec<ConnRow>>,
+        /// Next start index.
+        next: Option<u32>,
+    },
 }
 
 /// The control side's line to one worker.
@@ -194,6 +226,12 @@ impl Worker {
                                 self.engine.count_drop(DropReason::TxFull);
                             }
                         }
+                    }
+                }
+                WorkerRequest::Conns { mut buf, start } => {
+                    let next = self.engine.dump_conns(&mut buf, start);
+                    if let Some(mb) = self.shared.mailboxes.get(me) {
+                        let _ = mb.replies.push(WorkerReply::Conns { buf, next });
                     }
                 }
                 WorkerRequest::Counters(mut c) => {

@@ -217,23 +217,6 @@ impl Mbuf {
             self.append(len - cur).is_some()
         }
     }
-
-    /// Releases ownership to DPDK (TX or ring enqueue took it).
-    #[inline]
-    pub(crate) fn into_raw(self) -> *mut ffi::rte_mbuf {
-        let p = self.ptr.as_ptr();
-        std::mem::forget(self);
-        p
-    }
-
-    /// Takes ownership of a raw mbuf pointer.
-    ///
-    /// # Safety
-    /// `p` must be a valid mbuf not owned by anything else.
-    #[inline]
-    pub(crate) unsafe fn from_raw(p: *mut ffi::rte_mbuf) -> Option<Mbuf> {
-        NonNull::new(p).map(|ptr| Mbuf { ptr })
-    }
 }
 
 impl Drop for Mbuf {

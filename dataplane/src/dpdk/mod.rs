@@ -20,7 +20,7 @@ mod ring;
 pub use eal::{lcore_id, tsc, tsc_hz, Eal, EalError};
 pub use mbuf::{Mbuf, MbufBatch, Mempool};
 pub use port::{LinkStatus, Port, PortConfig, PortStats};
-pub use ring::Ring;
+pub use ring::{port_from_rings, Ring};
 
 /// An error from a DPDK call: what was attempted and DPDK's error text.
 #[derive(Debug, thiserror::Error)]

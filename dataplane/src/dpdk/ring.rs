@@ -84,6 +84,25 @@ impl Ring {
     }
 }
 
+/// Creates an ethernet port (`net_ring` PMD) with one RX queue per ring of `rx` and one TX
+/// queue per ring of `tx`: what the port receives on queue i is dequeued from `rx[i]`, what is
+/// sent on queue i is enqueued into `tx[i]`. For benchmarks and tests; the rings must outlive
+/// the port.
+pub fn port_from_rings(eal: &Eal, name: &str, rx: &[&Ring], tx: &[&Ring]) -> Result<Port, DpdkError> {
+    let cname = CString::new(name).map_err(|_| DpdkError::from_errno("port name", 22))?;
+    let rxp: Vec<*mut ffi::rte_ring> = rx.iter().map(|r| r.ptr.as_ptr()).collect();
+    let txp: Vec<*mut ffi::rte_ring> = tx.iter().map(|r| r.ptr.as_ptr()).collect();
+    // SAFETY: valid name and ring pointer arrays of the given lengths; the PMD copies the
+    // arrays and keeps the ring pointers, which the caller keeps alive.
+    let id = unsafe {
+        ffi::rte_eth_from_rings(cname.as_ptr(), rxp.as_ptr(), rxp.len() as u32, txp.as_ptr(), txp.len() as u32, 0)
+    };
+    if id < 0 {
+        return Err(DpdkError::last(format!("rte_eth_from_rings {name}")));
+    }
+    Port::from_id(eal, id as u16).ok_or_else(|| DpdkError::from_errno("rte_eth_from_rings port", 19))
+}
+
 impl Drop for Ring {
     fn drop(&mut self) {
         // Free whatever is still queued, then the ring.

@@ -9,12 +9,24 @@
 //! counts).
 //!
 //! Stateful schedulers (rr, wrr) keep a cursor as a (server id, position) pair; the position is
-//! a hint checked against the id on use. Whenever the service's destination list changes (add,
-//! remove, weight edit) the owner calls [`Scheduler::update`] with the old and new lists.
+//! a hint checked against the id on use. The hashing schedulers (sh, dh, mh; module [`hash`])
+//! keep lookup tables of destination indices that `update` rebuilds from the new list, as the
+//! kernel does on every add, remove and edit, so the indices are valid until the next update;
+//! mh also keeps each server's last non-zero weight there, keyed by server id. Whenever the
+//! service's destination list changes (add, remove, weight edit) the owner calls
+//! [`Scheduler::update`] with the old and new lists.
 //!
 //! Concurrency: each worker owns one `Scheduler` per service (single writer, no locks, no
-//! atomics). `schedule` and `update` never allocate and never panic; `update` is O(old·new) in
-//! the worst case and belongs to the slow path (configuration changes).
+//! atomics). `schedule` never allocates and never panics (a scheduler that was never updated
+//! builds its state from the first list it schedules over, which for mh allocates once: use
+//! [`Scheduler::with_dests`]). `update` never panics; for rr and wrr it does not allocate and
+//! is O(old·new) in the worst case; sh and dh rebuild a 256-entry table in place; mh rebuilds
+//! its 4093-slot table with scratch allocations. Both `new` (sh/dh/mh allocate their table) and
+//! `update` belong to the slow path (configuration changes, between bursts).
+
+pub mod hash;
+
+pub use hash::{Dh, Mh, Sh};
 
 /// A service's destinations as a scheduler sees them, in kernel list order (newest first).
 /// Indices are `0..len()`.
@@ -31,6 +43,14 @@ pub trait DestSet {
     fn inactive(&self, i: usize) -> u32;
     /// OVERLOAD flag of destination `i` (upper connection threshold reached).
     fn overloaded(&self, i: usize) -> bool;
+    /// Address and port of destination `i`, host order: mh hashes `port + addr` into the
+    /// server's Maglev preference list (for DR the port is the service's port, as ipvsadm
+    /// forces it; for fwmark services the configured one). The default, `(id(i), 0)`, still
+    /// gives a consistent, balanced Maglev table but not the kernel's slot placement:
+    /// implement it to place clients exactly as the kernel would.
+    fn addr_port(&self, i: usize) -> (u32, u16) {
+        (self.id(i), 0)
+    }
     /// True when there are no destinations.
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -50,6 +70,10 @@ pub struct DestInfo {
     pub inactive: u32,
     /// OVERLOAD flag.
     pub overloaded: bool,
+    /// Address (host order), for mh.
+    pub addr: u32,
+    /// Port (host order), for mh.
+    pub port: u16,
 }
 
 impl DestSet for [DestInfo] {
@@ -77,9 +101,15 @@ impl DestSet for [DestInfo] {
     fn overloaded(&self, i: usize) -> bool {
         self.get(i).map_or(true, |d| d.overloaded)
     }
+    #[inline]
+    fn addr_port(&self, i: usize) -> (u32, u16) {
+        self.get(i).map_or((u32::MAX, 0), |d| (d.addr, d.port))
+    }
 }
 
-/// Packet fields the hashing schedulers (sh, dh, mh — not implemented yet) use.
+/// Packet fields the hashing schedulers use: sh and mh hash `caddr` (plus `cport` with the
+/// `sh-port` / `mh-port` flag), dh hashes `vaddr`. For ICMP errors about a connection the
+/// caller passes the inner packet's fields as the kernel does (`ip_vs_iph_inverse`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SchedInput {
     /// Client address (host order).
@@ -98,10 +128,12 @@ pub const SCHED_FLAG_2: u32 = 2;
 pub const SCHED_FLAG_3: u32 = 4;
 
 /// Scheduler names this module implements (`Scheduler::new` accepts exactly these). The kernel
-/// also ships sh, dh, mh (next on the list), lblc, lblcr and twos.
-pub const IMPLEMENTED: &[&str] = &["rr", "wrr", "lc", "wlc", "sed", "nq", "fo", "ovf"];
+/// also ships lblc, lblcr and twos.
+pub const IMPLEMENTED: &[&str] = &[
+    "rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh", "mh", "fo", "ovf",
+];
 
-/// A per-service scheduler (enum dispatch). New variants (sh, dh, mh) will be added.
+/// A per-service scheduler (enum dispatch).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Scheduler {
@@ -117,6 +149,12 @@ pub enum Scheduler {
     Sed,
     /// Never queue.
     Nq,
+    /// Source hashing.
+    Sh(Sh),
+    /// Destination hashing.
+    Dh(Dh),
+    /// Maglev hashing.
+    Mh(Mh),
     /// Weighted failover.
     Fo,
     /// Weighted overflow.
@@ -125,11 +163,11 @@ pub enum Scheduler {
 
 impl Scheduler {
     /// The scheduler called `name` (as given to `ipvsadm -s`); `flags` are the `-b` scheduler
-    /// flags (unused by these schedulers). State is initialised from the first list passed to
-    /// `schedule` or `update` (prefer [`Self::with_dests`]). `None` for an unknown name and,
-    /// for now, for sh/dh/mh/lblc/lblcr/twos.
+    /// flags ([`SCHED_FLAG_1`] = `sh-fallback`/`mh-fallback`, [`SCHED_FLAG_2`] =
+    /// `sh-port`/`mh-port`; the others ignore them). State is initialised from the first list
+    /// passed to `schedule` or `update` (prefer [`Self::with_dests`]). `None` for an unknown
+    /// name and for lblc/lblcr/twos.
     pub fn new(name: &str, flags: u32) -> Option<Scheduler> {
-        let _ = flags;
         Some(match name {
             "rr" => Scheduler::Rr(Rr::default()),
             "wrr" => Scheduler::Wrr(Wrr::default()),
@@ -137,6 +175,9 @@ impl Scheduler {
             "wlc" => Scheduler::Wlc,
             "sed" => Scheduler::Sed,
             "nq" => Scheduler::Nq,
+            "sh" => Scheduler::Sh(Sh::new(flags)),
+            "dh" => Scheduler::Dh(Dh::new()),
+            "mh" => Scheduler::Mh(Mh::new(flags)),
             "fo" => Scheduler::Fo,
             "ovf" => Scheduler::Ovf,
             _ => return None,
@@ -160,6 +201,9 @@ impl Scheduler {
             Scheduler::Wlc => "wlc",
             Scheduler::Sed => "sed",
             Scheduler::Nq => "nq",
+            Scheduler::Sh(_) => "sh",
+            Scheduler::Dh(_) => "dh",
+            Scheduler::Mh(_) => "mh",
             Scheduler::Fo => "fo",
             Scheduler::Ovf => "ovf",
         }
@@ -173,7 +217,6 @@ impl Scheduler {
         dests: &D,
         input: &SchedInput,
     ) -> Option<usize> {
-        let _ = input;
         match self {
             Scheduler::Rr(s) => s.schedule(dests),
             Scheduler::Wrr(s) => s.schedule(dests),
@@ -181,6 +224,9 @@ impl Scheduler {
             Scheduler::Wlc => wlc(dests),
             Scheduler::Sed => sed(dests),
             Scheduler::Nq => nq(dests),
+            Scheduler::Sh(s) => s.schedule(dests, input),
+            Scheduler::Dh(s) => s.schedule(dests, input),
+            Scheduler::Mh(s) => s.schedule(dests, input),
             Scheduler::Fo => fo(dests),
             Scheduler::Ovf => ovf(dests),
         }
@@ -192,6 +238,20 @@ impl Scheduler {
         match self {
             Scheduler::Rr(s) => s.update(old, new),
             Scheduler::Wrr(s) => s.update(new),
+            Scheduler::Sh(s) => s.update(new),
+            Scheduler::Dh(s) => s.update(new),
+            Scheduler::Mh(s) => s.update(new),
+            _ => {}
+        }
+    }
+
+    /// Changes the `-b` scheduler flags without resetting the state (the kernel reads them at
+    /// each lookup; an edit that only changes flags keeps the scheduler and, for mh, the last
+    /// weights it remembers).
+    pub fn set_flags(&mut self, flags: u32) {
+        match self {
+            Scheduler::Sh(s) => s.set_flags(flags),
+            Scheduler::Mh(s) => s.set_flags(flags),
             _ => {}
         }
     }
@@ -525,6 +585,7 @@ mod tests {
             active,
             inactive,
             overloaded: false,
+            ..Default::default()
         }
     }
 
@@ -539,7 +600,7 @@ mod tests {
         for n in IMPLEMENTED {
             assert_eq!(Scheduler::new(n, 0).unwrap().name(), *n);
         }
-        for n in ["sh", "dh", "mh", "lblc", "lblcr", "twos", "nope", ""] {
+        for n in ["lblc", "lblcr", "twos", "nope", ""] {
             assert!(Scheduler::new(n, 0).is_none(), "{n}");
         }
     }
@@ -846,6 +907,7 @@ mod tests {
                 active,
                 inactive,
                 overloaded,
+                ..Default::default()
             })
     }
 

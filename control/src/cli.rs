@@ -1,0 +1,578 @@
+//! `lbadm`, the command-line client: ipvsadm syntax and output, plus the director's own
+//! `addr`, `neigh` and `link` verbs, over the control socket.
+//!
+//! ```text
+//! lbadm [--socket PATH] [--json] <ipvsadm arguments>
+//! lbadm [--socket PATH] [--json] addr add A.B.C.D/LEN dev dpdkN
+//! lbadm [--socket PATH] [--json] addr del A.B.C.D[/LEN] dev dpdkN
+//! lbadm [--socket PATH] [--json] addr [show] [dev dpdkN]
+//! lbadm [--socket PATH] [--json] neigh [show]
+//! lbadm [--socket PATH] [--json] link [show]
+//! ```
+//!
+//! Invariants:
+//! - Socket path: `--socket PATH` (or `--socket=PATH`), else `$DIRECTOR_SOCKET`, else
+//!   `/run/director.sock`. `--socket` and `--json` must precede the command; `--json` is also
+//!   accepted anywhere later (ipvsadm has no such option).
+//! - Everything that can be checked without the director (syntax, legality, values, refused
+//!   modes) is checked before connecting, with ipvsadm's messages and exit codes.
+//! - Output: listings on stdout exactly as ipvsadm prints them; errors as one line on stderr;
+//!   exit status 0 on success, else the error's status (2 input, 255 refused, 1 listing
+//!   failure). A director that cannot be reached: `lbadm: cannot connect to director at PATH:
+//!   REASON` and exit status 1 (ipvsadm's "can't initialize ipvs" analogue); a connection
+//!   that breaks later: `lbadm: director at PATH: REASON`, exit status 1.
+//! - `-R` reads rules from stdin like ipvsadm: blank lines skipped, words `ipvsadm` dropped,
+//!   each line parsed client-side; the rules up to the first parse error are sent as `Restore`
+//!   requests of at most [`RESTORE_CHUNK`] rules (each applied and published at once), each
+//!   failed rule's error is printed in order, then the parse error if any (its exit status
+//!   wins); otherwise the exit status is that of the last rule.
+
+use std::io::{BufRead, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use crate::error::CtlError;
+use crate::format;
+use crate::ipvsadm::{self, IpvsCommand, ListOptions, ParseEnv};
+use crate::names::Names;
+use crate::proto::{client, Op, Reply, Request};
+
+/// Default control socket path.
+pub const DEFAULT_SOCKET: &str = "/run/director.sock";
+/// Environment variable overriding the default socket path.
+pub const SOCKET_ENV: &str = "DIRECTOR_SOCKET";
+/// Program name used in messages.
+pub const PROG: &str = "lbadm";
+/// `-R` rules per `Restore` request (keeps each request well under the 1 MiB limit; each
+/// chunk is applied and published atomically).
+pub const RESTORE_CHUNK: usize = 2000;
+
+/// Where the CLI reads and writes, and how it resolves names (injectable for tests).
+pub struct CliIo<'a> {
+    /// Standard input (for `-R`).
+    pub stdin: &'a mut dyn BufRead,
+    /// Standard output.
+    pub stdout: &'a mut dyn Write,
+    /// Standard error.
+    pub stderr: &'a mut dyn Write,
+    /// Value of `$DIRECTOR_SOCKET`, if set.
+    pub socket_env: Option<String>,
+    /// Name resolution for arguments and non-numeric listings.
+    pub names: &'a dyn Names,
+}
+
+#[derive(Debug)]
+enum Rendering {
+    /// Print nothing on success.
+    Silent,
+    /// ipvsadm listing with these options.
+    List(ListOptions),
+    /// `-S`.
+    Save { numeric: bool },
+    /// `addr show [dev X]`.
+    Addrs(Option<String>),
+    /// `neigh show`, `link show`.
+    Table,
+}
+
+fn version() -> String {
+    format!(
+        "{PROG} v{} (director; ipvsadm v1.31 syntax, IPVS v{})\n",
+        env!("CARGO_PKG_VERSION"),
+        format::IPVS_VERSION
+    )
+}
+
+fn usage_err(msg: impl Into<String>) -> CtlError {
+    CtlError::input(format!("{PROG}: {}", msg.into()))
+}
+
+/// Parses `A.B.C.D[/LEN]`.
+fn parse_prefix(s: &str) -> Result<(Ipv4Addr, Option<u8>), CtlError> {
+    let (a, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let addr: Ipv4Addr = a
+        .parse()
+        .map_err(|_| usage_err(format!("invalid address \"{s}\" (expected A.B.C.D/LEN)")))?;
+    let len = match len {
+        None => None,
+        Some(l) => match l.parse::<u8>() {
+            Ok(n) if n <= 32 => Some(n),
+            _ => return Err(usage_err(format!("invalid prefix length \"{l}\" (0..32)"))),
+        },
+    };
+    Ok((addr, len))
+}
+
+/// Parses `addr|neigh|link ...` into an operation.
+fn parse_director_verb(words: &[String]) -> Result<(Op, Rendering), CtlError> {
+    let verb = words.first().map(String::as_str).unwrap_or("");
+    let rest = &words[1.min(words.len())..];
+    let sub = rest.first().map(String::as_str);
+    let is_show = |s: Option<&str>| matches!(s, None | Some("show") | Some("list") | Some("ls"));
+    match verb {
+        "addr" | "address" => match sub {
+            Some("add") | Some("del") | Some("delete") => {
+                let mut prefix = None;
+                let mut dev = None;
+                let mut it = rest[1..].iter();
+                while let Some(w) = it.next() {
+                    if w == "dev" {
+                        let d = it
+                            .next()
+                            .ok_or_else(|| usage_err("\"dev\" needs a port name"))?;
+                        if dev.replace(d.clone()).is_some() {
+                            return Err(usage_err("\"dev\" given twice"));
+                        }
+                    } else if prefix.is_none() {
+                        prefix = Some(parse_prefix(w)?);
+                    } else {
+                        return Err(usage_err(format!("unexpected argument \"{w}\"")));
+                    }
+                }
+                let (addr, len) =
+                    prefix.ok_or_else(|| usage_err("missing address (A.B.C.D/LEN)"))?;
+                let dev = dev.ok_or_else(|| usage_err("missing \"dev PORT\""))?;
+                let op = if sub == Some("add") {
+                    Op::AddrAdd {
+                        addr,
+                        prefix_len: len.unwrap_or(32),
+                        dev,
+                    }
+                } else {
+                    Op::AddrDel {
+                        addr,
+                        prefix_len: len,
+                        dev,
+                    }
+                };
+                Ok((op, Rendering::Silent))
+            }
+            s if is_show(s) => {
+                let args = if s.is_some() { &rest[1..] } else { rest };
+                let dev = match args {
+                    [] => None,
+                    [d, name] if d == "dev" => Some(name.clone()),
+                    _ => return Err(usage_err("usage: addr show [dev PORT]")),
+                };
+                Ok((Op::AddrShow, Rendering::Addrs(dev)))
+            }
+            Some(other) => Err(usage_err(format!(
+                "unknown addr command \"{other}\" (add, del, show)"
+            ))),
+            None => Err(usage_err("usage: addr add|del|show")),
+        },
+        "neigh" | "neighbour" | "neighbor" => {
+            if is_show(sub) && rest.len() <= 1 {
+                Ok((Op::NeighShow, Rendering::Table))
+            } else {
+                Err(usage_err("usage: neigh show"))
+            }
+        }
+        "link" => {
+            if is_show(sub) && rest.len() <= 1 {
+                Ok((Op::LinkShow, Rendering::Table))
+            } else {
+                Err(usage_err("usage: link show"))
+            }
+        }
+        _ => Err(usage_err(format!("unknown command \"{verb}\""))),
+    }
+}
+
+fn write_err(io: &mut CliIo<'_>, e: &CtlError) -> i32 {
+    let _ = writeln!(io.stderr, "{}", e.message);
+    e.exit_code
+}
+
+/// Runs lbadm with `args` (without the program name); returns the exit status.
+pub fn run(args: &[String], io: &mut CliIo<'_>) -> i32 {
+    let mut socket: Option<String> = None;
+    let mut json = false;
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        if a == "--json" {
+            json = true;
+        } else if a == "--socket" {
+            match args.get(i + 1) {
+                Some(p) => socket = Some(p.clone()),
+                None => return write_err(io, &usage_err("--socket needs a path")),
+            }
+            i += 1;
+        } else if let Some(p) = a.strip_prefix("--socket=") {
+            socket = Some(p.to_string());
+        } else {
+            break;
+        }
+        i += 1;
+    }
+    let mut rest: Vec<String> = Vec::with_capacity(args.len() - i);
+    for a in &args[i..] {
+        if a == "--json" {
+            json = true;
+        } else {
+            rest.push(a.clone());
+        }
+    }
+    let path = PathBuf::from(
+        socket
+            .or_else(|| io.socket_env.clone())
+            .unwrap_or_else(|| DEFAULT_SOCKET.to_string()),
+    );
+
+    let is_director_verb = matches!(
+        rest.first().map(String::as_str),
+        Some("addr" | "address" | "neigh" | "neighbour" | "neighbor" | "link")
+    );
+    let (op, rendering) = if is_director_verb {
+        match parse_director_verb(&rest) {
+            Ok(x) => x,
+            Err(e) => return write_err(io, &e),
+        }
+    } else {
+        let env = ParseEnv {
+            names: io.names,
+            prog: PROG,
+        };
+        let cmd = match ipvsadm::parse_with(&rest, &env) {
+            Ok(c) => c,
+            Err(e) => return write_err(io, &e),
+        };
+        match cmd {
+            IpvsCommand::Help => {
+                let _ = io.stdout.write_all(ipvsadm::usage(PROG).as_bytes());
+                return 0;
+            }
+            IpvsCommand::Version => {
+                let _ = io.stdout.write_all(version().as_bytes());
+                return 0;
+            }
+            IpvsCommand::Restore => return restore(&path, io),
+            _ => {}
+        }
+        if let Err(e) = cmd.validate() {
+            return write_err(io, &e);
+        }
+        let rendering = match &cmd {
+            IpvsCommand::List(o) => Rendering::List(o.clone()),
+            IpvsCommand::Save { numeric } => Rendering::Save { numeric: *numeric },
+            _ => Rendering::Silent,
+        };
+        (Op::Ipvs(cmd), rendering)
+    };
+
+    let reply = match call(&path, Request::new(op), io) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    render(io, &reply, &rendering, json)
+}
+
+/// Sends one request; on failure prints the error and returns the exit status.
+fn call(path: &Path, req: Request, io: &mut CliIo<'_>) -> Result<Reply, i32> {
+    let mut stream = match UnixStream::connect(path) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(
+                io.stderr,
+                "{PROG}: cannot connect to director at {}: {e}",
+                path.display()
+            );
+            return Err(1);
+        }
+    };
+    match client::exchange(&mut stream, &req, client::DEFAULT_TIMEOUT) {
+        Ok(resp) => resp.result.map_err(|e| write_err(io, &e)),
+        Err(e) => {
+            let _ = writeln!(io.stderr, "{PROG}: director at {}: {e}", path.display());
+            Err(1)
+        }
+    }
+}
+
+fn render(io: &mut CliIo<'_>, reply: &Reply, rendering: &Rendering, json: bool) -> i32 {
+    let names = io.names;
+    let text = match (reply, rendering) {
+        (Reply::Ok, _) => String::new(),
+        (
+            Reply::Services {
+                table_size,
+                services,
+            },
+            Rendering::List(o),
+        ) => {
+            if json {
+                format::json_services(*table_size, services, o.nosort)
+            } else {
+                format::list_services(*table_size, services, o, names)
+            }
+        }
+        (
+            Reply::Services {
+                table_size,
+                services,
+            },
+            Rendering::Save { numeric },
+        ) => {
+            if json {
+                format::json_services(*table_size, services, false)
+            } else {
+                format::save(services, *numeric, names)
+            }
+        }
+        (Reply::Connections(c), Rendering::List(o)) => {
+            if json {
+                format::json(c)
+            } else {
+                format::list_connections(c, o, names)
+            }
+        }
+        (Reply::Timeouts(t), _) => {
+            if json {
+                format::json(t)
+            } else {
+                format::timeouts(t)
+            }
+        }
+        (Reply::Daemons(d), _) => {
+            if json {
+                format::json(d)
+            } else {
+                format::daemons(d)
+            }
+        }
+        (Reply::Addrs(a), r) => {
+            let filtered: Vec<_> = match r {
+                Rendering::Addrs(Some(dev)) => {
+                    a.iter().filter(|x| &x.dev == dev).cloned().collect()
+                }
+                _ => a.clone(),
+            };
+            if json {
+                format::json(&filtered)
+            } else {
+                format::addrs(&filtered)
+            }
+        }
+        (Reply::Neighs(n), _) => {
+            if json {
+                format::json(n)
+            } else {
+                format::neighs(n)
+            }
+        }
+        (Reply::Links(l), _) => {
+            if json {
+                format::json(l)
+            } else {
+                format::links(l)
+            }
+        }
+        (other, _) => {
+            let _ = writeln!(
+                io.stderr,
+                "{PROG}: unexpected reply from director: {other:?}"
+            );
+            return 1;
+        }
+    };
+    if io
+        .stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| io.stdout.flush())
+        .is_err()
+    {
+        return 1;
+    }
+    0
+}
+
+/// `-R`: reads rules from stdin, sends them as one batch, reports like ipvsadm.
+fn restore(path: &Path, io: &mut CliIo<'_>) -> i32 {
+    let mut cmds: Vec<IpvsCommand> = Vec::new();
+    // What ends the input early: a parse error (printed after the batch) or -h/-v output.
+    let mut abort: Option<Result<String, CtlError>> = None;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match io.stdin.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                abort = Some(Err(CtlError::failure(format!(
+                    "{PROG}: reading standard input: {e}"
+                ))));
+                break;
+            }
+        }
+        let words = ipvsadm::restore_words(&line);
+        if words.is_empty() {
+            continue;
+        }
+        let env = ParseEnv {
+            names: io.names,
+            prog: PROG,
+        };
+        match ipvsadm::parse_with(&words, &env) {
+            Ok(IpvsCommand::Restore) => {
+                abort = Some(Err(CtlError::try_help(PROG)));
+                break;
+            }
+            Ok(IpvsCommand::Help) => {
+                abort = Some(Ok(ipvsadm::usage(PROG)));
+                break;
+            }
+            Ok(IpvsCommand::Version) => {
+                abort = Some(Ok(version()));
+                break;
+            }
+            Ok(c) => cmds.push(c),
+            Err(e) => {
+                abort = Some(Err(e));
+                break;
+            }
+        }
+    }
+    let mut status = 0;
+    for chunk in cmds.chunks(RESTORE_CHUNK) {
+        match call(path, Request::new(Op::Restore(chunk.to_vec())), io) {
+            Ok(Reply::Batch(results)) => {
+                for r in &results {
+                    status = match r {
+                        Ok(()) => 0,
+                        Err(e) => write_err(io, e),
+                    };
+                }
+            }
+            Ok(other) => {
+                let _ = writeln!(
+                    io.stderr,
+                    "{PROG}: unexpected reply from director: {other:?}"
+                );
+                return 1;
+            }
+            Err(code) => return code,
+        }
+    }
+    match abort {
+        None => status,
+        Some(Ok(text)) => {
+            let _ = io.stdout.write_all(text.as_bytes());
+            0
+        }
+        Some(Err(e)) => write_err(io, &e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn worst_case_restore_chunk_fits_a_request() {
+        use crate::model::{FwdMethod, SchedFlags, ServerSpec, ServiceKey, ServiceSpec};
+        let key = ServiceKey::Addr {
+            proto: crate::Protocol::Udp,
+            addr: Ipv4Addr::new(255, 255, 255, 255),
+            port: 65535,
+        };
+        let svc = IpvsCommand::EditService(ServiceSpec {
+            key,
+            scheduler: "x".repeat(15),
+            flags: SchedFlags {
+                flag1: true,
+                flag2: true,
+                flag3: true,
+            },
+            persistent: Some(2_678_400),
+            netmask: Ipv4Addr::new(255, 255, 255, 255),
+            ops: true,
+            pe: Some("y".repeat(16)),
+        });
+        let srv = IpvsCommand::EditServer {
+            service: key,
+            server: ServerSpec {
+                addr: Ipv4Addr::new(255, 255, 255, 255),
+                port: 65535,
+                fwd: FwdMethod::Tunnel,
+                weight: 65535,
+                u_threshold: i32::MAX as u32,
+                l_threshold: i32::MAX as u32,
+            },
+        };
+        for c in [svc, srv] {
+            let body =
+                crate::proto::encode_request(&Request::new(Op::Restore(vec![c; RESTORE_CHUNK])));
+            assert!(
+                body.len() < crate::proto::MAX_REQUEST,
+                "{} bytes",
+                body.len()
+            );
+        }
+    }
+
+    #[test]
+    fn director_verbs() {
+        let (op, _) = parse_director_verb(&w("addr add 10.0.0.1/24 dev dpdk0")).unwrap();
+        assert_eq!(
+            op,
+            Op::AddrAdd {
+                addr: Ipv4Addr::new(10, 0, 0, 1),
+                prefix_len: 24,
+                dev: "dpdk0".into()
+            }
+        );
+        let (op, _) = parse_director_verb(&w("addr add dev dpdk1 192.168.1.100")).unwrap();
+        assert_eq!(
+            op,
+            Op::AddrAdd {
+                addr: Ipv4Addr::new(192, 168, 1, 100),
+                prefix_len: 32,
+                dev: "dpdk1".into()
+            }
+        );
+        let (op, _) = parse_director_verb(&w("addr del 10.0.0.1 dev dpdk0")).unwrap();
+        assert_eq!(
+            op,
+            Op::AddrDel {
+                addr: Ipv4Addr::new(10, 0, 0, 1),
+                prefix_len: None,
+                dev: "dpdk0".into()
+            }
+        );
+        assert_eq!(parse_director_verb(&w("addr")).unwrap().0, Op::AddrShow);
+        assert_eq!(
+            parse_director_verb(&w("addr show dev dpdk0")).unwrap().0,
+            Op::AddrShow
+        );
+        assert_eq!(
+            parse_director_verb(&w("neigh show")).unwrap().0,
+            Op::NeighShow
+        );
+        assert_eq!(parse_director_verb(&w("link")).unwrap().0, Op::LinkShow);
+        for bad in [
+            "addr add 10.0.0.1/33 dev dpdk0",
+            "addr add 10.0.0.1/24",
+            "addr add dev dpdk0",
+            "addr add 10.0.0/24 dev dpdk0",
+            "addr add 10.0.0.1/24 10.0.0.2/24 dev dpdk0",
+            "addr add 10.0.0.1/24 dev",
+            "addr flush",
+            "addr show dev",
+            "neigh flush",
+            "link set up",
+        ] {
+            let e = parse_director_verb(&w(bad)).unwrap_err();
+            assert_eq!(e.exit_code, 2, "{bad}");
+            assert!(e.message.starts_with("lbadm: "), "{bad}: {}", e.message);
+        }
+    }
+}

@@ -1,0 +1,1126 @@
+//! Rendering of replies: ipvsadm's listings byte for byte (`-L` in all its variants, `-L -c`,
+//! `--timeout`, `-S`), lbadm's own `addr`/`neigh`/`link` tables, and `--json` for all of them.
+//!
+//! Invariants: the ipvsadm formats reproduce ipvsadm 1.31's printf formats exactly, trailing
+//! padding included (`"  -> %-28s %-7s %-6d %-10u %-10u"`), with its truncations (service
+//! names cut to 33 bytes, destinations to 28) and its sort (glibc merge sort with ipvsadm's
+//! wrapped-difference comparators, see [`crate::model::ipvsadm_service_cmp`]); `--nosort`
+//! keeps the director's order (services by creation, servers newest first). Formatting is pure
+//! (names come from a [`Names`]) and never panics.
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use crate::ipvsadm::ListOptions;
+use crate::model::{
+    glibc_msort, ipvsadm_dest_cmp, ipvsadm_service_cmp, AddrConfig, FwdMethod, Protocol,
+    ServiceConfig, ServiceKey, Timeouts,
+};
+use crate::names::Names;
+use crate::proto::{ConnInfo, ConnProto, LinkInfo, NeighInfo, ServerStatus, ServiceStatus};
+
+/// The IPVS version ipvsadm prints.
+pub const IPVS_VERSION: &str = "1.2.1";
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+/// `addr:port`, numerically or with names (`addrport_to_anyname`).
+pub fn addrport(
+    addr: Ipv4Addr,
+    port: u16,
+    proto: Option<Protocol>,
+    numeric: bool,
+    names: &dyn Names,
+) -> String {
+    if numeric {
+        return format!("{addr}:{port}");
+    }
+    let host = names.addr_to_host(addr).unwrap_or_else(|| addr.to_string());
+    let svc = proto
+        .and_then(|p| names.port_to_service(port, p))
+        .unwrap_or_else(|| port.to_string());
+    format!("{host}:{svc}")
+}
+
+/// ipvsadm's large-number field (`print_largenum`): `%9llu` below 10^8, else an 8-wide value
+/// with a K/M/G/T suffix; with `--exact` the full number right-aligned in max(9, digits+1).
+pub fn largenum(i: u64, exact: bool) -> String {
+    if exact {
+        let digits = i.to_string().len();
+        let width = if digits <= 8 { 9 } else { digits + 1 };
+        return format!("{i:>width$}");
+    }
+    if i < 100_000_000 {
+        format!("{i:>9}")
+    } else if i < 1_000_000_000 {
+        format!("{:>8}K", i / 1000)
+    } else if i < 100_000_000_000 {
+        format!("{:>8}M", i / 1_000_000)
+    } else if i < 100_000_000_000_000 {
+        format!("{:>8}G", i / 1_000_000_000)
+    } else {
+        format!("{:>8}T", i / 1_000_000_000_000)
+    }
+}
+
+/// Services sorted as ipvsadm sorts them (unless `nosort`), servers likewise.
+pub fn sorted_services(services: &[ServiceStatus], nosort: bool) -> Vec<ServiceStatus> {
+    let mut v = services.to_vec();
+    if nosort {
+        return v;
+    }
+    glibc_msort(&mut v, &|a: &ServiceStatus, b: &ServiceStatus| {
+        ipvsadm_service_cmp(&a.config.key, &b.config.key)
+    });
+    for s in &mut v {
+        glibc_msort(&mut s.servers, &|a: &ServerStatus, b: &ServerStatus| {
+            ipvsadm_dest_cmp(
+                (a.server.addr, a.server.port),
+                (b.server.addr, b.server.port),
+            )
+        });
+    }
+    v
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fmt {
+    Plain,
+    Rule,
+    Stats,
+    Rate,
+    Thresholds,
+    PersistentConn,
+    TunInfo,
+}
+
+struct Style<'a> {
+    fmt: Fmt,
+    numeric: bool,
+    exact: bool,
+    names: &'a dyn Names,
+}
+
+fn title(fmt: Fmt) -> String {
+    const PROT: &str = "Prot LocalAddress:Port";
+    const REMOTE: &str = "  -> RemoteAddress:Port";
+    match fmt {
+        Fmt::Stats => format!("{PROT:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n{REMOTE}\n", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"),
+        Fmt::Rate => format!("{PROT:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n{REMOTE}\n", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"),
+        Fmt::Thresholds => {
+            format!("{PROT:<33} {:<10} {:<10} {:<10} {:<10}\n{REMOTE}\n", "Uthreshold", "Lthreshold", "ActiveConn", "InActConn")
+        }
+        Fmt::PersistentConn => {
+            format!("{PROT:<33} {:<9} {:<11} {:<10} {:<10}\n{REMOTE}\n", "Weight", "PersistConn", "ActiveConn", "InActConn")
+        }
+        Fmt::TunInfo => format!(
+            "{PROT} Scheduler Flags\n{REMOTE}           Forward TunnelInfo    Weight ActiveConn InActConn\n"
+        ),
+        Fmt::Plain => format!("{PROT} Scheduler Flags\n{REMOTE}           Forward Weight ActiveConn InActConn\n"),
+        Fmt::Rule => String::new(),
+    }
+}
+
+fn service_name(cfg: &ServiceConfig, st: &Style<'_>) -> String {
+    match cfg.key {
+        // ipvsadm prints the (unsigned) mark with %d.
+        ServiceKey::Fwmark(m) => {
+            if st.fmt == Fmt::Rule {
+                format!("-f {}", m as i32)
+            } else {
+                format!("FWM  {}", m as i32)
+            }
+        }
+        ServiceKey::Addr { proto, addr, port } => {
+            let v = addrport(addr, port, Some(proto), st.numeric, st.names);
+            if st.fmt == Fmt::Rule {
+                format!("{} {}", proto.option(), v)
+            } else {
+                truncate(format!("{:<4} {}", proto.name(), v), 33)
+            }
+        }
+    }
+}
+
+fn service_entry(out: &mut String, s: &ServiceStatus, st: &Style<'_>) {
+    let cfg = &s.config;
+    let name = service_name(cfg, st);
+    let ex = st.exact;
+    match st.fmt {
+        Fmt::Rule => {
+            let _ = write!(out, "-A {} -s {}", name, cfg.scheduler);
+            if let Some(t) = cfg.persistent {
+                let _ = write!(out, " -p {t}");
+                if cfg.netmask != Ipv4Addr::BROADCAST {
+                    let _ = write!(out, " -M {}", cfg.netmask);
+                }
+            }
+            if cfg.ops {
+                out.push_str(" -o");
+            }
+            if !cfg.flags.is_empty() {
+                let _ = write!(out, " -b {}", cfg.flags.names(cfg.scheduler));
+            }
+        }
+        Fmt::Stats => {
+            let _ = write!(out, "{name:<33}");
+            for v in [s.conns, s.inpkts, s.outpkts, s.inbytes, s.outbytes] {
+                out.push_str(&largenum(v, ex));
+            }
+        }
+        Fmt::Rate => {
+            let _ = write!(out, "{name:<33}");
+            let r = &s.rates;
+            for v in [r.cps, r.inpps, r.outpps, r.inbps, r.outbps] {
+                out.push_str(&largenum(v, ex));
+            }
+        }
+        _ => {
+            let _ = write!(out, "{} {}", name, cfg.scheduler);
+            if !cfg.flags.is_empty() {
+                let _ = write!(out, " ({})", cfg.flags.names(cfg.scheduler));
+            }
+            if let Some(t) = cfg.persistent {
+                let _ = write!(out, " persistent {t}");
+                if cfg.netmask != Ipv4Addr::BROADCAST {
+                    let _ = write!(out, " mask {}", cfg.netmask);
+                }
+            }
+            if cfg.ops {
+                out.push_str(" ops");
+            }
+        }
+    }
+    out.push('\n');
+
+    let proto = cfg.key.protocol();
+    for d in &s.servers {
+        let e = &d.server;
+        let mut dname = addrport(e.addr, e.port, Some(proto), st.numeric, st.names);
+        if st.fmt != Fmt::Rule {
+            dname = truncate(dname, 28);
+        }
+        match st.fmt {
+            Fmt::Rule => {
+                let _ = write!(
+                    out,
+                    "-a {} -r {} {} -w {}",
+                    name,
+                    dname,
+                    e.fwd.switch(),
+                    e.weight
+                );
+                if e.fwd == FwdMethod::Tunnel {
+                    out.push_str(" --tun-type ipip");
+                }
+                out.push('\n');
+            }
+            Fmt::Stats => {
+                let _ = write!(out, "  -> {dname:<28}");
+                for v in [d.conns, d.inpkts, d.outpkts, d.inbytes, d.outbytes] {
+                    out.push_str(&largenum(v, ex));
+                }
+                out.push('\n');
+            }
+            Fmt::Rate => {
+                let r = &d.rates;
+                let _ = write!(
+                    out,
+                    "  -> {:<28} {:>8} {:>8} {:>8}",
+                    dname, r.cps, r.inpps, r.outpps
+                );
+                out.push_str(&largenum(r.inbps, ex));
+                out.push_str(&largenum(r.outbps, ex));
+                out.push('\n');
+            }
+            Fmt::Thresholds => {
+                let _ = writeln!(
+                    out,
+                    "  -> {:<28} {:<10} {:<10} {:<10} {:<10}",
+                    dname, e.u_threshold, e.l_threshold, d.active, d.inactive
+                );
+            }
+            Fmt::PersistentConn => {
+                let _ = writeln!(
+                    out,
+                    "  -> {:<28} {:<9} {:<11} {:<10} {:<10}",
+                    dname, e.weight, d.persist, d.active, d.inactive
+                );
+            }
+            Fmt::TunInfo => {
+                let ti = if e.fwd == FwdMethod::Tunnel {
+                    "ipip"
+                } else {
+                    "n/a"
+                };
+                let _ = writeln!(
+                    out,
+                    "  -> {:<28} {:<7} {:<13} {:<6} {:<10} {:<10}",
+                    dname,
+                    e.fwd.name(),
+                    ti,
+                    e.weight,
+                    d.active,
+                    d.inactive
+                );
+            }
+            Fmt::Plain => {
+                let _ = writeln!(
+                    out,
+                    "  -> {:<28} {:<7} {:<6} {:<10} {:<10}",
+                    dname,
+                    e.fwd.name(),
+                    e.weight,
+                    d.active,
+                    d.inactive
+                );
+            }
+        }
+    }
+}
+
+fn list_fmt(opts: &ListOptions) -> Fmt {
+    if opts.stats {
+        Fmt::Stats
+    } else if opts.rate {
+        Fmt::Rate
+    } else if opts.thresholds {
+        Fmt::Thresholds
+    } else if opts.persistent_conn {
+        Fmt::PersistentConn
+    } else if opts.tun_info {
+        Fmt::TunInfo
+    } else {
+        Fmt::Plain
+    }
+}
+
+/// `ipvsadm -L` (all variants but `-c`, `--timeout`, `--daemon`). With `opts.service` set
+/// the version header is omitted, as ipvsadm does for `-L -t VIP:port`.
+pub fn list_services(
+    table_size: u32,
+    services: &[ServiceStatus],
+    opts: &ListOptions,
+    names: &dyn Names,
+) -> String {
+    let st = Style {
+        fmt: list_fmt(opts),
+        numeric: opts.numeric,
+        exact: opts.exact,
+        names,
+    };
+    let mut out = String::new();
+    if opts.service.is_none() {
+        let _ = writeln!(
+            out,
+            "IP Virtual Server version {IPVS_VERSION} (size={table_size})"
+        );
+    }
+    out.push_str(&title(st.fmt));
+    for s in sorted_services(services, opts.nosort) {
+        service_entry(&mut out, &s, &st);
+    }
+    out
+}
+
+/// `ipvsadm -S [-n]`: one rule per line, sorted like `-L`; thresholds are not saved.
+pub fn save(services: &[ServiceStatus], numeric: bool, names: &dyn Names) -> String {
+    let st = Style {
+        fmt: Fmt::Rule,
+        numeric,
+        exact: false,
+        names,
+    };
+    let mut out = String::new();
+    for s in sorted_services(services, false) {
+        service_entry(&mut out, &s, &st);
+    }
+    out
+}
+
+fn conn_proto(p: ConnProto) -> Option<Protocol> {
+    match p {
+        ConnProto::Tcp => Some(Protocol::Tcp),
+        ConnProto::Udp => Some(Protocol::Udp),
+        ConnProto::Ip => None,
+    }
+}
+
+/// `ipvsadm -L -c [-n] [--persistent-conn]`.
+pub fn list_connections(conns: &[ConnInfo], opts: &ListOptions, names: &dyn Names) -> String {
+    let mut out = String::from("IPVS connection entries\n");
+    // ipvsadm: "pro expire %-11s %-18s %-18s %s" (+ "%-18s %-16s" for --persistent-conn).
+    if opts.persistent_conn {
+        out.push_str("pro expire state       source             virtual            destination        pe name          pe_data\n");
+    } else {
+        out.push_str("pro expire state       source             virtual            destination\n");
+    }
+    for c in conns {
+        let proto = conn_proto(c.proto);
+        let cname = addrport(c.caddr, c.cport, proto, opts.numeric, names);
+        let vname = addrport(c.vaddr, c.vport, proto, opts.numeric, names);
+        let dname = addrport(c.daddr, c.dport, proto, opts.numeric, names);
+        let expire = format!("{:02}:{:02}", c.expires_secs / 60, c.expires_secs % 60);
+        match (&c.pe, opts.persistent_conn) {
+            (Some((pe_name, pe_data)), true) => {
+                let _ = writeln!(
+                    out,
+                    "{:<3} {:<6} {:<11} {:<18} {:<18} {:<16} {:<18} {}",
+                    c.proto.name(),
+                    expire,
+                    c.state,
+                    cname,
+                    vname,
+                    dname,
+                    pe_name,
+                    pe_data
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    out,
+                    "{:<3} {:<6} {:<11} {:<18} {:<18} {}",
+                    c.proto.name(),
+                    expire,
+                    c.state,
+                    cname,
+                    vname,
+                    dname
+                );
+            }
+        }
+    }
+    out
+}
+
+/// `ipvsadm -L --timeout`.
+pub fn timeouts(t: &Timeouts) -> String {
+    format!(
+        "Timeout (tcp tcpfin udp): {} {} {}\n",
+        t.tcp, t.tcp_fin, t.udp
+    )
+}
+
+/// `ipvsadm -L --daemon` (one line per running daemon; the director runs none).
+pub fn daemons(d: &[String]) -> String {
+    d.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// Sort key putting `dpdk2` before `dpdk10`.
+fn dev_key(dev: &str) -> (String, u64) {
+    let digits = dev.len() - dev.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let (prefix, num) = dev.split_at(dev.len() - digits);
+    (prefix.to_string(), num.parse().unwrap_or(0))
+}
+
+/// `lbadm addr show`: one line per address, grouped by port (in port order), in the order
+/// they were added:
+/// ```text
+/// DEV      ADDRESS
+/// dpdk0    10.0.0.1/24
+/// ```
+pub fn addrs(list: &[AddrConfig]) -> String {
+    let mut v: Vec<&AddrConfig> = list.iter().collect();
+    v.sort_by_key(|a| dev_key(&a.dev));
+    let mut out = format!("{:<8} {}\n", "DEV", "ADDRESS");
+    for a in v {
+        let _ = writeln!(out, "{:<8} {}/{}", a.dev, a.addr, a.prefix_len);
+    }
+    out
+}
+
+/// `lbadm neigh show`, sorted by address:
+/// ```text
+/// ADDRESS         DEV      LLADDR            STATE      AGE
+/// 10.0.0.11       dpdk0    52:54:00:12:34:56 REACHABLE  3s
+/// ```
+pub fn neighs(list: &[NeighInfo]) -> String {
+    let mut v: Vec<&NeighInfo> = list.iter().collect();
+    v.sort_by_key(|n| (n.addr, dev_key(&n.dev)));
+    let mut out = format!(
+        "{:<15} {:<8} {:<17} {:<10} {}\n",
+        "ADDRESS", "DEV", "LLADDR", "STATE", "AGE"
+    );
+    for n in v {
+        let _ = writeln!(
+            out,
+            "{:<15} {:<8} {:<17} {:<10} {}s",
+            n.addr,
+            n.dev,
+            n.mac.as_deref().unwrap_or("-"),
+            n.state,
+            n.age_secs
+        );
+    }
+    out
+}
+
+/// `lbadm link show`, `ip -s link` style:
+/// ```text
+/// dpdk0: state UP mtu 1500 speed 10000Mb/s
+///     link/ether 52:54:00:12:34:56
+///     RX: packets 10 bytes 1000 missed 0 errors 0 nombuf 0
+///     TX: packets 10 bytes 1000 errors 0
+///     drops: no_service 3 bad_ipv4 1
+/// ```
+pub fn links(list: &[LinkInfo]) -> String {
+    let mut out = String::new();
+    for l in list {
+        let speed = if l.speed_mbps == 0 {
+            "unknown".to_string()
+        } else {
+            format!("{}Mb/s", l.speed_mbps)
+        };
+        let _ = writeln!(
+            out,
+            "{}: state {} mtu {} speed {}",
+            l.name,
+            if l.link_up { "UP" } else { "DOWN" },
+            l.mtu,
+            speed
+        );
+        let _ = writeln!(out, "    link/ether {}", l.mac);
+        let _ = writeln!(
+            out,
+            "    RX: packets {} bytes {} missed {} errors {} nombuf {}",
+            l.rx_packets, l.rx_bytes, l.rx_missed, l.rx_errors, l.rx_nombuf
+        );
+        let _ = writeln!(
+            out,
+            "    TX: packets {} bytes {} errors {}",
+            l.tx_packets, l.tx_bytes, l.tx_errors
+        );
+        if !l.drops.is_empty() {
+            out.push_str("    drops:");
+            for (reason, n) in &l.drops {
+                let _ = write!(out, " {reason} {n}");
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Pretty JSON with a trailing newline (`--json`).
+pub fn json<T: Serialize + ?Sized>(value: &T) -> String {
+    let mut s =
+        serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    s.push('\n');
+    s
+}
+
+/// The `--json` rendering of a service listing: `{"table_size": N, "services": [...]}` with
+/// services and servers in display order.
+pub fn json_services(table_size: u32, services: &[ServiceStatus], nosort: bool) -> String {
+    #[derive(Serialize)]
+    struct Out {
+        table_size: u32,
+        services: Vec<ServiceStatus>,
+    }
+    json(&Out {
+        table_size,
+        services: sorted_services(services, nosort),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{SchedFlags, Scheduler, ServerConfig, ServerId};
+    use crate::names::{NumericOnly, SystemNames};
+    use crate::proto::Rates;
+
+    fn srv(
+        id: u32,
+        a: [u8; 4],
+        port: u16,
+        weight: u32,
+        active: u64,
+        inactive: u64,
+    ) -> ServerStatus {
+        ServerStatus {
+            server: ServerConfig {
+                id: ServerId(id),
+                addr: Ipv4Addr::from(a),
+                port,
+                fwd: FwdMethod::Route,
+                weight,
+                u_threshold: 0,
+                l_threshold: 0,
+            },
+            active,
+            inactive,
+            persist: 0,
+            conns: 0,
+            inpkts: 0,
+            inbytes: 0,
+            outpkts: 0,
+            outbytes: 0,
+            rates: Rates::default(),
+        }
+    }
+
+    fn svc(
+        key: ServiceKey,
+        sched: Scheduler,
+        persistent: Option<u32>,
+        servers: Vec<ServerStatus>,
+    ) -> ServiceStatus {
+        ServiceStatus {
+            config: ServiceConfig {
+                key,
+                scheduler: sched,
+                flags: SchedFlags::default(),
+                persistent,
+                netmask: Ipv4Addr::BROADCAST,
+                ops: false,
+            },
+            servers,
+            conns: 0,
+            inpkts: 0,
+            inbytes: 0,
+            outpkts: 0,
+            outbytes: 0,
+            rates: Rates::default(),
+        }
+    }
+
+    /// The example of ipvs-semantics.md §7.3-7.6, in the director's (unsorted) order.
+    fn example() -> Vec<ServiceStatus> {
+        let vip = [192, 168, 1, 100];
+        let fw = {
+            let mut s = svc(
+                ServiceKey::Fwmark(7),
+                Scheduler::Sh,
+                Some(360),
+                vec![srv(5, [10, 0, 0, 31], 0, 2, 3, 5)],
+            );
+            s.config.flags = SchedFlags {
+                flag1: true,
+                flag2: true,
+                flag3: false,
+            };
+            s
+        };
+        let udp = svc(
+            ServiceKey::Addr {
+                proto: Protocol::Udp,
+                addr: vip.into(),
+                port: 53,
+            },
+            Scheduler::Rr,
+            None,
+            vec![srv(4, [10, 0, 0, 21], 53, 1, 0, 118)],
+        );
+        let mut tcp = svc(
+            ServiceKey::Addr {
+                proto: Protocol::Tcp,
+                addr: vip.into(),
+                port: 80,
+            },
+            Scheduler::Wlc,
+            Some(600),
+            // Kernel order: newest first.
+            vec![
+                srv(1, [10, 0, 0, 12], 80, 0, 0, 31),
+                srv(0, [10, 0, 0, 11], 80, 1, 12, 40),
+            ],
+        );
+        tcp.config.netmask = Ipv4Addr::new(255, 255, 255, 0);
+        vec![fw, udp, tcp]
+    }
+
+    fn numeric() -> ListOptions {
+        ListOptions {
+            numeric: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn golden_list_numeric() {
+        let want = "IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  192.168.1.100:80 wlc persistent 600 mask 255.255.255.0
+  -> 10.0.0.11:80                 Route   1      12         40        
+  -> 10.0.0.12:80                 Route   0      0          31        
+UDP  192.168.1.100:53 rr
+  -> 10.0.0.21:53                 Route   1      0          118       
+FWM  7 sh (sh-fallback,sh-port) persistent 360
+  -> 10.0.0.31:0                  Route   2      3          5         
+";
+        assert_eq!(
+            list_services(4096, &example(), &numeric(), &NumericOnly),
+            want
+        );
+    }
+
+    #[test]
+    fn golden_seed_listing() {
+        // From the operator notes: `ipvsadm -ln` of a persistent fwmark service.
+        let want = "IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+FWM  10 wlc persistent 360
+  -> 192.168.195.170:0            Route   1      0          0         
+  -> 192.168.195.171:0            Route   1      0          0         
+";
+        let s = svc(
+            ServiceKey::Fwmark(10),
+            Scheduler::Wlc,
+            Some(360),
+            vec![
+                srv(1, [192, 168, 195, 171], 0, 1, 0, 0),
+                srv(0, [192, 168, 195, 170], 0, 1, 0, 0),
+            ],
+        );
+        assert_eq!(list_services(4096, &[s], &numeric(), &NumericOnly), want);
+    }
+
+    #[test]
+    fn golden_save() {
+        let want = "-A -t 192.168.1.100:80 -s wlc -p 600 -M 255.255.255.0
+-a -t 192.168.1.100:80 -r 10.0.0.11:80 -g -w 1
+-a -t 192.168.1.100:80 -r 10.0.0.12:80 -g -w 0
+-A -u 192.168.1.100:53 -s rr
+-a -u 192.168.1.100:53 -r 10.0.0.21:53 -g -w 1
+-A -f 7 -s sh -p 360 -b sh-fallback,sh-port
+-a -f 7 -r 10.0.0.31:0 -g -w 2
+";
+        assert_eq!(save(&example(), true, &NumericOnly), want);
+    }
+
+    #[test]
+    fn golden_stats() {
+        let mut v = example();
+        v.truncate(0);
+        let mut s = example().pop().unwrap();
+        s.servers
+            .retain(|d| d.server.addr == Ipv4Addr::new(10, 0, 0, 11));
+        s.conns = 1990;
+        s.inpkts = 102_421;
+        s.inbytes = 8_211_334;
+        s.servers[0].conns = 1000;
+        s.servers[0].inpkts = 52311;
+        s.servers[0].inbytes = 4_210_332;
+        v.push(s);
+        let want = "IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes
+  -> RemoteAddress:Port
+TCP  192.168.1.100:80                 1990   102421        0  8211334        0
+  -> 10.0.0.11:80                     1000    52311        0  4210332        0
+";
+        let opts = ListOptions {
+            numeric: true,
+            stats: true,
+            ..Default::default()
+        };
+        assert_eq!(list_services(4096, &v, &opts, &NumericOnly), want);
+    }
+
+    #[test]
+    fn golden_persistent_conn() {
+        let mut s = example().pop().unwrap();
+        s.servers
+            .retain(|d| d.server.addr == Ipv4Addr::new(10, 0, 0, 11));
+        s.servers[0].persist = 3;
+        let want = "IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn 
+  -> RemoteAddress:Port
+TCP  192.168.1.100:80 wlc persistent 600 mask 255.255.255.0
+  -> 10.0.0.11:80                 1         3           12         40        
+";
+        let opts = ListOptions {
+            numeric: true,
+            persistent_conn: true,
+            ..Default::default()
+        };
+        assert_eq!(list_services(4096, &[s], &opts, &NumericOnly), want);
+    }
+
+    #[test]
+    fn thresholds_rate_tuninfo_and_single_service() {
+        let mut s = example().pop().unwrap();
+        s.servers.truncate(1);
+        s.servers[0].server.u_threshold = 100;
+        s.servers[0].server.l_threshold = 50;
+        let opts = ListOptions {
+            numeric: true,
+            thresholds: true,
+            service: Some(s.config.key),
+            ..Default::default()
+        };
+        let want = "Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn \n  -> RemoteAddress:Port\nTCP  192.168.1.100:80 wlc persistent 600 mask 255.255.255.0\n  -> 10.0.0.12:80                 100        50         0          31        \n";
+        assert_eq!(
+            list_services(4096, std::slice::from_ref(&s), &opts, &NumericOnly),
+            want
+        );
+
+        s.rates = Rates {
+            cps: 12,
+            inpps: 340,
+            outpps: 0,
+            inbps: 123_456_789,
+            outbps: 0,
+        };
+        s.servers[0].rates = Rates {
+            cps: 1,
+            inpps: 2,
+            outpps: 0,
+            inbps: 1_000_000_000,
+            outbps: 0,
+        };
+        let opts = ListOptions {
+            numeric: true,
+            rate: true,
+            ..Default::default()
+        };
+        let want = "IP Virtual Server version 1.2.1 (size=7)
+Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS
+  -> RemoteAddress:Port
+TCP  192.168.1.100:80                   12      340        0  123456K        0
+  -> 10.0.0.12:80                        1        2        0    1000M        0
+";
+        assert_eq!(
+            list_services(7, std::slice::from_ref(&s), &opts, &NumericOnly),
+            want
+        );
+
+        let opts = ListOptions {
+            numeric: true,
+            tun_info: true,
+            ..Default::default()
+        };
+        let want = "IP Virtual Server version 1.2.1 (size=7)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn
+TCP  192.168.1.100:80 wlc persistent 600 mask 255.255.255.0
+  -> 10.0.0.12:80                 Route   n/a           0      0          31        
+";
+        assert_eq!(list_services(7, &[s], &opts, &NumericOnly), want);
+    }
+
+    #[test]
+    fn largenum_suffixes_and_exact() {
+        assert_eq!(largenum(0, false), "        0");
+        assert_eq!(largenum(99_999_999, false), " 99999999");
+        assert_eq!(largenum(100_000_000, false), "  100000K");
+        assert_eq!(largenum(999_999_999, false), "  999999K");
+        assert_eq!(largenum(1_000_000_000, false), "    1000M");
+        assert_eq!(largenum(99_999_999_999, false), "   99999M");
+        assert_eq!(largenum(100_000_000_000, false), "     100G");
+        assert_eq!(largenum(100_000_000_000_000, false), "     100T");
+        assert_eq!(largenum(u64::MAX, false), "18446744T");
+        assert_eq!(largenum(12, true), "       12");
+        assert_eq!(largenum(123_456_789, true), " 123456789");
+    }
+
+    #[test]
+    fn golden_connections() {
+        let vip = Ipv4Addr::new(192, 168, 1, 100);
+        let c = |proto, exp, state: &str, ca: [u8; 4], cp, va: Ipv4Addr, vp, da: [u8; 4], dp| {
+            ConnInfo {
+                proto,
+                expires_secs: exp,
+                state: state.to_string(),
+                caddr: ca.into(),
+                cport: cp,
+                vaddr: va,
+                vport: vp,
+                daddr: da.into(),
+                dport: dp,
+                pe: None,
+            }
+        };
+        let conns = vec![
+            c(
+                ConnProto::Tcp,
+                597,
+                "ASSURED",
+                [10, 9, 8, 0],
+                0,
+                vip,
+                80,
+                [10, 0, 0, 11],
+                80,
+            ),
+            c(
+                ConnProto::Tcp,
+                898,
+                "ESTABLISHED",
+                [10, 9, 8, 7],
+                51234,
+                vip,
+                80,
+                [10, 0, 0, 11],
+                80,
+            ),
+            c(
+                ConnProto::Tcp,
+                59,
+                "SYN_RECV",
+                [10, 9, 8, 9],
+                40000,
+                vip,
+                80,
+                [10, 0, 0, 11],
+                80,
+            ),
+            c(
+                ConnProto::Tcp,
+                112,
+                "FIN_WAIT",
+                [10, 9, 8, 7],
+                51200,
+                vip,
+                80,
+                [10, 0, 0, 11],
+                80,
+            ),
+            c(
+                ConnProto::Udp,
+                299,
+                "UDP",
+                [10, 1, 1, 5],
+                33000,
+                vip,
+                53,
+                [10, 0, 0, 21],
+                53,
+            ),
+            c(
+                ConnProto::Ip,
+                359,
+                "NONE",
+                [10, 1, 1, 5],
+                0,
+                Ipv4Addr::new(0, 0, 0, 7),
+                0,
+                [10, 0, 0, 31],
+                0,
+            ),
+        ];
+        let want = "IPVS connection entries
+pro expire state       source             virtual            destination
+TCP 09:57  ASSURED     10.9.8.0:0         192.168.1.100:80   10.0.0.11:80
+TCP 14:58  ESTABLISHED 10.9.8.7:51234     192.168.1.100:80   10.0.0.11:80
+TCP 00:59  SYN_RECV    10.9.8.9:40000     192.168.1.100:80   10.0.0.11:80
+TCP 01:52  FIN_WAIT    10.9.8.7:51200     192.168.1.100:80   10.0.0.11:80
+UDP 04:59  UDP         10.1.1.5:33000     192.168.1.100:53   10.0.0.21:53
+IP  05:59  NONE        10.1.1.5:0         0.0.0.7:0          10.0.0.31:0
+";
+        assert_eq!(list_connections(&conns, &numeric(), &NumericOnly), want);
+        let opts = ListOptions {
+            numeric: true,
+            persistent_conn: true,
+            ..Default::default()
+        };
+        let out = list_connections(&conns[..1], &opts, &NumericOnly);
+        assert_eq!(
+            out.lines().nth(1).unwrap(),
+            "pro expire state       source             virtual            destination        pe name          pe_data"
+        );
+        // Minutes may exceed 99.
+        let long = c(
+            ConnProto::Tcp,
+            6000 * 60 + 5,
+            "ESTABLISHED",
+            [1, 1, 1, 1],
+            1,
+            vip,
+            80,
+            [2, 2, 2, 2],
+            80,
+        );
+        assert!(
+            list_connections(&[long], &numeric(), &NumericOnly).contains("TCP 6000:05 ESTABLISHED")
+        );
+    }
+
+    #[test]
+    fn names_and_truncation() {
+        let names = SystemNames::from_texts(
+            "http 80/tcp www\n",
+            "192.168.1.100 a-very-long-host-name.example.com\n10.0.0.11 rs1\n",
+        );
+        let mut s = example().pop().unwrap();
+        s.servers.truncate(1);
+        s.servers[0].server.addr = Ipv4Addr::new(10, 0, 0, 11);
+        let out = list_services(4096, &[s.clone()], &ListOptions::default(), &names);
+        let lines: Vec<&str> = out.lines().collect();
+        // "TCP  " + host + ":http" cut to 33 bytes.
+        assert_eq!(
+            lines[3],
+            "TCP  a-very-long-host-name.exampl wlc persistent 600 mask 255.255.255.0"
+        );
+        assert_eq!(
+            lines[4],
+            "  -> rs1:http                     Route   0      0          31        "
+        );
+        assert_eq!(
+            save(&[s], false, &names).lines().next().unwrap(),
+            "-A -t a-very-long-host-name.example.com:http -s wlc -p 600 -M 255.255.255.0"
+        );
+    }
+
+    #[test]
+    fn sort_quirk_and_nosort() {
+        let a = svc(
+            ServiceKey::Addr {
+                proto: Protocol::Tcp,
+                addr: [10, 0, 0, 1].into(),
+                port: 80,
+            },
+            Scheduler::Rr,
+            None,
+            vec![],
+        );
+        let b = svc(
+            ServiceKey::Addr {
+                proto: Protocol::Tcp,
+                addr: [192, 168, 0, 1].into(),
+                port: 80,
+            },
+            Scheduler::Rr,
+            None,
+            vec![],
+        );
+        let sorted = sorted_services(&[a.clone(), b.clone()], false);
+        assert_eq!(
+            sorted[0].config.key, b.config.key,
+            "ipvsadm's wrapped comparator puts 192.168.x first"
+        );
+        let unsorted = sorted_services(&[a.clone(), b], true);
+        assert_eq!(unsorted[0].config.key, a.config.key);
+        // Kernel order (newest first) is kept with --nosort.
+        let ex = example();
+        let opts = ListOptions {
+            numeric: true,
+            nosort: true,
+            ..Default::default()
+        };
+        let out = list_services(1, &ex, &opts, &NumericOnly);
+        let l: Vec<&str> = out.lines().collect();
+        assert!(l[3].starts_with("FWM  7"));
+        assert!(l[7].starts_with("TCP  192.168.1.100:80"));
+        assert!(l[8].starts_with("  -> 10.0.0.12:80"));
+    }
+
+    #[test]
+    fn fwmark_printed_as_signed_like_ipvsadm() {
+        let s = svc(
+            ServiceKey::Fwmark(4_294_967_295),
+            Scheduler::Rr,
+            None,
+            vec![],
+        );
+        assert!(
+            list_services(1, std::slice::from_ref(&s), &numeric(), &NumericOnly)
+                .contains("FWM  -1 rr\n")
+        );
+        assert_eq!(save(&[s], true, &NumericOnly), "-A -f -1 -s rr\n");
+    }
+
+    #[test]
+    fn flag3_on_sh_prints_empty_parens() {
+        let mut s = svc(ServiceKey::Fwmark(1), Scheduler::Sh, None, vec![]);
+        s.config.flags.flag3 = true;
+        assert!(
+            list_services(1, std::slice::from_ref(&s), &numeric(), &NumericOnly)
+                .contains("FWM  1 sh ()\n")
+        );
+        assert_eq!(save(&[s], true, &NumericOnly), "-A -f 1 -s sh -b \n");
+    }
+
+    #[test]
+    fn director_tables() {
+        let a = vec![
+            AddrConfig {
+                addr: [192, 168, 1, 100].into(),
+                prefix_len: 32,
+                dev: "dpdk10".into(),
+            },
+            AddrConfig {
+                addr: [10, 0, 0, 1].into(),
+                prefix_len: 24,
+                dev: "dpdk2".into(),
+            },
+        ];
+        assert_eq!(
+            addrs(&a),
+            "DEV      ADDRESS\ndpdk2    10.0.0.1/24\ndpdk10   192.168.1.100/32\n"
+        );
+        let n = vec![
+            NeighInfo {
+                addr: [10, 0, 0, 12].into(),
+                mac: None,
+                dev: "dpdk0".into(),
+                state: "INCOMPLETE".into(),
+                age_secs: 1,
+            },
+            NeighInfo {
+                addr: [10, 0, 0, 11].into(),
+                mac: Some("52:54:00:12:34:56".into()),
+                dev: "dpdk0".into(),
+                state: "REACHABLE".into(),
+                age_secs: 3,
+            },
+        ];
+        assert_eq!(
+            neighs(&n),
+            "ADDRESS         DEV      LLADDR            STATE      AGE\n\
+             10.0.0.11       dpdk0    52:54:00:12:34:56 REACHABLE  3s\n\
+             10.0.0.12       dpdk0    -                 INCOMPLETE 1s\n"
+        );
+        let l = vec![LinkInfo {
+            name: "dpdk0".into(),
+            mac: "52:54:00:12:34:56".into(),
+            link_up: true,
+            speed_mbps: 10000,
+            mtu: 1500,
+            rx_packets: 10,
+            rx_bytes: 1000,
+            tx_packets: 9,
+            tx_bytes: 900,
+            rx_missed: 1,
+            rx_errors: 0,
+            tx_errors: 0,
+            rx_nombuf: 0,
+            drops: vec![("no_service".into(), 3)],
+        }];
+        assert_eq!(
+            links(&l),
+            "dpdk0: state UP mtu 1500 speed 10000Mb/s\n    link/ether 52:54:00:12:34:56\n    RX: packets 10 bytes 1000 missed 1 errors 0 nombuf 0\n    TX: packets 9 bytes 900 errors 0\n    drops: no_service 3\n"
+        );
+        let j: serde_json::Value = serde_json::from_str(&json(&l)).unwrap();
+        assert_eq!(j[0]["name"], "dpdk0");
+        let j: serde_json::Value =
+            serde_json::from_str(&json_services(4096, &example(), false)).unwrap();
+        assert_eq!(j["table_size"], 4096);
+        assert_eq!(j["services"][0]["config"]["key"]["addr"]["port"], 80);
+        assert_eq!(
+            j["services"][0]["servers"][0]["server"]["addr"],
+            "10.0.0.11"
+        );
+    }
+
+    #[test]
+    fn timeouts_line() {
+        assert_eq!(
+            timeouts(&Timeouts::default()),
+            "Timeout (tcp tcpfin udp): 900 120 300\n"
+        );
+    }
+}

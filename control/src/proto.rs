@@ -1,0 +1,658 @@
+//! The control-socket protocol between `lbadm` (or any client) and `director`.
+//!
+//! # Transport
+//! A Unix stream socket (default `/run/director.sock`, mode 0600, owned by the user running
+//! `director`). A client connects, sends one or more requests, and reads one response after
+//! each; requests on one connection are answered in order. Either side may close at any time.
+//!
+//! # Framing
+//! Every message is a frame: a 4-byte **big-endian** unsigned length `N`, then `N` bytes of
+//! UTF-8 JSON. Limits: a request body is at most [`MAX_REQUEST`] (1 MiB); a response body at
+//! most [`MAX_RESPONSE`] (256 MiB, connection listings can be large). A request whose length
+//! header exceeds the limit is answered with an error response and the connection is closed
+//! (the server does not read the oversized body). A frame not completed within the server's
+//! frame timeout (5 s) or a connection idle for 60 s is closed without an answer.
+//!
+//! # Messages (version 1)
+//! Request: `{"v": 1, "op": OP}`. Response: `{"v": 1, "result": {"Ok": REPLY}}` or
+//! `{"v": 1, "result": {"Err": {"message": "...", "exit_code": N}}}`. `exit_code` is the status
+//! `lbadm` exits with (2 input error, 255 refused by the director, 1 listing/transport
+//! failure) and `message` is the exact line it prints to stderr (ipvsadm's wording).
+//! A request that is not JSON, lacks `v`, has an unknown `v`, or an unknown `op` gets an
+//! `Err` response (exit code 1) and changes nothing; the connection stays usable.
+//!
+//! `OP` (serde's externally tagged enum encoding; unit variants are plain strings):
+//! - `{"Ipvs": CMD}`: an ipvsadm command (see [`crate::ipvsadm::IpvsCommand`]), e.g.
+//!   `{"Ipvs": {"AddService": {"key": {"addr": {"proto": "tcp", "addr": "10.0.0.1",
+//!   "port": 80}}, "scheduler": "wlc", "flags": {"flag1": false, "flag2": false, "flag3":
+//!   false}, "persistent": null, "netmask": "255.255.255.255", "ops": false, "pe": null}}}`,
+//!   `{"Ipvs": "Clear"}`, `{"Ipvs": {"List": {...ListOptions}}}`. Changes answer `"Ok"`;
+//!   `List`/`Save` answer `Services`, `Connections`, `Timeouts` or `Daemons`.
+//! - `{"Restore": [CMD, ...]}`: `-R`. Commands are applied in order to a copy of the
+//!   configuration, which is published once at the end; answers `{"Batch": [RESULT, ...]}`
+//!   with one `{"Ok": null}` or `{"Err": {...}}` per command.
+//! - `{"AddrAdd": {"addr": "10.0.0.1", "prefix_len": 24, "dev": "dpdk0"}}`,
+//!   `{"AddrDel": {"addr": ..., "prefix_len": 24 | null, "dev": ...}}`: answer `"Ok"`.
+//! - `"AddrShow"` → `{"Addrs": [...]}`, `"NeighShow"` → `{"Neighs": [...]}`,
+//!   `"LinkShow"` → `{"Links": [...]}`.
+//!
+//! Field names and units of every reply type are those of the Rust structs below (addresses
+//! as dotted strings, counters as unsigned integers, rates per second).
+//!
+//! # Versioning
+//! `v` is [`PROTOCOL_VERSION`]. A server answers a request with a different `v` with an error
+//! naming both versions. Compatible additions (new ops, new optional fields) keep the version;
+//! anything else bumps it.
+
+use std::io::{self, Read, Write};
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::CtlError;
+use crate::ipvsadm::IpvsCommand;
+use crate::model::{AddrConfig, ServerConfig, ServiceConfig, Timeouts};
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest accepted request body (bytes).
+pub const MAX_REQUEST: usize = 1 << 20;
+/// Largest accepted response body (bytes).
+pub const MAX_RESPONSE: usize = 256 << 20;
+
+/// A request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Protocol version ([`PROTOCOL_VERSION`]).
+    pub v: u32,
+    /// The operation.
+    pub op: Op,
+}
+
+impl Request {
+    /// A request of the current version.
+    pub fn new(op: Op) -> Self {
+        Request {
+            v: PROTOCOL_VERSION,
+            op,
+        }
+    }
+}
+
+/// An operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// An ipvsadm command (change or listing).
+    Ipvs(IpvsCommand),
+    /// `-R`: several commands, applied in order and published once.
+    Restore(Vec<IpvsCommand>),
+    /// Add an address to a port.
+    AddrAdd {
+        /// The address.
+        addr: Ipv4Addr,
+        /// Prefix length.
+        prefix_len: u8,
+        /// Port name.
+        dev: String,
+    },
+    /// Remove an address from a port.
+    AddrDel {
+        /// The address.
+        addr: Ipv4Addr,
+        /// Prefix length to match (any if `None`).
+        prefix_len: Option<u8>,
+        /// Port name.
+        dev: String,
+    },
+    /// List the addresses.
+    AddrShow,
+    /// List the neighbour (ARP) table.
+    NeighShow,
+    /// List the ports with their counters.
+    LinkShow,
+}
+
+/// A response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// Protocol version of the server.
+    pub v: u32,
+    /// The outcome.
+    pub result: Result<Reply, CtlError>,
+}
+
+impl Response {
+    /// A successful response.
+    pub fn ok(reply: Reply) -> Self {
+        Response {
+            v: PROTOCOL_VERSION,
+            result: Ok(reply),
+        }
+    }
+
+    /// An error response.
+    pub fn err(e: CtlError) -> Self {
+        Response {
+            v: PROTOCOL_VERSION,
+            result: Err(e),
+        }
+    }
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// The change was applied (and published).
+    Ok,
+    /// Virtual services with their servers and counters (`-L`, `-S`). Services are in creation
+    /// order and servers in kernel order (newest first), i.e. ipvsadm's `--nosort` order;
+    /// clients sort for display.
+    Services {
+        /// Connection table size shown as `(size=N)`.
+        table_size: u32,
+        /// The services.
+        services: Vec<ServiceStatus>,
+    },
+    /// Connection entries and templates (`-L -c`).
+    Connections(Vec<ConnInfo>),
+    /// `-L --timeout`.
+    Timeouts(Timeouts),
+    /// `-L --daemon`: running sync daemons (the director has none).
+    Daemons(Vec<String>),
+    /// One result per command of a `Restore`.
+    Batch(Vec<Result<(), CtlError>>),
+    /// Addresses on the ports.
+    Addrs(Vec<AddrConfig>),
+    /// Neighbour table.
+    Neighs(Vec<NeighInfo>),
+    /// Ports.
+    Links(Vec<LinkInfo>),
+}
+
+/// Per-server counters as the dataplane reports them (merged over all workers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStats {
+    /// Connections in an active state (TCP ESTABLISHED, SYN_RECV, ...).
+    pub active: u64,
+    /// Other connections (UDP always, TCP FIN_WAIT, CLOSE, ...).
+    pub inactive: u64,
+    /// Persistence templates bound to the server.
+    pub persist: u64,
+    /// Connections ever created (templates not counted).
+    pub conns: u64,
+    /// Packets forwarded to the server.
+    pub inpkts: u64,
+    /// Bytes forwarded to the server.
+    pub inbytes: u64,
+    /// Packets from the server (0 in DR).
+    pub outpkts: u64,
+    /// Bytes from the server (0 in DR).
+    pub outbytes: u64,
+}
+
+impl ServerStats {
+    /// True if connection entries or templates still refer to the server.
+    pub fn in_use(&self) -> bool {
+        self.active + self.inactive + self.persist > 0
+    }
+}
+
+/// Rates estimated over 2-second samples, per second (`--rate`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rates {
+    /// Connections per second.
+    pub cps: u64,
+    /// Incoming packets per second.
+    pub inpps: u64,
+    /// Outgoing packets per second.
+    pub outpps: u64,
+    /// Incoming bytes per second.
+    pub inbps: u64,
+    /// Outgoing bytes per second.
+    pub outbps: u64,
+}
+
+/// One real server in a listing: its configuration and counters (after `-Z`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    /// Configuration.
+    pub server: ServerConfig,
+    /// ActiveConn.
+    pub active: u64,
+    /// InActConn.
+    pub inactive: u64,
+    /// PersistConn.
+    pub persist: u64,
+    /// Conns.
+    pub conns: u64,
+    /// InPkts.
+    pub inpkts: u64,
+    /// InBytes.
+    pub inbytes: u64,
+    /// OutPkts.
+    pub outpkts: u64,
+    /// OutBytes.
+    pub outbytes: u64,
+    /// Rates.
+    pub rates: Rates,
+}
+
+/// One virtual service in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// Configuration.
+    pub config: ServiceConfig,
+    /// Real servers in kernel order (newest first).
+    pub servers: Vec<ServerStatus>,
+    /// Conns (sum over the current servers).
+    pub conns: u64,
+    /// InPkts.
+    pub inpkts: u64,
+    /// InBytes.
+    pub inbytes: u64,
+    /// OutPkts.
+    pub outpkts: u64,
+    /// OutBytes.
+    pub outbytes: u64,
+    /// Rates (sum over the current servers).
+    pub rates: Rates,
+}
+
+/// Protocol column of a connection entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ConnProto {
+    /// TCP entry or TCP-service template.
+    Tcp,
+    /// UDP entry or UDP-service template.
+    Udp,
+    /// Firewall-mark template (protocol 0).
+    Ip,
+}
+
+impl ConnProto {
+    /// Name printed by `-L -c`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnProto::Tcp => "TCP",
+            ConnProto::Udp => "UDP",
+            ConnProto::Ip => "IP",
+        }
+    }
+}
+
+/// One connection entry or persistence template (`-L -c`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnInfo {
+    /// Protocol.
+    pub proto: ConnProto,
+    /// Seconds until expiry.
+    pub expires_secs: u32,
+    /// State name: TCP states (NONE, ESTABLISHED, SYN_SENT, SYN_RECV, FIN_WAIT, TIME_WAIT,
+    /// CLOSE, CLOSE_WAIT, LAST_ACK, LISTEN, SYNACK), `UDP`, or for templates NONE/ASSURED.
+    pub state: String,
+    /// Client address (masked for templates).
+    pub caddr: Ipv4Addr,
+    /// Client port (0 for templates).
+    pub cport: u16,
+    /// Virtual address (the mark as an address for fwmark templates).
+    pub vaddr: Ipv4Addr,
+    /// Virtual port.
+    pub vport: u16,
+    /// Real server address.
+    pub daddr: Ipv4Addr,
+    /// Real server port.
+    pub dport: u16,
+    /// Persistence engine name and data (the director has none; always `None`).
+    pub pe: Option<(String, String)>,
+}
+
+/// One neighbour (ARP) entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighInfo {
+    /// IPv4 address.
+    pub addr: Ipv4Addr,
+    /// MAC address (`aa:bb:cc:dd:ee:ff`) once resolved.
+    pub mac: Option<String>,
+    /// Port name.
+    pub dev: String,
+    /// REACHABLE, INCOMPLETE, STALE or FAILED.
+    pub state: String,
+    /// Seconds since the entry was last confirmed.
+    pub age_secs: u64,
+}
+
+/// One DPDK port with its counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkInfo {
+    /// Port name (`dpdk0`, ...).
+    pub name: String,
+    /// MAC address.
+    pub mac: String,
+    /// Link status.
+    pub link_up: bool,
+    /// Link speed in Mb/s (0 if unknown).
+    pub speed_mbps: u32,
+    /// MTU.
+    pub mtu: u32,
+    /// Received packets.
+    pub rx_packets: u64,
+    /// Received bytes.
+    pub rx_bytes: u64,
+    /// Transmitted packets.
+    pub tx_packets: u64,
+    /// Transmitted bytes.
+    pub tx_bytes: u64,
+    /// Packets the NIC dropped for lack of RX descriptors.
+    pub rx_missed: u64,
+    /// Erroneous received packets.
+    pub rx_errors: u64,
+    /// Failed transmissions.
+    pub tx_errors: u64,
+    /// RX mbuf allocation failures.
+    pub rx_nombuf: u64,
+    /// Dataplane drop counters by reason.
+    pub drops: Vec<(String, u64)>,
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The peer closed the connection cleanly before a new frame started.
+    #[error("connection closed")]
+    Eof,
+    /// The peer closed the connection in the middle of a frame.
+    #[error("truncated frame")]
+    Truncated,
+    /// The length header exceeds the limit.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// Announced length.
+        len: u64,
+        /// Limit.
+        max: usize,
+    },
+    /// An I/O error (including timeouts).
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Writes one frame (length header + body) and flushes.
+pub fn write_frame<W: Write>(w: &mut W, body: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(body.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    let mut buf = Vec::with_capacity(4 + body.len());
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(body);
+    w.write_all(&buf)?;
+    w.flush()
+}
+
+/// Reads exactly `buf.len()` bytes; `Ok(false)` if EOF came before the first byte.
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<bool, FrameError> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => {
+                return if got == 0 {
+                    Ok(false)
+                } else {
+                    Err(FrameError::Truncated)
+                }
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+    }
+    Ok(true)
+}
+
+/// Reads one frame whose body may be at most `max` bytes.
+pub fn read_frame<R: Read>(r: &mut R, max: usize) -> Result<Vec<u8>, FrameError> {
+    let mut hdr = [0u8; 4];
+    if !read_full(r, &mut hdr)? {
+        return Err(FrameError::Eof);
+    }
+    let len = u32::from_be_bytes(hdr) as u64;
+    if len > max as u64 {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    let mut body = vec![0u8; len as usize];
+    if !read_full(r, &mut body)? && len > 0 {
+        return Err(FrameError::Truncated);
+    }
+    Ok(body)
+}
+
+/// Serialises a request body.
+pub fn encode_request(req: &Request) -> Vec<u8> {
+    serde_json::to_vec(req).unwrap_or_default()
+}
+
+/// Serialises a response body.
+pub fn encode_response(resp: &Response) -> Vec<u8> {
+    match serde_json::to_vec(resp) {
+        Ok(v) => v,
+        Err(e) => serde_json::to_vec(&Response::err(CtlError::protocol(format!(
+            "cannot encode response: {e}"
+        ))))
+        .unwrap_or_default(),
+    }
+}
+
+fn check_version(body: &[u8], what: &str) -> Result<(), CtlError> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| CtlError::protocol(format!("malformed {what}: not JSON ({e})")))?;
+    match value.get("v").and_then(serde_json::Value::as_u64) {
+        None => Err(CtlError::protocol(format!(
+            "malformed {what}: missing protocol version field `v`"
+        ))),
+        Some(v) if v != u64::from(PROTOCOL_VERSION) => Err(CtlError::protocol(format!(
+            "unsupported protocol version {v} (this side speaks version {PROTOCOL_VERSION})"
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Parses a request body, with clear errors for non-JSON, a missing or unknown version, and
+/// unknown operations.
+pub fn decode_request(body: &[u8]) -> Result<Request, CtlError> {
+    check_version(body, "request")?;
+    serde_json::from_slice(body).map_err(|e| CtlError::protocol(format!("malformed request: {e}")))
+}
+
+/// Parses a response body.
+pub fn decode_response(body: &[u8]) -> Result<Response, CtlError> {
+    check_version(body, "response")?;
+    serde_json::from_slice(body).map_err(|e| CtlError::protocol(format!("malformed response: {e}")))
+}
+
+/// A blocking client.
+pub mod client {
+    use std::io;
+    use std::os::unix::net::UnixStream;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::{
+        decode_response, encode_request, read_frame, write_frame, FrameError, Request, Response,
+        MAX_RESPONSE,
+    };
+
+    /// Default time allowed for sending a request and receiving its response.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// Connects to `socket_path`, sends `req` and returns the response, with
+    /// [`DEFAULT_TIMEOUT`].
+    pub fn request(socket_path: &Path, req: &Request) -> io::Result<Response> {
+        request_with_timeout(socket_path, req, DEFAULT_TIMEOUT)
+    }
+
+    /// Like [`request`] with an explicit timeout for each read and write.
+    pub fn request_with_timeout(
+        socket_path: &Path,
+        req: &Request,
+        timeout: Duration,
+    ) -> io::Result<Response> {
+        let mut stream = UnixStream::connect(socket_path)?;
+        exchange(&mut stream, req, timeout)
+    }
+
+    /// Sends `req` on an open connection and reads the response.
+    pub fn exchange(
+        stream: &mut UnixStream,
+        req: &Request,
+        timeout: Duration,
+    ) -> io::Result<Response> {
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        write_frame(stream, &encode_request(req))?;
+        let body = read_frame(stream, MAX_RESPONSE).map_err(|e| match e {
+            FrameError::Io(e) => e,
+            FrameError::Eof => io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "director closed the connection",
+            ),
+            other => io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
+        })?;
+        decode_response(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipvsadm::ListOptions;
+    use crate::model::{ServiceKey, ServiceSpec};
+    use proptest::prelude::*;
+    use std::io::Cursor;
+
+    #[test]
+    fn frame_roundtrip_and_limits() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, b"hello").unwrap();
+        write_frame(&mut buf, b"").unwrap();
+        assert_eq!(&buf[..4], &[0, 0, 0, 5]);
+        let mut r = Cursor::new(buf);
+        assert_eq!(read_frame(&mut r, 10).unwrap(), b"hello");
+        assert_eq!(read_frame(&mut r, 10).unwrap(), b"");
+        assert!(matches!(read_frame(&mut r, 10), Err(FrameError::Eof)));
+        let mut r = Cursor::new(vec![0, 0, 0, 11, 1]);
+        assert!(matches!(
+            read_frame(&mut r, 10),
+            Err(FrameError::TooLarge { len: 11, max: 10 })
+        ));
+        let mut r = Cursor::new(vec![0, 0, 0, 5, 1, 2]);
+        assert!(matches!(read_frame(&mut r, 10), Err(FrameError::Truncated)));
+        let mut r = Cursor::new(vec![0, 0]);
+        assert!(matches!(read_frame(&mut r, 10), Err(FrameError::Truncated)));
+    }
+
+    #[test]
+    fn request_json_roundtrip() {
+        let key = ServiceKey::Addr {
+            proto: crate::model::Protocol::Tcp,
+            addr: Ipv4Addr::new(10, 0, 0, 1),
+            port: 80,
+        };
+        for op in [
+            Op::Ipvs(IpvsCommand::AddService(ServiceSpec::new(key))),
+            Op::Ipvs(IpvsCommand::Clear),
+            Op::Ipvs(IpvsCommand::List(ListOptions {
+                numeric: true,
+                ..Default::default()
+            })),
+            Op::Restore(vec![
+                IpvsCommand::Clear,
+                IpvsCommand::DeleteService(ServiceKey::Fwmark(3)),
+            ]),
+            Op::AddrAdd {
+                addr: Ipv4Addr::new(10, 0, 0, 1),
+                prefix_len: 24,
+                dev: "dpdk0".into(),
+            },
+            Op::AddrDel {
+                addr: Ipv4Addr::new(10, 0, 0, 1),
+                prefix_len: None,
+                dev: "dpdk0".into(),
+            },
+            Op::AddrShow,
+            Op::NeighShow,
+            Op::LinkShow,
+        ] {
+            let req = Request::new(op);
+            assert_eq!(decode_request(&encode_request(&req)).unwrap(), req);
+        }
+        let body = br#"{"v":1,"op":{"Ipvs":{"AddService":{"key":{"addr":{"proto":"tcp","addr":"10.0.0.1","port":80}},"scheduler":"wlc","flags":{"flag1":false,"flag2":false,"flag3":false},"persistent":null,"netmask":"255.255.255.255","ops":false,"pe":null}}}}"#;
+        assert_eq!(
+            decode_request(body).unwrap().op,
+            Op::Ipvs(IpvsCommand::AddService(ServiceSpec::new(key)))
+        );
+        assert_eq!(
+            decode_request(br#"{"v":1,"op":"AddrShow"}"#).unwrap().op,
+            Op::AddrShow
+        );
+        assert_eq!(
+            decode_request(br#"{"v":1,"op":{"Ipvs":"Clear"}}"#)
+                .unwrap()
+                .op,
+            Op::Ipvs(IpvsCommand::Clear)
+        );
+    }
+
+    #[test]
+    fn bad_requests_get_clear_errors() {
+        let e = decode_request(b"\xff garbage").unwrap_err();
+        assert!(
+            e.message.starts_with("malformed request: not JSON"),
+            "{}",
+            e.message
+        );
+        let e = decode_request(br#"{"op":"AddrShow"}"#).unwrap_err();
+        assert!(
+            e.message.contains("missing protocol version"),
+            "{}",
+            e.message
+        );
+        let e = decode_request(br#"{"v":2,"op":"AddrShow"}"#).unwrap_err();
+        assert_eq!(
+            e.message,
+            "unsupported protocol version 2 (this side speaks version 1)"
+        );
+        let e = decode_request(br#"{"v":1,"op":"Reboot"}"#).unwrap_err();
+        assert!(
+            e.message.starts_with("malformed request:") && e.message.contains("Reboot"),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.exit_code, 1);
+    }
+
+    #[test]
+    fn response_roundtrip() {
+        let r = Response::err(CtlError::no_such_service());
+        assert_eq!(decode_response(&encode_response(&r)).unwrap(), r);
+        let r = Response::ok(Reply::Batch(vec![Ok(()), Err(CtlError::service_exists())]));
+        assert_eq!(decode_response(&encode_response(&r)).unwrap(), r);
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            let mut r = Cursor::new(bytes.clone());
+            while read_frame(&mut r, 32).is_ok() {}
+            let _ = decode_request(&bytes);
+            let _ = decode_response(&bytes);
+        }
+
+        #[test]
+        fn framed_random_json_never_panics(s in "\\PC{0,80}") {
+            let mut buf = Vec::new();
+            write_frame(&mut buf, s.as_bytes()).unwrap();
+            let body = read_frame(&mut Cursor::new(buf), MAX_REQUEST).unwrap();
+            prop_assert_eq!(&body, s.as_bytes());
+            let _ = decode_request(&body);
+        }
+    }
+}

@@ -1,0 +1,518 @@
+//! The control server: [`Controller`] answers requests against the authoritative [`Config`]
+//! and a dataplane [`Backend`]; [`serve`] runs it on a Unix socket. DPDK-free, so the whole
+//! request path is testable with a fake backend.
+//!
+//! Invariants:
+//! - A configuration change is validated fully, applied to a clone of the config, and
+//!   published through [`Backend::publish`]; only if publishing succeeds does the clone replace
+//!   the config. A refused or failed change therefore changes nothing, here or in the
+//!   dataplane. `-R` applies all its rules to one clone and publishes once.
+//! - Listings merge the config (the truth about services and servers) with the backend's
+//!   per-server counters, adjusted by `-Z` bases and the rate estimator ([`StatsBook`]).
+//! - Concurrency: `serve` accepts any number of clients up to [`MAX_CLIENTS`], one thread each;
+//!   every request is handled under one `Mutex<Controller>`, so requests are serialised (the
+//!   control path is slow path). The accept loop also calls [`Controller::tick`] about once a
+//!   second (rate estimator, trash reclaim). Every blocking wait polls `stop` at least every
+//!   100 ms; `serve` returns after all client threads ended and removes its socket file.
+//! - A malformed, oversized, truncated or idle request never stops the server: it gets an
+//!   error response where one can be sent, and its connection is closed when framing is lost.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::error::CtlError;
+use crate::ipvsadm::IpvsCommand;
+use crate::model::{AddrConfig, Config, ConfigCommand, ServerId, ServiceKey};
+use crate::proto::{
+    decode_request, encode_response, write_frame, ConnInfo, LinkInfo, NeighInfo, Op, Reply,
+    Request, Response, ServerStats, ServerStatus, ServiceStatus, MAX_REQUEST, PROTOCOL_VERSION,
+};
+use crate::stats::StatsBook;
+
+/// What the control server needs from the dataplane.
+pub trait Backend: Send {
+    /// Port names in port-id order (`dpdk0`, `dpdk1`, ...).
+    fn port_names(&self) -> Vec<String>;
+    /// Compiles `cfg` into a snapshot and publishes it to the workers atomically. On error the
+    /// workers must keep the previous snapshot (the controller then keeps the previous config).
+    fn publish(&mut self, cfg: &Config) -> Result<(), CtlError>;
+    /// Current counters of every server slot that has non-zero counters or connections,
+    /// including trashed servers (used to decide when a trash slot may be reclaimed).
+    fn server_stats(&mut self) -> Vec<(ServerId, ServerStats)>;
+    /// Connection entries and templates, for `-L -c`.
+    fn connections(&mut self) -> Vec<ConnInfo>;
+    /// The neighbour (ARP) table.
+    fn neighbours(&mut self) -> Vec<NeighInfo>;
+    /// Ports and their counters.
+    fn links(&mut self) -> Vec<LinkInfo>;
+    /// Connection table size shown by `-L` as `(size=N)`.
+    fn table_size(&self) -> u32;
+}
+
+/// The request handler: the authoritative configuration plus the dataplane backend.
+pub struct Controller<B: Backend> {
+    config: Config,
+    backend: B,
+    stats: StatsBook,
+}
+
+impl<B: Backend> Controller<B> {
+    /// A controller with an empty configuration over `backend`'s ports and room for
+    /// `max_servers` real servers. Nothing is published until the first change (or
+    /// [`Controller::publish_current`]).
+    pub fn new(backend: B, max_servers: u32) -> Self {
+        let config = Config::new(backend.port_names(), max_servers);
+        Controller {
+            config,
+            backend,
+            stats: StatsBook::new(),
+        }
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The backend, mutably.
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    /// Publishes the current configuration again (e.g. at start-up).
+    pub fn publish_current(&mut self) -> Result<(), CtlError> {
+        self.backend.publish(&self.config)
+    }
+
+    /// Applies configuration changes atomically: all succeed and are published together, or
+    /// nothing changes.
+    pub fn apply(&mut self, cmds: &[ConfigCommand]) -> Result<(), CtlError> {
+        let mut next = self.config.clone();
+        for c in cmds {
+            next.apply(c)?;
+        }
+        self.backend.publish(&next)?;
+        self.config = next;
+        Ok(())
+    }
+
+    /// Periodic work: samples counters for `--rate` every 2 s and reclaims trash slots no
+    /// longer in use. Call about once a second (`serve` does).
+    pub fn tick(&mut self, now: Instant) {
+        if !self.stats.due(now) {
+            return;
+        }
+        let raw: HashMap<ServerId, ServerStats> = self.backend.server_stats().into_iter().collect();
+        self.stats.sample(now, &self.config, &raw);
+        self.config
+            .reclaim_trash(now, |id| raw.get(&id).is_some_and(ServerStats::in_use));
+    }
+
+    /// Answers one request.
+    pub fn handle(&mut self, req: Request) -> Response {
+        if req.v != PROTOCOL_VERSION {
+            return Response::err(CtlError::protocol(format!(
+                "unsupported protocol version {} (this director speaks version {PROTOCOL_VERSION})",
+                req.v
+            )));
+        }
+        let result = match req.op {
+            Op::Ipvs(cmd) => self.ipvs(&cmd),
+            Op::Restore(cmds) => Ok(self.restore(&cmds)),
+            Op::AddrAdd {
+                addr,
+                prefix_len,
+                dev,
+            } => self
+                .apply(&[ConfigCommand::AddAddr(AddrConfig {
+                    addr,
+                    prefix_len,
+                    dev,
+                })])
+                .map(|_| Reply::Ok),
+            Op::AddrDel {
+                addr,
+                prefix_len,
+                dev,
+            } => self
+                .apply(&[ConfigCommand::DelAddr {
+                    addr,
+                    prefix_len,
+                    dev,
+                }])
+                .map(|_| Reply::Ok),
+            Op::AddrShow => Ok(Reply::Addrs(self.config.addrs().to_vec())),
+            Op::NeighShow => Ok(Reply::Neighs(self.backend.neighbours())),
+            Op::LinkShow => Ok(Reply::Links(self.backend.links())),
+        };
+        match result {
+            Ok(r) => Response::ok(r),
+            Err(e) => Response::err(e),
+        }
+    }
+
+    fn ipvs(&mut self, cmd: &IpvsCommand) -> Result<Reply, CtlError> {
+        cmd.validate()?;
+        if let Some(cc) = cmd.config_command() {
+            self.apply(&[cc])?;
+            return Ok(Reply::Ok);
+        }
+        match cmd {
+            IpvsCommand::List(opts) => {
+                if opts.connections {
+                    Ok(Reply::Connections(self.backend.connections()))
+                } else if opts.timeout {
+                    Ok(Reply::Timeouts(*self.config.timeouts()))
+                } else if opts.daemon {
+                    Ok(Reply::Daemons(Vec::new()))
+                } else {
+                    self.services_reply(opts.service.as_ref())
+                }
+            }
+            IpvsCommand::Save { .. } => self.services_reply(None),
+            IpvsCommand::Zero(svc) => {
+                let cfg = self.config.clone();
+                self.zero(&cfg, svc.as_ref())?;
+                Ok(Reply::Ok)
+            }
+            IpvsCommand::StopDaemon(_) => Err(CtlError::no_daemon()),
+            IpvsCommand::Restore => Err(CtlError::protocol(
+                "-R rules must be sent as a Restore request (lbadm reads them from stdin)",
+            )),
+            IpvsCommand::Help | IpvsCommand::Version => Err(CtlError::protocol(
+                "-h and -v are answered by the client, not the director",
+            )),
+            // Config changes were handled above; StartDaemon is refused by validate().
+            _ => Err(CtlError::protocol("unexpected command")),
+        }
+    }
+
+    fn zero(&mut self, cfg: &Config, svc: Option<&ServiceKey>) -> Result<(), CtlError> {
+        let services: Vec<_> = match svc {
+            Some(k) => vec![cfg.service(k).ok_or_else(CtlError::no_such_service)?],
+            None => cfg.services().collect(),
+        };
+        let raw: HashMap<ServerId, ServerStats> = self.backend.server_stats().into_iter().collect();
+        for s in services {
+            for srv in &s.servers {
+                let r = raw.get(&srv.id).copied().unwrap_or_default();
+                self.stats.zero(cfg, srv.id, &r);
+            }
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, cmds: &[IpvsCommand]) -> Reply {
+        let mut next = self.config.clone();
+        let mut results: Vec<Result<(), CtlError>> = Vec::with_capacity(cmds.len());
+        let mut changes: Vec<usize> = Vec::new();
+        for (i, cmd) in cmds.iter().enumerate() {
+            let r = cmd.validate().and_then(|()| match cmd.config_command() {
+                Some(cc) => {
+                    next.apply(&cc)?;
+                    changes.push(i);
+                    Ok(())
+                }
+                None => match cmd {
+                    IpvsCommand::Zero(svc) => {
+                        let snapshot = next.clone();
+                        self.zero(&snapshot, svc.as_ref())
+                    }
+                    IpvsCommand::StopDaemon(_) => Err(CtlError::no_daemon()),
+                    _ => Err(CtlError::refused(
+                        "only configuration commands are allowed in -R input",
+                    )),
+                },
+            });
+            results.push(r);
+        }
+        if !changes.is_empty() {
+            match self.backend.publish(&next) {
+                Ok(()) => self.config = next,
+                Err(e) => {
+                    for i in changes {
+                        results[i] = Err(e.clone());
+                    }
+                }
+            }
+        }
+        Reply::Batch(results)
+    }
+
+    fn services_reply(&mut self, only: Option<&ServiceKey>) -> Result<Reply, CtlError> {
+        let raw: HashMap<ServerId, ServerStats> = self.backend.server_stats().into_iter().collect();
+        let list: Vec<_> = match only {
+            Some(k) => vec![self
+                .config
+                .service(k)
+                .ok_or_else(CtlError::no_such_service_listing)?],
+            None => self.config.services_in_creation_order(),
+        };
+        let mut services = Vec::with_capacity(list.len());
+        for s in list {
+            let mut st = ServiceStatus {
+                config: s.config.clone(),
+                servers: Vec::with_capacity(s.servers.len()),
+                conns: 0,
+                inpkts: 0,
+                inbytes: 0,
+                outpkts: 0,
+                outbytes: 0,
+                rates: Default::default(),
+            };
+            for srv in &s.servers {
+                let r = raw.get(&srv.id).copied().unwrap_or_default();
+                let (c, rates) = self.stats.view(&self.config, srv.id, &r);
+                st.conns = st.conns.saturating_add(c.conns);
+                st.inpkts = st.inpkts.saturating_add(c.inpkts);
+                st.inbytes = st.inbytes.saturating_add(c.inbytes);
+                st.outpkts = st.outpkts.saturating_add(c.outpkts);
+                st.outbytes = st.outbytes.saturating_add(c.outbytes);
+                st.rates.cps += rates.cps;
+                st.rates.inpps += rates.inpps;
+                st.rates.outpps += rates.outpps;
+                st.rates.inbps += rates.inbps;
+                st.rates.outbps += rates.outbps;
+                st.servers.push(ServerStatus {
+                    server: srv.clone(),
+                    active: c.active,
+                    inactive: c.inactive,
+                    persist: c.persist,
+                    conns: c.conns,
+                    inpkts: c.inpkts,
+                    inbytes: c.inbytes,
+                    outpkts: c.outpkts,
+                    outbytes: c.outbytes,
+                    rates,
+                });
+            }
+            services.push(st);
+        }
+        Ok(Reply::Services {
+            table_size: self.backend.table_size(),
+            services,
+        })
+    }
+}
+
+/// Most clients served at once; more get an error response and are disconnected.
+pub const MAX_CLIENTS: usize = 64;
+/// A connection with no request for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A request frame must be complete this long after its first byte.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
+const POLL: Duration = Duration::from_millis(100);
+const ACCEPT_POLL: Duration = Duration::from_millis(10);
+const TICK_EVERY: Duration = Duration::from_secs(1);
+
+fn lock<B: Backend>(m: &Mutex<Controller<B>>) -> MutexGuard<'_, Controller<B>> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+enum ReadErr {
+    /// Clean close, stop requested, timeout or I/O error: just close.
+    Close,
+    /// Length header above the limit.
+    TooLarge(u64),
+}
+
+/// Reads into `buf` completely, polling `stop`; `started` tells whether the frame has begun.
+fn read_deadline(
+    s: &mut UnixStream,
+    buf: &mut [u8],
+    stop: &AtomicBool,
+    idle_deadline: Instant,
+    frame_deadline: &mut Option<Instant>,
+) -> Result<(), ReadErr> {
+    let mut got = 0;
+    while got < buf.len() {
+        match s.read(&mut buf[got..]) {
+            Ok(0) => return Err(ReadErr::Close),
+            Ok(n) => {
+                got += n;
+                if frame_deadline.is_none() {
+                    *frame_deadline = Some(Instant::now() + FRAME_TIMEOUT);
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if stop.load(Ordering::Relaxed) {
+                    return Err(ReadErr::Close);
+                }
+                if Instant::now() >= frame_deadline.unwrap_or(idle_deadline) {
+                    return Err(ReadErr::Close);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(ReadErr::Close),
+        }
+    }
+    Ok(())
+}
+
+fn read_request(s: &mut UnixStream, stop: &AtomicBool) -> Result<Vec<u8>, ReadErr> {
+    let idle_deadline = Instant::now() + IDLE_TIMEOUT;
+    let mut frame_deadline = None;
+    let mut hdr = [0u8; 4];
+    read_deadline(s, &mut hdr, stop, idle_deadline, &mut frame_deadline)?;
+    let len = u64::from(u32::from_be_bytes(hdr));
+    if len > MAX_REQUEST as u64 {
+        return Err(ReadErr::TooLarge(len));
+    }
+    let mut body = vec![0u8; len as usize];
+    read_deadline(s, &mut body, stop, idle_deadline, &mut frame_deadline)?;
+    Ok(body)
+}
+
+fn send(s: &mut UnixStream, resp: &Response) -> io::Result<()> {
+    write_frame(s, &encode_response(resp))
+}
+
+fn client_loop<B: Backend>(mut s: UnixStream, ctl: &Mutex<Controller<B>>, stop: &AtomicBool) {
+    if s.set_read_timeout(Some(POLL)).is_err() || s.set_write_timeout(Some(FRAME_TIMEOUT)).is_err()
+    {
+        return;
+    }
+    loop {
+        match read_request(&mut s, stop) {
+            Ok(body) => {
+                let resp = match decode_request(&body) {
+                    Ok(req) => lock(ctl).handle(req),
+                    Err(e) => Response::err(e),
+                };
+                if send(&mut s, &resp).is_err() {
+                    return;
+                }
+            }
+            Err(ReadErr::TooLarge(len)) => {
+                let _ = send(
+                    &mut s,
+                    &Response::err(CtlError::protocol(format!(
+                        "request too large: {len} bytes (limit {MAX_REQUEST} bytes)"
+                    ))),
+                );
+                return;
+            }
+            Err(ReadErr::Close) => return,
+        }
+    }
+}
+
+/// Binds the socket: refuses if a live director answers there or a non-socket file is in the
+/// way, removes a stale socket, and binds under a temporary name so the socket appears at
+/// `path` only once it is mode 0600.
+fn bind(path: &Path) -> io::Result<UnixListener> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket", path.display()),
+            ));
+        }
+        if UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("a director is already serving {}", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "director.sock".into());
+    let tmp: PathBuf = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp)?;
+    let prepared = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = prepared {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(listener)
+}
+
+/// Serves `controller` on a Unix stream socket at `path` until `stop` becomes true. Removes a
+/// stale socket file first, creates the socket with mode 0600, handles several clients at once,
+/// and removes the socket file on return.
+pub fn serve<B: Backend + 'static>(
+    path: &Path,
+    controller: Controller<B>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<()> {
+    let listener = bind(path)?;
+    let ino = std::fs::symlink_metadata(path).map(|m| m.ino()).ok();
+    listener.set_nonblocking(true)?;
+    let ctl = Arc::new(Mutex::new(controller));
+    let active = Arc::new(AtomicUsize::new(0));
+    let mut clients: Vec<JoinHandle<()>> = Vec::new();
+    let mut last_tick = Instant::now();
+    lock(&ctl).tick(last_tick);
+
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((mut stream, _)) => {
+                if stream.set_nonblocking(false).is_err() {
+                    continue;
+                }
+                if active.load(Ordering::Relaxed) >= MAX_CLIENTS {
+                    let _ = stream.set_write_timeout(Some(POLL));
+                    let _ = send(
+                        &mut stream,
+                        &Response::err(CtlError::protocol(
+                            "director busy: too many control clients",
+                        )),
+                    );
+                    continue;
+                }
+                active.fetch_add(1, Ordering::Relaxed);
+                let (c_ctl, c_stop, c_active) =
+                    (Arc::clone(&ctl), Arc::clone(&stop), Arc::clone(&active));
+                let spawned = thread::Builder::new()
+                    .name("ctl-client".into())
+                    .spawn(move || {
+                        client_loop(stream, &c_ctl, &c_stop);
+                        c_active.fetch_sub(1, Ordering::Relaxed);
+                    });
+                match spawned {
+                    Ok(h) => clients.push(h),
+                    Err(_) => {
+                        active.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(ACCEPT_POLL),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => thread::sleep(ACCEPT_POLL),
+        }
+        if last_tick.elapsed() >= TICK_EVERY {
+            last_tick = Instant::now();
+            lock(&ctl).tick(last_tick);
+        }
+        clients.retain(|h| !h.is_finished());
+    }
+    for h in clients {
+        let _ = h.join();
+    }
+    if std::fs::symlink_metadata(path).map(|m| m.ino()).ok() == ino {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}

@@ -1,0 +1,388 @@
+//! lbadm end to end: CLI → socket → controller → fake backend, and back to ipvsadm text.
+
+mod common;
+
+use std::io::Cursor;
+use std::process::Command;
+
+use control::cli::{run, CliIo};
+use control::names::{NumericOnly, SystemNames};
+use control::proto::ServerStats;
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn lbadm_with(
+    sock: &std::path::Path,
+    args: &str,
+    stdin: &str,
+    names: &dyn control::names::Names,
+) -> Out {
+    let mut argv = vec!["--socket".to_string(), sock.display().to_string()];
+    argv.extend(args.split_whitespace().map(str::to_string));
+    let mut input = Cursor::new(stdin.as_bytes().to_vec());
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = {
+        let mut io = CliIo {
+            stdin: &mut input,
+            stdout: &mut out,
+            stderr: &mut err,
+            socket_env: None,
+            names,
+        };
+        run(&argv, &mut io)
+    };
+    Out {
+        code,
+        stdout: String::from_utf8(out).unwrap(),
+        stderr: String::from_utf8(err).unwrap(),
+    }
+}
+
+fn lbadm(sock: &std::path::Path, args: &str) -> Out {
+    lbadm_with(sock, args, "", &NumericOnly)
+}
+
+fn ok(sock: &std::path::Path, args: &str) -> String {
+    let o = lbadm(sock, args);
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""), "lbadm {args}");
+    o.stdout
+}
+
+#[test]
+fn ipvsadm_session_matches_reference_output() {
+    let r = common::Running::start("cli");
+    let s = &r.path;
+    for cmd in [
+        "-A -t 192.168.1.100:80 -s wlc -p 600 -M 255.255.255.0",
+        "-a -t 192.168.1.100:80 -r 10.0.0.11:80 -g -w 1",
+        "-a -t 192.168.1.100:80 -r 10.0.0.12 -w 0",
+        "-A -u 192.168.1.100:53 -s rr",
+        "-a -u 192.168.1.100:53 -r 10.0.0.21",
+        "-A -f 7 -s sh -p -b sh-fallback,sh-port",
+        "-a -f 7 -r 10.0.0.31 -g -w 2",
+    ] {
+        assert_eq!(ok(s, cmd), "", "{cmd}");
+    }
+    {
+        let mut st = r.state.lock().unwrap();
+        let ids = st.last_servers.clone();
+        // ids in service key order: TCP (newest first: .12, .11), UDP .21, FWM .31.
+        st.stats.insert(
+            ids[0],
+            ServerStats {
+                inactive: 31,
+                ..Default::default()
+            },
+        );
+        st.stats.insert(
+            ids[1],
+            ServerStats {
+                active: 12,
+                inactive: 40,
+                ..Default::default()
+            },
+        );
+        st.stats.insert(
+            ids[2],
+            ServerStats {
+                inactive: 118,
+                ..Default::default()
+            },
+        );
+        st.stats.insert(
+            ids[3],
+            ServerStats {
+                active: 3,
+                inactive: 5,
+                ..Default::default()
+            },
+        );
+    }
+    let want = "IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  192.168.1.100:80 wlc persistent 600 mask 255.255.255.0
+  -> 10.0.0.11:80                 Route   1      12         40        
+  -> 10.0.0.12:80                 Route   0      0          31        
+UDP  192.168.1.100:53 rr
+  -> 10.0.0.21:53                 Route   1      0          118       
+FWM  7 sh (sh-fallback,sh-port) persistent 360
+  -> 10.0.0.31:0                  Route   2      3          5         
+";
+    assert_eq!(ok(s, "-L -n"), want);
+    assert_eq!(ok(s, "-ln"), want);
+    let save = "-A -t 192.168.1.100:80 -s wlc -p 600 -M 255.255.255.0
+-a -t 192.168.1.100:80 -r 10.0.0.11:80 -g -w 1
+-a -t 192.168.1.100:80 -r 10.0.0.12:80 -g -w 0
+-A -u 192.168.1.100:53 -s rr
+-a -u 192.168.1.100:53 -r 10.0.0.21:53 -g -w 1
+-A -f 7 -s sh -p 360 -b sh-fallback,sh-port
+-a -f 7 -r 10.0.0.31:0 -g -w 2
+";
+    assert_eq!(ok(s, "-S -n"), save);
+
+    // -S output fed back through -C and -R reproduces the same table.
+    assert_eq!(ok(s, "-C"), "");
+    assert_eq!(ok(s, "-L -n").lines().count(), 3);
+    let o = lbadm_with(s, "-R", &format!("\n{save}"), &NumericOnly);
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""));
+    assert_eq!(ok(s, "-S -n"), save);
+
+    // Single service, no header; --json.
+    let one = ok(s, "-L -n -u 192.168.1.100:53");
+    assert!(
+        one.starts_with("Prot LocalAddress:Port Scheduler Flags\n"),
+        "{one}"
+    );
+    let j: serde_json::Value = serde_json::from_str(&ok(s, "--json -L -n")).unwrap();
+    assert_eq!(j["services"].as_array().unwrap().len(), 3);
+    let j: serde_json::Value = serde_json::from_str(&ok(s, "-L -n --json")).unwrap();
+    assert_eq!(j["table_size"], 4096);
+
+    // Names: ports and hosts from the services/hosts files without -n.
+    let names = SystemNames::from_texts("http 80/tcp www\ndomain 53/udp\n", "10.0.0.11 rs1\n");
+    let o = lbadm_with(s, "-L", "", &names);
+    assert!(
+        o.stdout.contains("TCP  192.168.1.100:http wlc"),
+        "{}",
+        o.stdout
+    );
+    assert!(o.stdout.contains("  -> rs1:http "), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("UDP  192.168.1.100:domain rr"),
+        "{}",
+        o.stdout
+    );
+    let o = lbadm_with(s, "-e -t 192.168.1.100:www -r rs1 -w 9", "", &names);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(ok(s, "-L -n").contains("  -> 10.0.0.11:80                 Route   9 "));
+
+    // Other listings.
+    r.state.lock().unwrap().conns = vec![common::conn(51234)];
+    assert_eq!(
+        ok(s, "-L -n -c"),
+        "IPVS connection entries\npro expire state       source             virtual            destination\n\
+         TCP 14:58  ESTABLISHED 10.9.8.7:51234     192.168.1.100:80   10.0.0.11:80\n"
+    );
+    assert_eq!(
+        ok(s, "-L --timeout"),
+        "Timeout (tcp tcpfin udp): 900 120 300\n"
+    );
+    assert_eq!(ok(s, "--set 1000 0 0"), "");
+    assert_eq!(
+        ok(s, "-L --timeout"),
+        "Timeout (tcp tcpfin udp): 1000 120 300\n"
+    );
+    assert_eq!(ok(s, "-L --daemon"), "");
+    assert!(ok(s, "-L -n --stats").contains("Conns   InPkts  OutPkts  InBytes OutBytes"));
+    assert_eq!(ok(s, "-Z"), "");
+}
+
+#[test]
+fn errors_and_exit_codes() {
+    let r = common::Running::start("cli-err");
+    let s = &r.path;
+    let check = |args: &str, code: i32, msg: &str| {
+        let o = lbadm(s, args);
+        assert_eq!(
+            (o.code, o.stderr.as_str(), o.stdout.as_str()),
+            (code, format!("{msg}\n").as_str(), ""),
+            "lbadm {args}"
+        );
+    };
+    check(
+        "-A -t 192.168.1.100",
+        2,
+        "Zero port specified for non-persistent service",
+    );
+    check(
+        "-a -t 1.1.1.1:80 -r 2.2.2.2 -w 70000",
+        2,
+        "illegal weight specified",
+    );
+    check(
+        "-n -L",
+        255,
+        "Try `lbadm -h' or 'lbadm --help' for more information.",
+    );
+    check("-L --bogus", 255, "--bogus: unknown option");
+    check("-E -t 1.1.1.1:80", 255, "No such service");
+    check("-D -t 1.1.1.1:80", 255, "No such service");
+    check("-a -t 1.1.1.1:80 -r 2.2.2.2", 255, "Service not defined");
+    check("-L -n -t 1.1.1.1:80", 1, "No such service");
+    assert_eq!(ok(s, "-A -t 1.1.1.1:80"), "");
+    check("-A -t 1.1.1.1:80", 255, "Service already exists");
+    check(
+        "-A -t 1.1.1.2:80 -s lblc",
+        255,
+        "Scheduler or persistence engine not found",
+    );
+    check("-d -t 1.1.1.1:80 -r 2.2.2.2", 255, "No such destination");
+    check("-e -t 1.1.1.1:80 -r 2.2.2.2", 255, "No such destination");
+    assert_eq!(ok(s, "-a -t 1.1.1.1:80 -r 2.2.2.2"), "");
+    check(
+        "-a -t 1.1.1.1:80 -r 2.2.2.2",
+        255,
+        "Destination already exists",
+    );
+    check(
+        "-e -t 1.1.1.1:80 -r 2.2.2.2 -x 1 -y 2",
+        255,
+        "Numerical result out of range",
+    );
+    check(
+        "-a -t 1.1.1.1:80 -r 2.2.2.3 -m",
+        255,
+        "director forwards by direct routing only: masquerading (-m) is not supported",
+    );
+    check("--stop-daemon master", 255, "No daemon is running");
+    check(
+        "addr add 10.0.0.1/24 dev dpdk9",
+        1,
+        "Cannot find device \"dpdk9\"",
+    );
+    check("addr add 10.0.0.1/24", 2, "lbadm: missing \"dev PORT\"");
+    check("--socket", 2, "lbadm: --socket needs a path");
+
+    // A refused change sent by -R: reported in order, processing continues, last status wins.
+    let o = lbadm_with(
+        s,
+        "-R",
+        "-A -t 9.9.9.9:80\nipvsadm -A -t 9.9.9.9:80\n\n-a -t 9.9.9.9:80 -r 9.9.9.10\n",
+        &NumericOnly,
+    );
+    assert_eq!((o.code, o.stderr.as_str()), (0, "Service already exists\n"));
+    let o = lbadm_with(
+        s,
+        "-R",
+        "-D -t 9.9.9.9:80\n-D -t 9.9.9.9:80\n",
+        &NumericOnly,
+    );
+    assert_eq!((o.code, o.stderr.as_str()), (255, "No such service\n"));
+    // A parse error stops the restore: earlier lines are applied, the error printed last, exit 2.
+    let o = lbadm_with(
+        s,
+        "-R",
+        "-A -t 8.8.8.8:80\n-A -t 8.8.8.9:80 -w 1\n-A -t 8.8.8.10:80\n",
+        &NumericOnly,
+    );
+    assert_eq!(
+        (o.code, o.stderr.as_str()),
+        (
+            2,
+            "Illegal 'weight' option with the 'add-service' command\n"
+        )
+    );
+    assert!(ok(s, "-L -n").contains("TCP  8.8.8.8:80 wlc"));
+    assert!(!ok(s, "-L -n").contains("8.8.8.10"));
+
+    // A large -R goes out in several requests, each under the size limit.
+    let big: String = (0..4500)
+        .map(|i| format!("-A -t 10.{}.{}.1:80 -s rr\n", i / 250, i % 250))
+        .collect();
+    let before = r.state.lock().unwrap().published.len();
+    let o = lbadm_with(s, "-R", &big, &NumericOnly);
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""));
+    assert_eq!(r.state.lock().unwrap().published.len() - before, 3);
+    assert_eq!(
+        ok(s, "-S -n")
+            .lines()
+            .filter(|l| l.ends_with("-s rr"))
+            .count(),
+        4500
+    );
+
+    // Help and version are local.
+    assert!(ok(s, "-h").contains("Usage:"));
+    assert!(ok(s, "--version").starts_with("lbadm v"));
+}
+
+#[test]
+fn director_verbs() {
+    let r = common::Running::start("cli-verbs");
+    let s = &r.path;
+    assert_eq!(ok(s, "addr add 192.168.1.100/32 dev dpdk0"), "");
+    assert_eq!(ok(s, "addr add 10.0.0.1/24 dev dpdk1"), "");
+    let o = lbadm(s, "addr add 10.0.0.1/24 dev dpdk1");
+    assert_eq!(
+        (o.code, o.stderr.as_str()),
+        (2, "RTNETLINK answers: File exists\n")
+    );
+    assert_eq!(
+        ok(s, "addr show"),
+        "DEV      ADDRESS\ndpdk0    192.168.1.100/32\ndpdk1    10.0.0.1/24\n"
+    );
+    assert_eq!(
+        ok(s, "addr show dev dpdk1"),
+        "DEV      ADDRESS\ndpdk1    10.0.0.1/24\n"
+    );
+    let j: serde_json::Value = serde_json::from_str(&ok(s, "--json addr")).unwrap();
+    assert_eq!(j[0]["dev"], "dpdk0");
+    assert_eq!(ok(s, "addr del 10.0.0.1 dev dpdk1"), "");
+    let o = lbadm(s, "addr del 10.0.0.1/24 dev dpdk1");
+    assert_eq!(
+        (o.code, o.stderr.as_str()),
+        (2, "RTNETLINK answers: Cannot assign requested address\n")
+    );
+    assert!(
+        ok(s, "neigh show").contains("10.0.0.11       dpdk0    52:54:00:00:00:11 REACHABLE  4s\n")
+    );
+    assert!(ok(s, "link show").starts_with("dpdk0: state UP mtu 1500 speed 10000Mb/s\n"));
+    let j: serde_json::Value = serde_json::from_str(&ok(s, "--json link")).unwrap();
+    assert_eq!(j[0]["drops"][0][0], "no_service");
+}
+
+#[test]
+fn binary_reports_unreachable_director() {
+    let path = common::socket_path("absent");
+    let out = Command::new(env!("CARGO_BIN_EXE_lbadm"))
+        .args(["-L", "-n"])
+        .env("DIRECTOR_SOCKET", &path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.starts_with(&format!(
+            "lbadm: cannot connect to director at {}: ",
+            path.display()
+        )),
+        "{err}"
+    );
+    // Parse errors are found before connecting.
+    let out = Command::new(env!("CARGO_BIN_EXE_lbadm"))
+        .args(["--socket", "/nonexistent/x", "-A", "-t", "1.1.1.1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "Zero port specified for non-persistent service\n"
+    );
+    // The real binary against a real server, with the socket from the environment.
+    let r = common::Running::start("bin");
+    let out = Command::new(env!("CARGO_BIN_EXE_lbadm"))
+        .args(["-A", "-t", "10.1.1.1:80"])
+        .env("DIRECTOR_SOCKET", &r.path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_lbadm"))
+        .args(["-Sn"])
+        .env("DIRECTOR_SOCKET", &r.path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "-A -t 10.1.1.1:80 -s wlc\n"
+    );
+}

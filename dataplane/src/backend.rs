@@ -1,0 +1,197 @@
+//! The dataplane side of the control protocol: `control::server::Backend` for a running
+//! director. Configuration changes become published snapshots; listings ask the workers
+//! (through their mailboxes) and the neighbour table; nothing here locks a worker's table.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use control::error::CtlError;
+use control::model::{Config, ServerId};
+use control::proto::{ConnInfo, ConnProto, LinkInfo, NeighInfo, ServerStats};
+use control::server::Backend;
+
+use crate::conn::{state_name, F_TEMPLATE};
+use crate::counters::DropReason;
+use crate::director::SlowPath;
+use crate::dpdk::Port;
+use crate::worker::{ConnRow, WorkerReply, WorkerRequest};
+
+/// Rows per connection-dump chunk (bounds the time a worker spends on one request).
+const DUMP_CHUNK: usize = 1024;
+/// Longest wait for one chunk.
+const DUMP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `Backend` of a running director.
+pub struct DirectorBackend {
+    path: SlowPath,
+    ports: Vec<Port>,
+    conn_capacity: usize,
+}
+
+impl DirectorBackend {
+    /// A backend over the director's slow path and ports.
+    pub fn new(path: SlowPath, ports: Vec<Port>, conn_capacity: usize) -> Self {
+        DirectorBackend { path, ports, conn_capacity }
+    }
+
+    /// Every connection row of every worker.
+    fn dump(&self) -> Vec<ConnRow> {
+        let mut out = Vec::new();
+        for mb in &self.path.shared.mailboxes {
+            while mb.replies.pop().is_some() {}
+            let mut start = 0u32;
+            loop {
+                let buf = Box::new(Vec::with_capacity(DUMP_CHUNK));
+                if mb.requests.push(WorkerRequest::Conns { buf, start }).is_err() {
+                    break;
+                }
+                let deadline = Instant::now() + DUMP_TIMEOUT;
+                let reply = loop {
+                    if let Some(r) = mb.replies.pop() {
+                        break Some(r);
+                    }
+                    if Instant::now() > deadline {
+                        break None;
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                };
+                match reply {
+                    Some(WorkerReply::Conns { buf, next }) => {
+                        out.extend_from_slice(&buf);
+                        match next {
+                            Some(n) => start = n,
+                            None => break,
+                        }
+                    }
+                    _ => break,
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Real-server address and port of a slot, live or in the trash.
+fn server_addr(cfg: &Config, slot: u32) -> (Ipv4Addr, u16) {
+    if let Some((_, s)) = cfg.server(ServerId(slot)) {
+        return (s.addr, s.port);
+    }
+    cfg.trash().find(|(_, s)| s.id.0 == slot).map_or((Ipv4Addr::UNSPECIFIED, 0), |(_, s)| (s.addr, s.port))
+}
+
+impl Backend for DirectorBackend {
+    fn port_names(&self) -> Vec<String> {
+        self.ports.iter().map(|p| p.name()).collect()
+    }
+
+    fn publish(&mut self, cfg: &Config) -> Result<(), CtlError> {
+        self.path.publish(cfg)
+    }
+
+    fn server_stats(&mut self) -> Vec<(ServerId, ServerStats)> {
+        let c = self.path.counters();
+        c.servers
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s != Default::default())
+            .map(|(i, s)| {
+                (
+                    ServerId(i as u32),
+                    ServerStats {
+                        active: s.active as u64,
+                        inactive: s.inactive as u64,
+                        persist: s.persist as u64,
+                        conns: s.conns,
+                        inpkts: s.inpkts,
+                        inbytes: s.inbytes,
+                        outpkts: 0,
+                        outbytes: 0,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn connections(&mut self) -> Vec<ConnInfo> {
+        let rows = self.dump();
+        let slow = self.path.lock();
+        let cfg = &slow.config;
+        rows.iter()
+            .map(|r| {
+                let (daddr, dport) = server_addr(cfg, r.server);
+                let template = r.flags & F_TEMPLATE != 0;
+                let proto = match r.key.proto {
+                    6 => ConnProto::Tcp,
+                    17 => ConnProto::Udp,
+                    _ => ConnProto::Ip,
+                };
+                ConnInfo {
+                    proto,
+                    expires_secs: r.expires_secs,
+                    state: state_name(r.key.proto, r.flags, r.state).to_string(),
+                    caddr: Ipv4Addr::from(r.key.caddr),
+                    cport: r.key.cport,
+                    vaddr: Ipv4Addr::from(r.key.vaddr),
+                    vport: r.key.vport,
+                    daddr,
+                    dport: if template && r.key.vport == 0 { 0 } else { dport },
+                    pe: None,
+                }
+            })
+            .collect()
+    }
+
+    fn neighbours(&mut self) -> Vec<NeighInfo> {
+        let now = Instant::now();
+        let slow = self.path.lock();
+        slow.neigh
+            .iter()
+            .map(|(ip, e)| NeighInfo {
+                addr: *ip,
+                mac: e.mac.map(|m| m.to_string()),
+                dev: format!("dpdk{}", e.port),
+                state: e.state.name().to_string(),
+                age_secs: e.confirmed.map_or(0, |c| now.saturating_duration_since(c).as_secs()),
+            })
+            .collect()
+    }
+
+    fn links(&mut self) -> Vec<LinkInfo> {
+        let c = self.path.counters();
+        let drops: Vec<(String, u64)> = DropReason::ALL
+            .iter()
+            .map(|r| (r.name().to_string(), c.drops[*r as usize]))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        self.ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let st = p.stats();
+                let link = p.link();
+                LinkInfo {
+                    name: p.name(),
+                    mac: crate::wire::MacAddr(p.mac()).to_string(),
+                    link_up: link.up,
+                    speed_mbps: link.speed_mbps,
+                    mtu: p.mtu() as u32,
+                    rx_packets: st.rx_packets,
+                    rx_bytes: st.rx_bytes,
+                    tx_packets: st.tx_packets,
+                    tx_bytes: st.tx_bytes,
+                    rx_missed: st.rx_missed,
+                    rx_errors: st.rx_errors,
+                    tx_errors: st.tx_errors,
+                    rx_nombuf: st.rx_nombuf,
+                    // Dataplane drop reasons are per director, shown with the first port.
+                    drops: if i == 0 { drops.clone() } else { Vec::new() },
+                }
+            })
+            .collect()
+    }
+
+    fn table_size(&self) -> u32 {
+        u32::try_from(self.conn_capacity).unwrap_or(u32::MAX)
+    }
+}
+
