@@ -194,6 +194,8 @@ pub struct WorkerCounters {
     pub servers: Vec<ServerCounters>,
     /// Neighbour events lost because the queue to the control side was full.
     pub neigh_events_lost: u64,
+    /// Generated replies (RST, ICMP errors) suppressed by the rate limit.
+    pub replies_ratelimited: u64,
 }
 
 impl WorkerCounters {
@@ -204,6 +206,7 @@ impl WorkerCounters {
             ports: vec![PortCounters::default(); ports],
             servers: vec![ServerCounters::default(); servers],
             neigh_events_lost: 0,
+            replies_ratelimited: 0,
         }
     }
 
@@ -221,6 +224,7 @@ impl WorkerCounters {
         self.ports.clone_from(&o.ports);
         self.servers.clone_from(&o.servers);
         self.neigh_events_lost = o.neigh_events_lost;
+        self.replies_ratelimited = o.replies_ratelimited;
     }
 
     /// Adds another worker's counters.
@@ -238,6 +242,7 @@ impl WorkerCounters {
             a.merge(b);
         }
         self.neigh_events_lost += o.neigh_events_lost;
+        self.replies_ratelimited += o.replies_ratelimited;
     }
 }
 

@@ -2,15 +2,26 @@
 //!
 //! [`Engine::process`] takes one frame (mutable, in place) and returns a [`Verdict`]:
 //! forward it by direct routing out of a port, send it back out of the port it came from
-//! (ARP reply, ICMP echo reply, both rewritten in place), consume it (learned ARP answer) or
-//! drop it with a reason. Per packet: parse Ethernet/IPv4/L4 through the zero-copy views,
-//! connection lookup by 5-tuple first, then (only for a new connection) service lookup and
-//! scheduling, TCP input-only state tracking, and the DR rewrite (Ethernet header, TTL - 1
-//! with an incremental checksum update).
+//! (ARP reply and ICMP echo reply, rewritten in place), replace it by a generated reply (TCP
+//! RST, ICMP error: built in the engine's scratch buffer), consume it (learned ARP answer) or
+//! drop it with a reason.
+//!
+//! Per packet, as Linux IPVS in DR mode (see ../shared/docs/ipvs-semantics.md): parse
+//! Ethernet/IPv4/L4 through the zero-copy views; connection lookup by 5-tuple first (port
+//! reuse and `expire_nodest_conn` handled there); only for a new connection: new-connection
+//! rules (TCP SYN unless `sloppy_tcp`), the mark rules, service lookup (mark > VIP:port >
+//! VIP:0), persistence template lookup/creation, else the scheduler; TCP input-only state
+//! tracking with per-state idle timeouts; the DR rewrite (Ethernet header, TTL - 1 with an
+//! incremental checksum update). What the director's own stack would answer is emulated: a
+//! TCP RST for TCP it cannot place, ICMP port unreachable when no server is usable or a UDP
+//! port has no service, ICMP time exceeded and fragmentation needed. ICMP errors about a
+//! known connection are forwarded to its real server.
 //!
 //! Invariants: no allocation, no locks, no panics on any input (every view is validated once,
 //! indexing is bounds-checked by construction), counters are plain integers owned by the
-//! worker. The only shared object written is the lock-free neighbour-event queue.
+//! worker. The only shared object written is the lock-free neighbour-event queue. Generated
+//! replies are rate limited per worker (token bucket) so the director cannot be used as a
+//! reflector.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -18,24 +29,43 @@ use std::sync::Arc;
 use crossbeam::queue::ArrayQueue;
 
 use crate::conn::{
-    ConnInit, ConnKey, ConnTable, CounterMove, ExpireAction, TcpState, Timeouts, F_INACTIVE, F_TEMPLATE,
+    tcp_flags, ConnInit, ConnKey, ConnTable, CounterMove, ExpireAction, TcpState, Timeouts, F_INACTIVE, F_TEMPLATE,
+    NO_INDEX, TEMPLATE_STATE_ASSURED, TEMPLATE_STATE_NONE,
 };
 use crate::counters::{DropReason, ServerCounters, WorkerCounters};
 use crate::sched::{DestSet, SchedInput, Scheduler};
-use crate::snapshot::{Snapshot, PROTO_TCP, PROTO_UDP};
+use crate::snapshot::{Snapshot, SvcKey, PROTO_TCP, PROTO_UDP};
 use crate::wire::arp::{self, ArpPacket};
 use crate::wire::ethernet::ethertype;
 use crate::wire::icmp::{msg_type, IcmpPacket};
 use crate::wire::ipv4::{protocol, Ipv4Packet};
 use crate::wire::{checksum, parse_l2, MacAddr, TcpPacket, UdpPacket, WireError};
 
+/// Size of the scratch buffer generated replies are built in.
+pub const SCRATCH_LEN: usize = 256;
+/// Generated replies (RST, ICMP errors) allowed per second per worker, and the burst.
+const REPLY_RATE: u32 = 1000;
+const REPLY_BURST: u32 = 100;
+/// ICMP codes.
+const CODE_PORT_UNREACH: u8 = 3;
+const CODE_FRAG_NEEDED: u8 = 4;
+const CODE_TTL_EXCEEDED: u8 = 0;
+
 /// What to do with a frame after [`Engine::process`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Transmit out of this port (rewritten for direct routing).
     Forward(u16),
-    /// Transmit back out of the receiving port (rewritten into a reply).
+    /// Transmit back out of the receiving port (rewritten into a reply in place).
     Reply,
+    /// The frame is dropped (counted under the reason) and replaced by the first `len` bytes
+    /// of [`Engine::scratch`], to be sent back out of the receiving port.
+    Emit {
+        /// Length of the generated frame.
+        len: u16,
+        /// Why the original frame was not forwarded.
+        reason: DropReason,
+    },
     /// Fully handled, nothing to send (e.g. an ARP answer that was learned).
     Consumed,
     /// Dropped; counted under this reason.
@@ -68,6 +98,27 @@ pub struct EngineConfig {
     pub seed: u64,
 }
 
+/// Parsed facts about a TCP/UDP packet that the slow paths need.
+#[derive(Debug, Clone, Copy)]
+struct L4 {
+    key: ConnKey,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    payload: u32,
+}
+
+/// Why a packet could not be placed, and what the director's stack would answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Silent drop.
+    Drop(DropReason),
+    /// Answer with a TCP RST (no listener / no connection).
+    Rst(DropReason),
+    /// Answer with ICMP port unreachable.
+    Unreachable(DropReason),
+}
+
 /// One worker's packet logic and state.
 pub struct Engine {
     snap: Arc<Snapshot>,
@@ -83,6 +134,11 @@ pub struct Engine {
     events: Arc<ArrayQueue<NeighEvent>>,
     /// Tick of the last expiry run (for dumps).
     now: u32,
+    /// Generated replies are built here.
+    scratch: [u8; SCRATCH_LEN],
+    /// Token bucket for generated replies (tokens × ticks_per_sec, to stay in integers).
+    reply_tokens: u64,
+    reply_tick: u32,
 }
 
 /// The servers of one service as the schedulers see them (kernel order).
@@ -139,6 +195,20 @@ impl DestSet for Dests<'_> {
     }
 }
 
+/// Decrements the server counter an entry is counted in.
+#[inline]
+fn release(servers: &mut [ServerCounters], server: u32, flags: u8) {
+    if let Some(c) = servers.get_mut(server as usize) {
+        if flags & F_TEMPLATE != 0 {
+            c.persist = c.persist.saturating_sub(1);
+        } else if flags & F_INACTIVE != 0 {
+            c.inactive = c.inactive.saturating_sub(1);
+        } else {
+            c.active = c.active.saturating_sub(1);
+        }
+    }
+}
+
 impl Engine {
     /// A new engine with an empty configuration.
     pub fn new(cfg: EngineConfig, events: Arc<ArrayQueue<NeighEvent>>) -> Result<Engine, crate::conn::TableConfigError> {
@@ -157,9 +227,12 @@ impl Engine {
             scheds: Vec::new(),
             counters: WorkerCounters::new(cfg.ports, cfg.max_servers),
             incarnations: vec![0; cfg.max_servers],
-            ticks_per_sec: cfg.ticks_per_sec,
+            ticks_per_sec: cfg.ticks_per_sec.max(1),
             events,
             now: 0,
+            scratch: [0; SCRATCH_LEN],
+            reply_tokens: REPLY_BURST as u64 * cfg.ticks_per_sec.max(1) as u64,
+            reply_tick: 0,
         })
     }
 
@@ -176,6 +249,11 @@ impl Engine {
     /// The connection table (control-plane dumps, tests).
     pub fn conns(&self) -> &ConnTable {
         &self.conns
+    }
+
+    /// The buffer a [`Verdict::Emit`] frame was built in.
+    pub fn scratch(&self) -> &[u8; SCRATCH_LEN] {
+        &self.scratch
     }
 
     /// Counts a drop decided outside the engine (TX refused, no mbuf).
@@ -223,7 +301,8 @@ impl Engine {
         self.timeouts = self.snap.timeouts.in_ticks(self.ticks_per_sec);
     }
 
-    /// Expires idle connection entries, examining at most `budget` of them.
+    /// Expires idle connection entries, examining at most `budget` of them. A template that
+    /// still controls connections is re-armed for 60 s with its timeout set to 60 s (IPVS).
     pub fn expire(&mut self, now: u32, budget: u32) {
         self.now = now;
         let servers = &mut self.counters.servers;
@@ -232,15 +311,7 @@ impl Engine {
             if e.is_template() && e.n_control() > 0 {
                 return ExpireAction::Rearm(template_control);
             }
-            if let Some(c) = servers.get_mut(e.server as usize) {
-                if e.flags & F_TEMPLATE != 0 {
-                    c.persist = c.persist.saturating_sub(1);
-                } else if e.flags & F_INACTIVE != 0 {
-                    c.inactive = c.inactive.saturating_sub(1);
-                } else {
-                    c.active = c.active.saturating_sub(1);
-                }
-            }
+            release(servers, e.server, e.flags);
             ExpireAction::Remove
         });
     }
@@ -271,8 +342,16 @@ impl Engine {
     #[inline]
     pub fn process(&mut self, frame: &mut [u8], in_port: u16, now: u32) -> Verdict {
         let v = self.classify(frame, in_port, now);
-        if let Verdict::Drop(r) = v {
-            self.counters.drop(r);
+        let v = match v {
+            Verdict::Emit { reason, .. } if !self.take_reply_token(now) => {
+                self.counters.replies_ratelimited += 1;
+                Verdict::Drop(reason)
+            }
+            v => v,
+        };
+        match v {
+            Verdict::Drop(r) | Verdict::Emit { reason: r, .. } => self.counters.drop(r),
+            _ => {}
         }
         let pc = self.counters.ports.get_mut(in_port as usize);
         match v {
@@ -280,6 +359,13 @@ impl Engine {
                 if let Some(c) = pc {
                     c.rx += 1;
                     c.dropped += 1;
+                }
+            }
+            Verdict::Emit { .. } => {
+                if let Some(c) = pc {
+                    c.rx += 1;
+                    c.dropped += 1;
+                    c.replied += 1;
                 }
             }
             Verdict::Forward(out) => {
@@ -303,6 +389,23 @@ impl Engine {
             }
         }
         v
+    }
+
+    /// Token bucket for generated replies: REPLY_RATE per second, REPLY_BURST deep.
+    #[inline]
+    fn take_reply_token(&mut self, now: u32) -> bool {
+        let tps = self.ticks_per_sec as u64;
+        let elapsed = now.wrapping_sub(self.reply_tick) as u64;
+        self.reply_tick = now;
+        let cap = REPLY_BURST as u64 * tps;
+        // Tokens are kept scaled by ticks_per_sec: one tick adds REPLY_RATE scaled units.
+        self.reply_tokens = (self.reply_tokens + elapsed.min(cap) * REPLY_RATE as u64).min(cap);
+        if self.reply_tokens >= tps {
+            self.reply_tokens -= tps;
+            true
+        } else {
+            false
+        }
     }
 
     #[inline]
@@ -329,7 +432,7 @@ impl Engine {
                 if dst != my_mac {
                     return Verdict::Drop(DropReason::NotOurMac);
                 }
-                self.ipv4(frame, l2.l3_offset, my_mac, now)
+                self.ipv4(frame, l2.l3_offset, in_port, my_mac, now)
             }
             _ => Verdict::Drop(DropReason::UnsupportedEthertype),
         }
@@ -365,7 +468,7 @@ impl Engine {
     }
 
     #[inline]
-    fn ipv4(&mut self, frame: &mut [u8], l3: usize, my_mac: MacAddr, now: u32) -> Verdict {
+    fn ipv4(&mut self, frame: &mut [u8], l3: usize, in_port: u16, my_mac: MacAddr, now: u32) -> Verdict {
         let Some(ipbuf) = frame.get(l3..) else { return Verdict::Drop(DropReason::Truncated) };
         let ip = match Ipv4Packet::new_checked(ipbuf) {
             Ok(ip) => ip,
@@ -382,7 +485,7 @@ impl Engine {
             return Verdict::Drop(DropReason::BadIpChecksum);
         }
         let (src, dst, proto, hlen, total) =
-            (ip.src(), ip.dst(), ip.protocol(), ip.header_len() as usize, ip.total_len() as usize);
+            (ip.src(), ip.dst(), ip.protocol(), ip.header_len(), ip.total_len() as usize);
         if !self.snap.is_local(dst) {
             return Verdict::Drop(DropReason::NotLocal);
         }
@@ -394,93 +497,210 @@ impl Engine {
         match proto {
             protocol::TCP | protocol::UDP => {
                 let Some(seg) = frame.get(l4..l4_end) else { return Verdict::Drop(DropReason::Truncated) };
-                let (sport, dport, flags) = if proto == protocol::TCP {
+                let p = if proto == protocol::TCP {
                     match TcpPacket::new_checked(seg) {
-                        Ok(t) => (t.src_port(), t.dst_port(), t.flags().bits()),
+                        Ok(t) => L4 {
+                            key: ConnKey { proto, caddr: u32::from(src), cport: t.src_port(), vaddr: u32::from(dst), vport: t.dst_port() },
+                            flags: t.flags().bits(),
+                            seq: t.seq_number(),
+                            ack: t.ack_number(),
+                            payload: t.payload().len() as u32,
+                        },
                         Err(_) => return Verdict::Drop(DropReason::BadTcp),
                     }
                 } else {
                     match UdpPacket::new_checked(seg) {
-                        Ok(u) => (u.src_port(), u.dst_port(), 0),
+                        Ok(u) => L4 {
+                            key: ConnKey { proto, caddr: u32::from(src), cport: u.src_port(), vaddr: u32::from(dst), vport: u.dst_port() },
+                            flags: 0,
+                            seq: 0,
+                            ack: 0,
+                            payload: 0,
+                        },
                         Err(_) => return Verdict::Drop(DropReason::BadUdp),
                     }
                 };
-                let key = ConnKey { proto, caddr: u32::from(src), cport: sport, vaddr: u32::from(dst), vport: dport };
-                match self.connection(key, flags, now) {
-                    Ok(slot) => self.dr_forward(frame, l3, slot, total as u64),
-                    Err(r) => Verdict::Drop(r),
+                match self.connection(&p, in_port, now) {
+                    Ok(slot) => self.dr_forward(frame, l3, in_port, my_mac, slot, total as u64),
+                    Err(Refusal::Drop(r)) => Verdict::Drop(r),
+                    Err(Refusal::Rst(r)) => self.emit_rst(frame, &p, my_mac, r),
+                    Err(Refusal::Unreachable(r)) => {
+                        self.emit_icmp_error(frame, l3, my_mac, msg_type::DEST_UNREACH, CODE_PORT_UNREACH, [0; 4], r)
+                    }
                 }
             }
-            protocol::ICMP => self.icmp_local(frame, l3, l4, l4_end, my_mac),
+            protocol::ICMP => self.icmp_local(frame, l3, l4, l4_end, in_port, my_mac),
             _ => Verdict::Drop(DropReason::UnsupportedProtocol),
         }
     }
 
     /// Finds or creates the connection of a client packet; returns its real-server slot.
     #[inline]
-    fn connection(&mut self, key: ConnKey, tcp_flags: u8, now: u32) -> Result<u32, DropReason> {
-        use crate::conn::tcp_flags::{RST, SYN};
+    fn connection(&mut self, p: &L4, in_port: u16, now: u32) -> Result<u32, Refusal> {
+        use tcp_flags::{RST, SYN};
+        let key = p.key;
+        let tcp = key.proto == PROTO_TCP;
+        let syn = tcp && p.flags & SYN != 0 && p.flags & RST == 0;
         if let Some(idx) = self.conns.lookup(&key) {
-            let Some(e) = self.conns.get_mut(idx) else { return Err(DropReason::NoConnection) };
-            let slot = e.server;
-            // A deleted server keeps its entries until they time out, and their packets are
-            // dropped without refreshing them (IPVS with expire_nodest_conn = 0).
-            if self.snap.servers.get(slot as usize).is_none_or(|s| s.is_none()) {
-                return Err(DropReason::DestinationGone);
+            match self.existing(idx, p.flags, syn, now) {
+                Some(Ok(slot)) => return Ok(slot),
+                Some(Err(r)) => return Err(r),
+                // The entry was expired (port reuse or expire_nodest_conn): treat as new.
+                None => {}
             }
-            if key.proto == PROTO_TCP {
-                let t = e.apply_tcp(tcp_flags, &self.timeouts);
-                if let Some(c) = self.counters.servers.get_mut(slot as usize) {
-                    match t.counter {
-                        CounterMove::ToActive => {
-                            c.active += 1;
-                            c.inactive = c.inactive.saturating_sub(1);
-                        }
-                        CounterMove::ToInactive => {
-                            c.inactive += 1;
-                            c.active = c.active.saturating_sub(1);
-                        }
-                        CounterMove::None => {}
-                    }
-                }
-            } else {
-                e.apply_udp(&self.timeouts);
-            }
-            self.conns.touch(idx, now);
-            return Ok(slot);
         }
-        // New connection: TCP only on SYN without RST (sloppy_tcp = 0).
-        if key.proto == PROTO_TCP && (tcp_flags & SYN == 0 || tcp_flags & RST != 0) {
-            return Err(DropReason::NoConnection);
+        // New connection: TCP only on SYN without RST, unless sloppy_tcp (any non-RST).
+        if tcp && !syn && !(self.snap.sysctl.sloppy_tcp && p.flags & RST == 0) {
+            return Err(if p.flags & RST != 0 { Refusal::Drop(DropReason::NoConnection) } else { Refusal::Rst(DropReason::NoConnection) });
         }
         let vip = Ipv4Addr::from(key.vaddr);
-        let Some(si) = self.snap.find_service(0, key.proto, vip, key.vport) else {
-            return Err(DropReason::NoService);
+        let mark = if self.snap.marks.is_empty() { 0 } else { self.snap.mark_of(in_port, vip, key.proto, key.vport) };
+        let Some(si) = self.snap.find_service(mark, key.proto, vip, key.vport) else {
+            // The director's own stack has no listener on this port.
+            return Err(if tcp {
+                if p.flags & RST != 0 { Refusal::Drop(DropReason::NoService) } else { Refusal::Rst(DropReason::NoService) }
+            } else {
+                Refusal::Unreachable(DropReason::NoService)
+            });
         };
-        let slot = self.schedule(si as usize, &key).ok_or(DropReason::NoDestination)?;
+        let (slot, template) = match self.snap.services.get(si as usize).and_then(|s| s.persistent) {
+            Some(secs) => self.schedule_persistent(si, &key, mark, secs, now)?,
+            None => (self.schedule(si as usize, &key).ok_or(Refusal::Unreachable(DropReason::NoDestination))?, None),
+        };
         // Created in NONE with the INACTIVE flag, then the first packet runs the state machine
         // (IPVS: bind counts it inactive, the SYN moves it to SYN_RECV = active).
         let init = ConnInit { server: slot, svc: si, state: TcpState::None as u8, flags: F_INACTIVE, timeout: self.timeouts.new_conn };
         let idx = match self.conns.insert(key, init, now) {
             Ok(i) => i,
-            Err(_) => return Err(DropReason::TableFull),
+            Err(_) => return Err(Refusal::Drop(DropReason::TableFull)),
         };
-        let c = self.counters.servers.get_mut(slot as usize);
-        let Some(c) = c else { return Ok(slot) };
-        c.conns += 1;
-        c.inactive += 1;
-        if let Some(e) = self.conns.get_mut(idx) {
-            if key.proto == PROTO_TCP {
-                if e.apply_tcp(tcp_flags, &self.timeouts).counter == CounterMove::ToActive {
-                    c.active += 1;
-                    c.inactive -= 1;
+        if let Some(c) = self.counters.servers.get_mut(slot as usize) {
+            c.conns += 1;
+            c.inactive += 1;
+        }
+        if let Some(t) = template {
+            self.conns.set_control(idx, t);
+            // A new connection under a template restarts the template's timer (with the
+            // template's own timeout, which is 60 s once it was re-armed while controlling).
+            self.conns.touch(t, now);
+        }
+        self.track(idx, p.flags, now);
+        Ok(slot)
+    }
+
+    /// Handles a packet of an existing entry. `None` means the entry was removed and the
+    /// packet must be treated as a new connection.
+    #[inline]
+    fn existing(&mut self, idx: u32, flags: u8, syn: bool, now: u32) -> Option<Result<u32, Refusal>> {
+        let e = self.conns.get(idx)?;
+        let (slot, state, controlled) = (e.server, e.state, e.control() != NO_INDEX);
+        let server = self.snap.servers.get(slot as usize).and_then(|s| s.as_ref());
+        let sysctl = self.snap.sysctl;
+        match server {
+            None if sysctl.expire_nodest_conn => {
+                // The server was deleted: expire the entry now; the packet is new.
+                self.remove_entry(idx);
+                return None;
+            }
+            // Deleted server, expire_nodest_conn = 0: drop silently without refreshing.
+            None => return Some(Err(Refusal::Drop(DropReason::DestinationGone))),
+            Some(rs) => {
+                if syn && !controlled {
+                    let st = TcpState::from_u8(state);
+                    let reuse = match st {
+                        Some(TcpState::TimeWait) | Some(TcpState::Close) => sysctl.conn_reuse_mode & 1 != 0,
+                        // DR entries are NOOUTPUT: bit 2 also reschedules FIN_WAIT.
+                        Some(TcpState::FinWait) => sysctl.conn_reuse_mode & 2 != 0,
+                        _ => false,
+                    };
+                    if reuse || (sysctl.expire_nodest_conn && rs.weight == 0) {
+                        self.remove_entry(idx);
+                        return None;
+                    }
                 }
-            } else if key.proto == PROTO_UDP {
-                e.apply_udp(&self.timeouts);
             }
         }
+        self.track(idx, flags, now);
+        Some(Ok(slot))
+    }
+
+    /// Runs the state machine for a packet of entry `idx`, moves counters, refreshes timers.
+    #[inline]
+    fn track(&mut self, idx: u32, flags: u8, now: u32) {
+        let Some(e) = self.conns.get_mut(idx) else { return };
+        let (slot, control) = (e.server, e.control());
+        if e.key().proto == PROTO_TCP {
+            let t = e.apply_tcp(flags, &self.timeouts);
+            if let Some(c) = self.counters.servers.get_mut(slot as usize) {
+                match t.counter {
+                    CounterMove::ToActive => {
+                        c.active += 1;
+                        c.inactive = c.inactive.saturating_sub(1);
+                    }
+                    CounterMove::ToInactive => {
+                        c.inactive += 1;
+                        c.active = c.active.saturating_sub(1);
+                    }
+                    CounterMove::None => {}
+                }
+            }
+            if t.established && control != NO_INDEX {
+                if let Some(tmpl) = self.conns.get_mut(control) {
+                    tmpl.state = TEMPLATE_STATE_ASSURED;
+                }
+            }
+        } else {
+            e.apply_udp(&self.timeouts);
+        }
         self.conns.touch(idx, now);
-        Ok(slot)
+    }
+
+    /// Removes an entry at once (port reuse, expire_nodest_conn), releasing its counter.
+    fn remove_entry(&mut self, idx: u32) {
+        if let Ok(e) = self.conns.remove(idx) {
+            release(&mut self.counters.servers, e.server, e.flags);
+        }
+    }
+
+    /// Persistent scheduling (§3.2): reuse a valid template, else schedule and create one.
+    fn schedule_persistent(&mut self, si: u32, key: &ConnKey, mark: u32, secs: u32, now: u32) -> Result<(u32, Option<u32>), Refusal> {
+        let Some(svc) = self.snap.services.get(si as usize) else { return Err(Refusal::Drop(DropReason::NoService)) };
+        let mask = u32::from(svc.netmask);
+        let tkey = match svc.key {
+            SvcKey::Fwmark(m) => ConnKey { proto: 0, caddr: key.caddr & mask, cport: 0, vaddr: m, vport: 0 },
+            SvcKey::Addr { port, .. } => ConnKey {
+                proto: key.proto,
+                caddr: key.caddr & mask,
+                cport: 0,
+                vaddr: key.vaddr,
+                // Port-0 (all ports) and FTP services keep per-client templates on vport 0.
+                vport: if port == 0 || port == 21 { 0 } else { key.vport },
+            },
+        };
+        let _ = mark;
+        if let Some(t) = self.conns.lookup(&tkey) {
+            let slot = self.conns.get(t).map_or(u32::MAX, |e| e.server);
+            let valid = self.snap.servers.get(slot as usize).and_then(|s| s.as_ref()).is_some_and(|rs| {
+                !(self.snap.sysctl.expire_quiescent_template && rs.weight == 0)
+            });
+            if valid {
+                return Ok((slot, Some(t)));
+            }
+            // Dead template: re-keyed so it never matches again, left to its timer.
+            let display = ConnKey { cport: 0, vport: 65535, ..tkey };
+            self.conns.invalidate(t, display);
+        }
+        let slot = self.schedule(si as usize, key).ok_or(Refusal::Unreachable(DropReason::NoDestination))?;
+        let timeout = crate::timer::secs_to_ticks(secs, self.ticks_per_sec);
+        let init = ConnInit { server: slot, svc: si, state: TEMPLATE_STATE_NONE, flags: F_TEMPLATE, timeout };
+        let t = match self.conns.insert(tkey, init, now) {
+            Ok(t) => t,
+            Err(_) => return Err(Refusal::Drop(DropReason::TableFull)),
+        };
+        if let Some(c) = self.counters.servers.get_mut(slot as usize) {
+            c.persist += 1;
+        }
+        Ok((slot, Some(t)))
     }
 
     /// Runs the service's scheduler; returns a real-server slot.
@@ -495,7 +715,7 @@ impl Engine {
 
     /// Direct-routing rewrite toward real server `slot`: Ethernet addresses, TTL - 1.
     #[inline]
-    fn dr_forward(&mut self, frame: &mut [u8], l3: usize, slot: u32, ip_len: u64) -> Verdict {
+    fn dr_forward(&mut self, frame: &mut [u8], l3: usize, _in_port: u16, my_mac: MacAddr, slot: u32, ip_len: u64) -> Verdict {
         let Some(Some(rs)) = self.snap.servers.get(slot as usize) else {
             return Verdict::Drop(DropReason::DestinationGone);
         };
@@ -503,15 +723,30 @@ impl Engine {
         let Some(rs_mac) = rs.mac else { return Verdict::Drop(DropReason::NeighbourUnresolved) };
         let Some(port) = self.snap.ports.get(out as usize) else { return Verdict::Drop(DropReason::NoRoute) };
         let (out_mac, mtu) = (port.mac, port.mtu);
-        let Some(ipbuf) = frame.get_mut(l3..) else { return Verdict::Drop(DropReason::Truncated) };
-        let mut ip = Ipv4Packet::new_unchecked(ipbuf);
-        if ip.ttl() <= 1 {
-            return Verdict::Drop(DropReason::TtlExceeded);
+        let (ttl, df) = match frame.get(l3..) {
+            Some(b) => {
+                let ip = Ipv4Packet::new_unchecked(b);
+                (ip.ttl(), ip.dont_frag())
+            }
+            None => return Verdict::Drop(DropReason::Truncated),
+        };
+        if ttl <= 1 {
+            return self.emit_icmp_error(frame, l3, my_mac, msg_type::TIME_EXCEEDED, CODE_TTL_EXCEEDED, [0; 4], DropReason::TtlExceeded);
         }
-        if ip_len > mtu as u64 && ip.dont_frag() {
-            return Verdict::Drop(DropReason::MtuExceeded);
+        if ip_len > mtu as u64 {
+            if !df {
+                // Fragmentation is not done by the director: count it.
+                return Verdict::Drop(DropReason::MtuExceeded);
+            }
+            if !self.snap.sysctl.pmtu_disc {
+                return Verdict::Drop(DropReason::MtuExceeded);
+            }
+            let m = mtu.to_be_bytes();
+            return self.emit_icmp_error(frame, l3, my_mac, msg_type::DEST_UNREACH, CODE_FRAG_NEEDED, [0, 0, m[0], m[1]], DropReason::MtuExceeded);
         }
-        ip.decrement_ttl_incremental();
+        if let Some(b) = frame.get_mut(l3..) {
+            Ipv4Packet::new_unchecked(b).decrement_ttl_incremental();
+        }
         frame[0..6].copy_from_slice(&rs_mac.0);
         frame[6..12].copy_from_slice(&out_mac.0);
         if let Some(c) = self.counters.servers.get_mut(slot as usize) {
@@ -521,18 +756,43 @@ impl Engine {
         Verdict::Forward(out)
     }
 
-    /// ICMP addressed to one of our addresses: answer echo requests in place.
-    fn icmp_local(&mut self, frame: &mut [u8], l3: usize, l4: usize, l4_end: usize, my_mac: MacAddr) -> Verdict {
-        {
+    /// ICMP addressed to one of our addresses: answer echo requests in place; forward errors
+    /// about a known connection to its real server (§6.3).
+    fn icmp_local(&mut self, frame: &mut [u8], l3: usize, l4: usize, l4_end: usize, in_port: u16, my_mac: MacAddr) -> Verdict {
+        let (ty, quoted) = {
             let Some(buf) = frame.get(l4..l4_end) else { return Verdict::Drop(DropReason::Truncated) };
             let Ok(icmp) = IcmpPacket::new_checked(buf) else { return Verdict::Drop(DropReason::BadIcmp) };
             if !icmp.verify_checksum() {
                 return Verdict::Drop(DropReason::BadIcmp);
             }
-            if icmp.msg_type() != msg_type::ECHO_REQUEST {
-                return Verdict::Drop(DropReason::IcmpUnhandled);
-            }
+            let ty = icmp.msg_type();
+            let quoted = match ty {
+                msg_type::DEST_UNREACH | msg_type::SOURCE_QUENCH | msg_type::TIME_EXCEEDED => icmp.quoted().ok(),
+                _ => None,
+            };
+            (ty, quoted)
+        };
+        if ty == msg_type::ECHO_REQUEST {
+            return self.echo_reply(frame, l3, l4, l4_end, my_mac);
         }
+        let Some(q) = quoted else { return Verdict::Drop(DropReason::IcmpUnhandled) };
+        // The quoted packet is a real server's reply: VIP:vport → client:cport. Errors about
+        // later fragments carry no ports.
+        if q.frag_offset != 0 || (q.protocol != PROTO_TCP && q.protocol != PROTO_UDP) {
+            return Verdict::Drop(DropReason::IcmpUnhandled);
+        }
+        let key = ConnKey { proto: q.protocol, caddr: u32::from(q.dst), cport: q.dst_port, vaddr: u32::from(q.src), vport: q.src_port };
+        let Some(idx) = self.conns.lookup(&key) else { return Verdict::Drop(DropReason::IcmpUnhandled) };
+        let Some(slot) = self.conns.get(idx).map(|e| e.server) else { return Verdict::Drop(DropReason::IcmpUnhandled) };
+        let total = (l4_end - l3) as u64;
+        match self.dr_forward(frame, l3, in_port, my_mac, slot, total) {
+            // Never answer an ICMP error with another one.
+            Verdict::Emit { reason, .. } => Verdict::Drop(reason),
+            v => v,
+        }
+    }
+
+    fn echo_reply(&mut self, frame: &mut [u8], l3: usize, l4: usize, l4_end: usize, my_mac: MacAddr) -> Verdict {
         // ICMP: type 8 → 0, checksum updated incrementally (type is the high byte of word 0).
         if let Some(buf) = frame.get_mut(l4..l4_end) {
             let mut icmp = IcmpPacket::new_unchecked(buf);
@@ -555,6 +815,101 @@ impl Engine {
         frame[0..6].copy_from_slice(&src);
         frame[6..12].copy_from_slice(&my_mac.0);
         Verdict::Reply
+    }
+
+    /// Writes Ethernet + IPv4 headers of a generated reply into the scratch buffer: back to
+    /// the frame's sender, from the address it was sent to. Returns the IPv4 header offset.
+    fn reply_headers(&mut self, frame: &[u8], my_mac: MacAddr, src: Ipv4Addr, dst: Ipv4Addr, proto: u8, ip_len: usize, tos: u8, df: bool) {
+        let s = &mut self.scratch;
+        s[0..6].copy_from_slice(&frame[6..12]);
+        s[6..12].copy_from_slice(&my_mac.0);
+        s[12..14].copy_from_slice(&ethertype::IPV4.to_be_bytes());
+        let ip = &mut s[14..34];
+        ip.fill(0);
+        ip[0] = 0x45;
+        ip[1] = tos;
+        ip[2..4].copy_from_slice(&(ip_len as u16).to_be_bytes());
+        if df {
+            ip[6] = 0x40;
+        }
+        ip[8] = 64;
+        ip[9] = proto;
+        ip[12..16].copy_from_slice(&src.octets());
+        ip[16..20].copy_from_slice(&dst.octets());
+        let c = checksum::fold(checksum::sum16(ip, 0));
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+
+    /// A TCP RST answering `p`, from the address and port it was sent to (tcp_v4_send_reset).
+    fn emit_rst(&mut self, frame: &[u8], p: &L4, my_mac: MacAddr, reason: DropReason) -> Verdict {
+        use tcp_flags::{ACK, FIN, RST, SYN};
+        if p.flags & RST != 0 {
+            return Verdict::Drop(reason);
+        }
+        let (seq, ack, flags) = if p.flags & ACK != 0 {
+            (p.ack, 0, RST)
+        } else {
+            let len = p.payload + (p.flags & SYN != 0) as u32 + (p.flags & FIN != 0) as u32;
+            (0, p.seq.wrapping_add(len), RST | ACK)
+        };
+        let (src, dst) = (Ipv4Addr::from(p.key.vaddr), Ipv4Addr::from(p.key.caddr));
+        self.reply_headers(frame, my_mac, src, dst, PROTO_TCP, 40, 0, true);
+        let t = &mut self.scratch[34..54];
+        t.fill(0);
+        t[0..2].copy_from_slice(&p.key.vport.to_be_bytes());
+        t[2..4].copy_from_slice(&p.key.cport.to_be_bytes());
+        t[4..8].copy_from_slice(&seq.to_be_bytes());
+        t[8..12].copy_from_slice(&ack.to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = flags;
+        let sum = checksum::sum16(t, checksum::pseudo_header_v4(src, dst, PROTO_TCP, 20));
+        let c = checksum::fold(sum);
+        self.scratch[50..52].copy_from_slice(&c.to_be_bytes());
+        let len = 60; // 54 bytes padded to the Ethernet minimum
+        self.scratch[54..len].fill(0);
+        Verdict::Emit { len: len as u16, reason }
+    }
+
+    /// An ICMP error about the IPv4 packet at `frame[l3..]`, quoting its header and as much
+    /// of its payload as fits, sent back to its source from the address it was sent to.
+    #[allow(clippy::too_many_arguments)]
+    fn emit_icmp_error(&mut self, frame: &[u8], l3: usize, my_mac: MacAddr, ty: u8, code: u8, rest: [u8; 4], reason: DropReason) -> Verdict {
+        let Some(orig) = frame.get(l3..) else { return Verdict::Drop(reason) };
+        let ip = Ipv4Packet::new_unchecked(orig);
+        let (src, dst) = (ip.dst(), ip.src());
+        if !Ipv4Addr::from(dst).is_unicast_like() {
+            return Verdict::Drop(reason);
+        }
+        let orig_len = (ip.total_len() as usize).min(orig.len());
+        let quote = orig_len.min(SCRATCH_LEN - 14 - 20 - 8);
+        let ip_len = 20 + 8 + quote;
+        self.reply_headers(frame, my_mac, src, dst, protocol::ICMP, ip_len, 0xc0, false);
+        let icmp = &mut self.scratch[34..34 + 8 + quote];
+        icmp[0] = ty;
+        icmp[1] = code;
+        icmp[2] = 0;
+        icmp[3] = 0;
+        icmp[4..8].copy_from_slice(&rest);
+        icmp[8..].copy_from_slice(&orig[..quote]);
+        let c = checksum::fold(checksum::sum16(icmp, 0));
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        let mut len = 14 + ip_len;
+        if len < 60 {
+            self.scratch[len..60].fill(0);
+            len = 60;
+        }
+        Verdict::Emit { len: len as u16, reason }
+    }
+}
+
+/// Addresses an ICMP error may be sent to (never broadcast, multicast, 0.0.0.0/8, loopback).
+trait UnicastLike {
+    fn is_unicast_like(&self) -> bool;
+}
+
+impl UnicastLike for Ipv4Addr {
+    fn is_unicast_like(&self) -> bool {
+        !(self.is_broadcast() || self.is_multicast() || self.octets()[0] == 0 || self.is_loopback())
     }
 }
 
@@ -673,40 +1028,118 @@ mod tests {
         assert_eq!(total, vec![(0, 3), (0, 3)]);
     }
 
+    /// The generated frame of an Emit verdict, parsed: (ip src, ip dst, l4 bytes).
+    fn emitted(e: &Engine, v: Verdict) -> Vec<u8> {
+        let Verdict::Emit { len, .. } = v else { panic!("expected a generated reply, got {v:?}") };
+        let f = e.scratch()[..len as usize].to_vec();
+        assert_eq!(&f[0..6], &CLIENT_MAC.0, "back to the sender");
+        assert_eq!(&f[6..12], &PORT_MAC.0);
+        let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        assert!(ip.verify_checksum());
+        assert_eq!((ip.src(), ip.dst()), (VIP, CIP), "from the VIP to the client");
+        f
+    }
+
     #[test]
-    fn non_syn_without_connection_and_rst_are_not_scheduled() {
+    fn non_syn_without_connection_gets_a_reset_from_the_vip_and_rst_gets_nothing() {
         let (mut e, _) = engine("rr");
-        for flags in [ACK, FIN | ACK, RST, SYN | RST, 0] {
-            let mut f = tcp(41000, flags);
-            assert_eq!(e.process(&mut f, 0, 0), Verdict::Drop(DropReason::NoConnection), "flags {flags:#x}");
+        let mut f = Frame::tcp().src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src(CIP, 41000).dst(VIP, 80)
+            .flags(TcpFlags(ACK)).seq(1000).ack(777_777).payload(b"data").build();
+        let v = e.process(&mut f, 0, 0);
+        assert!(matches!(v, Verdict::Emit { reason: DropReason::NoConnection, .. }));
+        let r = emitted(&e, v);
+        let ip = Ipv4Packet::new_checked(&r[14..]).unwrap();
+        let t = TcpPacket::new_checked(ip.payload()).unwrap();
+        assert!(t.verify_checksum(VIP, CIP));
+        assert_eq!((t.src_port(), t.dst_port()), (80, 41000));
+        assert_eq!((t.flags().bits(), t.seq_number()), (RST, 777_777), "RST with seq = the packet's ack");
+        // Without ACK: RST|ACK acknowledging everything the packet carried (FIN counts 1).
+        let mut f = Frame::tcp().src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src(CIP, 41001).dst(VIP, 80)
+            .flags(TcpFlags(FIN)).seq(50).payload(b"abc").build();
+        let v = e.process(&mut f, 0, 0);
+        let r = emitted(&e, v);
+        let t = TcpPacket::new_checked(Ipv4Packet::new_checked(&r[14..]).unwrap().payload()).unwrap().flags().bits();
+        assert_eq!(t, RST | ACK);
+        let ack = TcpPacket::new_checked(Ipv4Packet::new_checked(&r[14..]).unwrap().payload()).unwrap().ack_number();
+        assert_eq!(ack, 54);
+        for flags in [RST, SYN | RST, RST | ACK] {
+            let mut f = tcp(41002, flags);
+            assert_eq!(e.process(&mut f, 0, 0), Verdict::Drop(DropReason::NoConnection), "never answer a RST");
         }
         assert_eq!(e.conns().len(), 0);
         assert_eq!(e.counters().drops[DropReason::NoConnection as usize], 5);
     }
 
     #[test]
-    fn packets_not_for_a_service_are_dropped_with_their_reason() {
+    fn packets_not_for_a_service_are_dropped_or_answered_with_their_reason() {
         let (mut e, _) = engine("rr");
-        let cases: Vec<(Vec<u8>, DropReason)> = vec![
-            (Frame::tcp().src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src(CIP, 1).dst(VIP, 443).flags(TcpFlags(SYN)).build(), DropReason::NoService),
+        let drops: Vec<(Vec<u8>, DropReason)> = vec![
             (Frame::tcp().src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src(CIP, 1).dst(Ipv4Addr::new(198, 51, 100, 99), 80).flags(TcpFlags(SYN)).build(), DropReason::NotLocal),
             (Frame::tcp().src_mac(CLIENT_MAC).dst_mac(RS_MACS[0]).src(CIP, 1).dst(VIP, 80).flags(TcpFlags(SYN)).build(), DropReason::NotOurMac),
             (Frame::tcp().src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src(CIP, 1).dst(VIP, 80).flags(TcpFlags(SYN)).vlan(Some(5)).build(), DropReason::Vlan),
             (Frame::tcp().src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src(CIP, 1).dst(VIP, 80).flags(TcpFlags(SYN)).fragment(false, 8).build(), DropReason::Fragment),
-            (Frame::tcp().src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src(CIP, 1).dst(VIP, 80).flags(TcpFlags(SYN)).ttl(1).build(), DropReason::TtlExceeded),
-            (Frame::udp().src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src(CIP, 1).dst(VIP, 53).build(), DropReason::NoService),
             (Frame::raw_ip(47).src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src_ip(CIP).dst_ip(VIP).build(), DropReason::UnsupportedProtocol),
-            (Frame::tcp().src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src(CIP, 1).dst(VIP, 80).flags(TcpFlags(SYN)).df(true).payload(&[0u8; 1600]).build(), DropReason::MtuExceeded),
+            (Frame::tcp().src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src(CIP, 1).dst(VIP, 80).flags(TcpFlags(SYN)).df(false).payload(&[0u8; 1600]).build(), DropReason::MtuExceeded),
         ];
-        for (mut f, reason) in cases {
+        for (mut f, reason) in drops {
             assert_eq!(e.process(&mut f, 0, 0), Verdict::Drop(reason));
         }
+        // SYN to a port without service: RST|ACK (no listener on the VIP).
+        let mut f = Frame::tcp().src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src(CIP, 1).dst(VIP, 443).flags(TcpFlags(SYN)).seq(9).build();
+        let v = e.process(&mut f, 0, 0);
+        assert!(matches!(v, Verdict::Emit { reason: DropReason::NoService, .. }));
+        let r = emitted(&e, v);
+        let ip = Ipv4Packet::new_checked(&r[14..]).unwrap();
+        let t = TcpPacket::new_checked(ip.payload()).unwrap();
+        assert_eq!((t.flags().bits(), t.ack_number()), (RST | ACK, 10));
+        // UDP to a port without service: ICMP port unreachable quoting the datagram.
+        let mut f = Frame::udp().src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src(CIP, 5353).dst(VIP, 53).payload(b"q").build();
+        let orig_ip = f[14..14 + 29].to_vec();
+        let v = e.process(&mut f, 0, 0);
+        assert!(matches!(v, Verdict::Emit { reason: DropReason::NoService, .. }));
+        let r = emitted(&e, v);
+        let ip = Ipv4Packet::new_checked(&r[14..]).unwrap();
+        let icmp = IcmpPacket::new_checked(ip.payload()).unwrap();
+        assert!(icmp.verify_checksum());
+        assert_eq!((icmp.msg_type(), icmp.code()), (msg_type::DEST_UNREACH, 3));
+        assert_eq!(icmp.payload(), &orig_ip[..], "quotes the whole offending datagram");
+        // TTL 1: time exceeded. DF over the MTU: fragmentation needed with the MTU.
+        let mut f = Frame::tcp().src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src(CIP, 2).dst(VIP, 80).flags(TcpFlags(SYN)).ttl(1).build();
+        let v = e.process(&mut f, 0, 0);
+        let r = emitted(&e, v);
+        assert_eq!(r[34], msg_type::TIME_EXCEEDED);
+        let mut f = Frame::tcp().src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src(CIP, 3).dst(VIP, 80).flags(TcpFlags(SYN)).df(true).payload(&[0u8; 1600]).build();
+        let v = e.process(&mut f, 0, 0);
+        assert!(matches!(v, Verdict::Emit { reason: DropReason::MtuExceeded, .. }));
+        let r = emitted(&e, v);
+        let ip = Ipv4Packet::new_checked(&r[14..]).unwrap();
+        let icmp = IcmpPacket::new_checked(ip.payload()).unwrap();
+        assert_eq!((icmp.msg_type(), icmp.code(), icmp.next_hop_mtu()), (msg_type::DEST_UNREACH, 4, 1500));
+        assert!(r.len() <= SCRATCH_LEN);
         let mut bad = tcp(1, SYN);
         bad[14 + 10] ^= 0xff; // IP checksum
         assert_eq!(e.process(&mut bad, 0, 0), Verdict::Drop(DropReason::BadIpChecksum));
         let mut short = tcp(1, SYN);
         short.truncate(14 + 20 + 10);
         assert!(matches!(e.process(&mut short, 0, 0), Verdict::Drop(_)));
+    }
+
+    #[test]
+    fn generated_replies_are_rate_limited() {
+        let (mut e, _) = engine("rr");
+        let mut emitted = 0;
+        for i in 0..1000u16 {
+            let mut f = tcp(10_000 + i, ACK);
+            if matches!(e.process(&mut f, 0, 5), Verdict::Emit { .. }) {
+                emitted += 1;
+            }
+        }
+        assert_eq!(emitted, 100, "one burst within a single tick");
+        assert_eq!(e.counters().replies_ratelimited, 900);
+        assert_eq!(e.counters().drops[DropReason::NoConnection as usize], 1000);
+        // One second later the bucket has refilled.
+        let mut f = tcp(20_000, ACK);
+        assert!(matches!(e.process(&mut f, 0, 5 + TPS), Verdict::Emit { .. }));
     }
 
     #[test]
@@ -795,7 +1228,9 @@ mod tests {
         s.servers[1].as_mut().unwrap().weight = 0;
         e.set_snapshot(Arc::new(s));
         let mut f = tcp(44100, SYN);
-        assert_eq!(e.process(&mut f, 0, 0), Verdict::Drop(DropReason::NoDestination));
+        let v = e.process(&mut f, 0, 0);
+        assert!(matches!(v, Verdict::Emit { reason: DropReason::NoDestination, .. }), "ICMP port unreachable, not RST");
+        assert_eq!(emitted(&e, v)[34], msg_type::DEST_UNREACH);
     }
 
     #[test]

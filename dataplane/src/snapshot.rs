@@ -92,6 +92,52 @@ pub struct ServerInfo {
     pub incarnation: u64,
 }
 
+/// A compiled mark rule (iptables mangle `-j MARK` semantics: evaluated in order, the last
+/// matching rule's mark wins, no match = mark 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarkMatch {
+    /// Input port, or any.
+    pub in_port: Option<u16>,
+    /// Destination network (host order) and mask.
+    pub net: u32,
+    /// Destination mask (host order).
+    pub mask: u32,
+    /// IP protocol, 0 = any.
+    pub proto: u8,
+    /// Destination port range (inclusive); (0, 65535) = any.
+    pub dport: (u16, u16),
+    /// Mark to set.
+    pub mark: u32,
+}
+
+/// The IPVS sysctls that change DR behaviour (`lbadm sysctl`), defaults as the kernel's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sysctl {
+    /// Expire a connection whose real server was deleted on its next packet (and reschedule
+    /// SYNs of connections to weight-0 servers).
+    pub expire_nodest_conn: bool,
+    /// A template pointing at a weight-0 server is invalid.
+    pub expire_quiescent_template: bool,
+    /// Any non-RST TCP packet may create a connection.
+    pub sloppy_tcp: bool,
+    /// Port reuse: bit 1 = reschedule SYNs hitting TIME_WAIT/CLOSE, bit 2 = also FIN_WAIT.
+    pub conn_reuse_mode: u8,
+    /// Send ICMP fragmentation-needed for DF packets over the egress MTU.
+    pub pmtu_disc: bool,
+}
+
+impl Default for Sysctl {
+    fn default() -> Self {
+        Sysctl {
+            expire_nodest_conn: false,
+            expire_quiescent_template: false,
+            sloppy_tcp: false,
+            conn_reuse_mode: 1,
+            pmtu_disc: true,
+        }
+    }
+}
+
 /// Everything a worker needs to forward, immutable once published.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -113,6 +159,10 @@ pub struct Snapshot {
     pub servers: Vec<Option<ServerInfo>>,
     /// Connection timeouts.
     pub timeouts: Timeouts,
+    /// Mark rules in evaluation order.
+    pub marks: Vec<MarkMatch>,
+    /// IPVS sysctls.
+    pub sysctl: Sysctl,
 }
 
 impl Snapshot {
@@ -149,6 +199,24 @@ impl Snapshot {
     #[inline]
     pub fn port_mac(&self, id: u16) -> Option<MacAddr> {
         self.ports.get(id as usize).map(|p| p.mac)
+    }
+
+    /// The mark of a packet (iptables mangle MARK semantics: last matching rule wins).
+    #[inline]
+    pub fn mark_of(&self, in_port: u16, dst: Ipv4Addr, proto: u8, dport: u16) -> u32 {
+        let d = u32::from(dst);
+        let mut mark = 0;
+        for r in &self.marks {
+            if r.in_port.is_none_or(|p| p == in_port)
+                && d & r.mask == r.net
+                && (r.proto == 0 || r.proto == proto)
+                && dport >= r.dport.0
+                && dport <= r.dport.1
+            {
+                mark = r.mark;
+            }
+        }
+        mark
     }
 
     /// Service lookup for a packet without a connection: mark, then VIP:port, then VIP:0

@@ -176,6 +176,16 @@ impl Worker {
                     let out = match verdict {
                         Verdict::Forward(p) => p,
                         Verdict::Reply => port.id(),
+                        Verdict::Emit { len, .. } => {
+                            // Replace the frame by the generated reply (RST, ICMP error).
+                            let len = len as usize;
+                            if !m.set_len(len) {
+                                continue;
+                            }
+                            let Some(src) = self.engine.scratch().get(..len) else { continue };
+                            m.data_mut().copy_from_slice(src);
+                            port.id()
+                        }
                         Verdict::Consumed | Verdict::Drop(_) => continue,
                     };
                     if let Some(b) = tx.get_mut(out as usize) {
