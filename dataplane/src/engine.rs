@@ -1293,4 +1293,329 @@ mod tests {
             let _ = e.process(&mut f, (next() % 3) as u16, (i / 1000) as u32);
         }
     }
+
+    // ---------------------------------------------------------------------------------------
+    // Persistence (ipvs-semantics §3) and sysctls (§5.4-5.7)
+
+    use crate::conn::{TcpState as TS, TEMPLATE_STATE_ASSURED as ASSURED};
+    use crate::snapshot::{MarkMatch, Sysctl};
+
+    /// A snapshot with one service `key` over rs1/rs2 (kernel order rs2, rs1).
+    fn psnap(key: SvcKey, persistent: Option<u32>, netmask: Ipv4Addr) -> Snapshot {
+        let mut s = snapshot("rr");
+        s.services[0].key = key;
+        s.services[0].persistent = persistent;
+        s.services[0].netmask = netmask;
+        s.by_addr.clear();
+        match key {
+            SvcKey::Addr { proto, addr, port } => {
+                s.by_addr.insert((proto, addr, port), 0);
+                s.has_port_zero = port == 0;
+            }
+            SvcKey::Fwmark(m) => {
+                s.by_mark.insert(m, 0);
+            }
+        }
+        s
+    }
+
+    fn with(s: Snapshot) -> Engine {
+        let q = Arc::new(ArrayQueue::new(16));
+        let cfg = EngineConfig { conn_capacity: 4096, max_servers: 16, ports: 2, ticks_per_sec: TPS, seed: 3 };
+        let mut e = Engine::new(cfg, q).unwrap();
+        e.set_snapshot(Arc::new(s));
+        e
+    }
+
+    fn pkt(client: Ipv4Addr, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+        Frame::tcp().src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src(client, sport).dst(VIP, dport).flags(TcpFlags(flags)).build()
+    }
+
+    /// Sends one packet and returns the real server it was forwarded to.
+    fn send(e: &mut Engine, client: Ipv4Addr, sport: u16, dport: u16, flags: u8, now: u32) -> usize {
+        let mut f = pkt(client, sport, dport, flags);
+        let v = e.process(&mut f, 0, now);
+        assert_eq!(v, Verdict::Forward(0), "{client}:{sport} -> :{dport}");
+        rs_of(&f)
+    }
+
+    fn templates(e: &Engine) -> Vec<(ConnKey, u32, u8)> {
+        e.conns().iter().filter(|(_, x)| x.is_template()).map(|(_, x)| (*x.key(), x.server, x.state)).collect()
+    }
+
+    const C2: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
+
+    #[test]
+    fn ppc_sticks_per_client_and_counts_one_template() {
+        let vip80 = SvcKey::Addr { proto: PROTO_TCP, addr: VIP, port: 80 };
+        let mut e = with(psnap(vip80, Some(360), Ipv4Addr::BROADCAST));
+        let first = send(&mut e, CIP, 50000, 80, SYN, 0);
+        for sport in 50001..50010 {
+            assert_eq!(send(&mut e, CIP, sport, 80, SYN, 1), first, "rr would alternate; persistence sticks");
+        }
+        let other = send(&mut e, C2, 40000, 80, SYN, 1);
+        assert_ne!(other, first, "a second client is scheduled afresh");
+        let t = templates(&e);
+        assert_eq!(t.len(), 2);
+        assert!(t.contains(&(ConnKey { proto: PROTO_TCP, caddr: u32::from(CIP), cport: 0, vaddr: u32::from(VIP), vport: 80 }, first as u32, 0)));
+        assert_eq!(e.counters().servers[first].persist, 1);
+        assert_eq!(e.counters().servers[first].active, 10);
+    }
+
+    #[test]
+    fn two_persistent_services_on_different_ports_stick_independently() {
+        let mut s = psnap(SvcKey::Addr { proto: PROTO_TCP, addr: VIP, port: 80 }, Some(360), Ipv4Addr::BROADCAST);
+        let mut telnet = s.services[0].clone();
+        telnet.key = SvcKey::Addr { proto: PROTO_TCP, addr: VIP, port: 23 };
+        telnet.servers = vec![0, 1]; // another list order: rr picks rs2 first for :80, rs1 for :23
+        s.services.push(telnet);
+        s.by_addr.insert((PROTO_TCP, VIP, 23), 1);
+        let mut e = with(s);
+        let web = send(&mut e, CIP, 50000, 80, SYN, 0);
+        let tel = send(&mut e, CIP, 50001, 23, SYN, 0);
+        assert_ne!(web, tel, "PPC: one template per service port");
+        for sport in 50002..50008 {
+            assert_eq!(send(&mut e, CIP, sport, 80, SYN, 1), web);
+            assert_eq!(send(&mut e, CIP, sport + 100, 23, SYN, 1), tel);
+        }
+        assert_eq!(templates(&e).len(), 2);
+    }
+
+    #[test]
+    fn pcc_sends_every_port_of_a_client_to_one_server() {
+        let mut e = with(psnap(SvcKey::Addr { proto: PROTO_TCP, addr: VIP, port: 0 }, Some(600), Ipv4Addr::BROADCAST));
+        let first = send(&mut e, CIP, 50000, 80, SYN, 0);
+        for (i, port) in [443u16, 22, 23, 8080, 80, 3306].iter().enumerate() {
+            assert_eq!(send(&mut e, CIP, 50001 + i as u16, *port, SYN, 1), first);
+        }
+        assert_ne!(send(&mut e, C2, 1, 443, SYN, 1), first);
+        let t = templates(&e);
+        assert!(t.iter().all(|(k, _, _)| k.vport == 0 && k.cport == 0), "port-0 templates: {t:?}");
+    }
+
+    #[test]
+    fn fwmark_groups_ports_and_protocols_and_unmarked_ports_are_not_served() {
+        let mut s = psnap(SvcKey::Fwmark(10), Some(360), Ipv4Addr::BROADCAST);
+        let rule = |proto: u8, port: u16| MarkMatch { in_port: None, net: u32::from(VIP), mask: u32::MAX, proto, dport: (port, port), mark: 10 };
+        s.marks = vec![rule(PROTO_TCP, 80), rule(PROTO_TCP, 443), rule(PROTO_UDP, 53)];
+        let mut e = with(s);
+        let first = send(&mut e, CIP, 50000, 443, SYN, 0);
+        assert_eq!(send(&mut e, CIP, 50001, 80, SYN, 0), first);
+        let mut u = Frame::udp().src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src(CIP, 5353).dst(VIP, 53).build();
+        assert_eq!(e.process(&mut u, 0, 0), Verdict::Forward(0));
+        assert_eq!(rs_of(&u), first, "TCP and UDP of one client share the fwmark template");
+        let t = templates(&e);
+        assert_eq!(t, vec![(ConnKey { proto: 0, caddr: u32::from(CIP), cport: 0, vaddr: 10, vport: 0 }, first as u32, 0)]);
+        // Port 8080 is not marked: no service, the VIP's stack resets it.
+        let mut f = pkt(CIP, 50002, 8080, SYN);
+        assert!(matches!(e.process(&mut f, 0, 0), Verdict::Emit { reason: DropReason::NoService, .. }));
+    }
+
+    #[test]
+    fn mark_rules_last_match_wins_and_respect_the_input_port() {
+        let mut s = snapshot("rr");
+        s.marks = vec![
+            MarkMatch { in_port: None, net: u32::from(VIP) & 0xffffff00, mask: 0xffffff00, proto: 0, dport: (0, 65535), mark: 1 },
+            MarkMatch { in_port: Some(1), net: u32::from(VIP), mask: u32::MAX, proto: PROTO_TCP, dport: (80, 90), mark: 2 },
+        ];
+        assert_eq!(s.mark_of(0, VIP, PROTO_TCP, 80), 1);
+        assert_eq!(s.mark_of(1, VIP, PROTO_TCP, 85), 2);
+        assert_eq!(s.mark_of(1, VIP, PROTO_UDP, 85), 1);
+        assert_eq!(s.mark_of(1, VIP, PROTO_TCP, 91), 1);
+        assert_eq!(s.mark_of(1, Ipv4Addr::new(203, 0, 113, 1), PROTO_TCP, 80), 0);
+    }
+
+    #[test]
+    fn netmask_makes_a_subnet_one_client() {
+        let mask = Ipv4Addr::new(255, 255, 255, 0);
+        let mut e = with(psnap(SvcKey::Addr { proto: PROTO_TCP, addr: VIP, port: 80 }, Some(360), mask));
+        let first = send(&mut e, Ipv4Addr::new(198, 51, 100, 50), 1, 80, SYN, 0);
+        for host in 51..60 {
+            assert_eq!(send(&mut e, Ipv4Addr::new(198, 51, 100, host), 1, 80, SYN, 0), first);
+        }
+        assert_ne!(send(&mut e, C2, 1, 80, SYN, 0), first, "another /24 is another client");
+        assert!(templates(&e).iter().any(|(k, _, _)| k.caddr == u32::from(Ipv4Addr::new(198, 51, 100, 0))));
+    }
+
+    #[test]
+    fn short_persistence_expires_and_the_client_is_rescheduled_with_the_60s_quirk() {
+        let mut e = with(psnap(SvcKey::Addr { proto: PROTO_TCP, addr: VIP, port: 80 }, Some(2), Ipv4Addr::BROADCAST));
+        let first = send(&mut e, CIP, 50000, 80, SYN, 0);
+        // Connection still alive (SYN_RECV, 60 s) when the 2-s template expires: the template
+        // is kept for 60 s more and its timeout becomes 60 s.
+        for t in (0..=5 * TPS).step_by(4) {
+            e.expire(t, 1000);
+        }
+        assert_eq!(templates(&e).len(), 1, "a template controlling a connection never expires");
+        // A new connection at 5 s still sticks and refreshes the template (to 60 s).
+        assert_eq!(send(&mut e, CIP, 50001, 80, SYN, 5 * TPS), first);
+        // Both connections are established, then reset by the client: CLOSE, 10 s. (A RST
+        // in SYN_RECV would keep SYN_RECV: the input-only table's quirk.)
+        for sport in [50000, 50001] {
+            send(&mut e, CIP, sport, 80, ACK, 5 * TPS);
+            send(&mut e, CIP, sport, 80, RST, 5 * TPS);
+        }
+        // The connections go at 15 s; the template lives until 5 s + 60 s.
+        for t in (5 * TPS..=64 * TPS).step_by(4) {
+            e.expire(t, 1000);
+        }
+        assert_eq!(e.conns().len(), 1, "only the template is left, still counting down");
+        for t in (64 * TPS..=67 * TPS).step_by(4) {
+            e.expire(t, 1000);
+        }
+        assert_eq!(e.conns().len(), 0, "template gone after its 60-s re-arm");
+        assert_eq!(e.counters().servers[first].persist, 0);
+        assert_ne!(send(&mut e, CIP, 50002, 80, SYN, 68 * TPS), first, "rescheduled by rr after expiry");
+    }
+
+    #[test]
+    fn weight_zero_keeps_persistent_clients_unless_expire_quiescent_template() {
+        for eqt in [false, true] {
+            let mut s = psnap(SvcKey::Addr { proto: PROTO_TCP, addr: VIP, port: 80 }, Some(360), Ipv4Addr::BROADCAST);
+            let mut e = with(s.clone());
+            let first = send(&mut e, CIP, 50000, 80, SYN, 0);
+            s.servers[first].as_mut().unwrap().weight = 0;
+            s.sysctl = Sysctl { expire_quiescent_template: eqt, ..Sysctl::default() };
+            e.set_snapshot(Arc::new(s));
+            let again = send(&mut e, CIP, 50001, 80, SYN, 1);
+            assert_eq!(send(&mut e, C2, 1, 80, SYN, 1), 1 - first, "new clients avoid the quiesced server");
+            if eqt {
+                assert_eq!(again, 1 - first, "expire_quiescent_template=1 reschedules");
+                assert!(templates(&e).iter().any(|(k, srv, _)| k.vport == 65535 && *srv == first as u32), "old template invalidated, shown with port 65535");
+            } else {
+                assert_eq!(again, first, "default: the persistent client stays on the weight-0 server");
+            }
+            // Existing connections continue either way.
+            assert_eq!(send(&mut e, CIP, 50000, 80, ACK, 2), first);
+        }
+    }
+
+    #[test]
+    fn deleted_server_reschedules_persistent_clients_and_drops_old_connections() {
+        let mut s = psnap(SvcKey::Addr { proto: PROTO_TCP, addr: VIP, port: 80 }, Some(360), Ipv4Addr::BROADCAST);
+        let mut e = with(s.clone());
+        let first = send(&mut e, CIP, 50000, 80, SYN, 0);
+        s.servers[first] = None;
+        s.services[0].servers.retain(|&x| x as usize != first);
+        e.set_snapshot(Arc::new(s.clone()));
+        assert_eq!(send(&mut e, CIP, 50001, 80, SYN, 1), 1 - first);
+        let mut old = pkt(CIP, 50000, 80, ACK);
+        assert_eq!(e.process(&mut old, 0, 1), Verdict::Drop(DropReason::DestinationGone));
+        // With expire_nodest_conn the old entry goes at its next packet: an ACK then meets the
+        // VIP's stack (RST), a SYN on the same ports is scheduled again.
+        s.sysctl.expire_nodest_conn = true;
+        let mut e2 = with(psnap(SvcKey::Addr { proto: PROTO_TCP, addr: VIP, port: 80 }, None, Ipv4Addr::BROADCAST));
+        let victim = send(&mut e2, CIP, 50000, 80, SYN, 0);
+        let mut s2 = psnap(SvcKey::Addr { proto: PROTO_TCP, addr: VIP, port: 80 }, None, Ipv4Addr::BROADCAST);
+        s2.servers[victim] = None;
+        s2.services[0].servers.retain(|&x| x as usize != victim);
+        s2.sysctl.expire_nodest_conn = true;
+        e2.set_snapshot(Arc::new(s2));
+        let mut ack = pkt(CIP, 50000, 80, ACK);
+        assert!(matches!(e2.process(&mut ack, 0, 1), Verdict::Emit { reason: DropReason::NoConnection, .. }));
+        assert_eq!(send(&mut e2, CIP, 50000, 80, SYN, 1), 1 - victim);
+    }
+
+    #[test]
+    fn template_becomes_assured_when_a_connection_is_established() {
+        let mut e = with(psnap(SvcKey::Addr { proto: PROTO_TCP, addr: VIP, port: 80 }, Some(360), Ipv4Addr::BROADCAST));
+        send(&mut e, CIP, 50000, 80, SYN, 0);
+        assert_eq!(templates(&e)[0].2, 0);
+        send(&mut e, CIP, 50000, 80, ACK, 0);
+        assert_eq!(templates(&e)[0].2, ASSURED);
+    }
+
+    #[test]
+    fn port_reuse_follows_conn_reuse_mode() {
+        for (mode, rescheduled) in [(1u8, false), (2, true), (3, true), (0, false)] {
+            let mut s = snapshot("rr");
+            s.sysctl.conn_reuse_mode = mode;
+            let mut e = with(s);
+            let first = send(&mut e, CIP, 50000, 80, SYN, 0);
+            send(&mut e, CIP, 50000, 80, ACK, 0);
+            send(&mut e, CIP, 50000, 80, FIN | ACK, 0); // FIN_WAIT
+            let again = send(&mut e, CIP, 50000, 80, SYN, 1);
+            assert_eq!(again != first, rescheduled, "conn_reuse_mode={mode}");
+            let states: Vec<u8> = e.conns().iter().map(|(_, x)| x.state).collect();
+            assert_eq!(states, vec![TS::SynRecv as u8]);
+        }
+        // TIME_WAIT/CLOSE are reused with bit 1 (CLOSE after a client RST).
+        let mut e = with(snapshot("rr"));
+        let first = send(&mut e, CIP, 50000, 80, SYN, 0);
+        send(&mut e, CIP, 50000, 80, ACK, 0);
+        send(&mut e, CIP, 50000, 80, RST, 0);
+        assert_ne!(send(&mut e, CIP, 50000, 80, SYN, 1), first);
+        assert_eq!(e.counters().servers[first].active + e.counters().servers[first].inactive, 0);
+    }
+
+    #[test]
+    fn sloppy_tcp_lets_an_ack_create_an_established_connection() {
+        let mut s = snapshot("rr");
+        s.sysctl.sloppy_tcp = true;
+        let mut e = with(s);
+        send(&mut e, CIP, 50000, 80, ACK, 0);
+        assert_eq!(e.conns().iter().next().unwrap().1.state, TS::Established as u8);
+    }
+
+    #[test]
+    fn icmp_errors_about_a_known_connection_are_forwarded_to_its_server() {
+        let mut e = with(snapshot("rr"));
+        let rs = send(&mut e, CIP, 50000, 80, SYN, 0);
+        // The server's reply VIP:80 -> CIP:50000 was too big for a router on the way.
+        let reply = Frame::tcp().src(VIP, 80).dst(CIP, 50000).flags(TcpFlags(ACK)).build_ipv4();
+        let router = Ipv4Addr::new(198, 51, 100, 1);
+        let mut f = Frame::icmp_error(msg_type::DEST_UNREACH, 4, &reply).icmp_rest([0, 0, 5, 0xdc])
+            .src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src_ip(router).dst_ip(VIP).build();
+        assert_eq!(e.process(&mut f, 0, 1), Verdict::Forward(0));
+        assert_eq!(rs_of(&f), rs);
+        // About an unknown connection: not forwarded.
+        let reply = Frame::tcp().src(VIP, 80).dst(CIP, 50001).flags(TcpFlags(ACK)).build_ipv4();
+        let mut f = Frame::icmp_error(msg_type::DEST_UNREACH, 4, &reply).src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src_ip(router).dst_ip(VIP).build();
+        assert_eq!(e.process(&mut f, 0, 1), Verdict::Drop(DropReason::IcmpUnhandled));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, failure_persistence: None, ..Default::default() })]
+
+        /// Against a model: a client that opens a connection less than the persistence timeout
+        /// after its previous one always reaches the same server; every server's counters
+        /// equal what is in the table.
+        #[test]
+        fn persistence_matches_a_model(ops in proptest::collection::vec((0u8..6, 0u32..700, proptest::bool::ANY), 1..120),
+                                       port0 in proptest::bool::ANY, timeout in 20u32..400) {
+            let vport = if port0 { 0 } else { 80 };
+            let mut e = with(psnap(SvcKey::Addr { proto: PROTO_TCP, addr: VIP, port: vport }, Some(timeout), Ipv4Addr::BROADCAST));
+            let mut model: std::collections::HashMap<u8, (u32, usize)> = Default::default();
+            let mut now = 0u32;
+            let mut sport = 1000u16;
+            for (client, gap, close) in ops {
+                let target = now + gap * TPS / 10;
+                while now < target { now += 1; e.expire(now, 10_000); }
+                let cip = Ipv4Addr::new(203, 0, 113, client);
+                sport += 1;
+                let dport = if port0 { 80 + client as u16 } else { 80 };
+                let rs = send(&mut e, cip, sport, dport, SYN, now);
+                if close {
+                    send(&mut e, cip, sport, dport, ACK, now);
+                    send(&mut e, cip, sport, dport, RST, now);
+                }
+                if let Some(&(last, srv)) = model.get(&client) {
+                    // One tick of slack for the coarse timer.
+                    if now - last + 1 < timeout * TPS {
+                        proptest::prop_assert_eq!(rs, srv, "client {} within {} s", client, timeout);
+                    }
+                }
+                model.insert(client, (now, rs));
+                let mut want = [ServerCounters::default(); 2];
+                for (_, x) in e.conns().iter() {
+                    let c = &mut want[x.server as usize];
+                    if x.is_template() { c.persist += 1 } else if x.flags & F_INACTIVE != 0 { c.inactive += 1 } else { c.active += 1 }
+                }
+                for i in 0..2 {
+                    let got = e.counters().servers[i];
+                    proptest::prop_assert_eq!((got.active, got.inactive, got.persist), (want[i].active, want[i].inactive, want[i].persist));
+                }
+            }
+        }
+    }
 }
