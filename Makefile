@@ -1,0 +1,44 @@
+# Director: build, demo and test entry points.
+#
+#   make demo    prepare the host, build release binaries, run the one-armed DR demo
+#   make test    prepare the host, build release binaries, run every test of the workspace
+#   make build   release binaries only (target/release/director, target/release/lbadm)
+#   make setup   scripts/setup-host.sh only (packages, hugepages; needs root)
+#   make clean   cargo clean
+#
+# The namespace tests find the binaries through DIRECTOR_BIN / LBADM_BIN, exported here.
+# Everything runs as root (network namespaces, hugepages); CI runs `make test` via .ci/run.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+# cargo lives in ~/.cargo/bin (rustup) and may not be on a non-login shell's PATH.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+REPO       := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+CARGO      ?= cargo
+TARGET_DIR := $(if $(CARGO_TARGET_DIR),$(abspath $(CARGO_TARGET_DIR)),$(REPO)/target)
+
+export DIRECTOR_BIN ?= $(TARGET_DIR)/release/director
+export LBADM_BIN    ?= $(TARGET_DIR)/release/lbadm
+
+.PHONY: all setup build demo test clean
+
+all: build
+
+setup:
+	bash $(REPO)/scripts/setup-host.sh
+
+build: setup
+	cd $(REPO) && $(CARGO) build --release
+
+demo: build
+	bash $(REPO)/scripts/demo.sh
+
+# Release profile for the tests as well: the integration tests drive the release binaries,
+# and unit/property tests run faster optimised.
+test: build
+	cd $(REPO) && $(CARGO) test --workspace --release
+
+clean:
+	cd $(REPO) && $(CARGO) clean

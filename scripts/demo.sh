@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# demo.sh — one-armed LVS direct routing through the DPDK director, in network namespaces.
+#
+#   client 198.51.100.50 ─┐
+#   director (DPDK) ──────┤  bridge br0 in namespace "switch"      VIP 198.51.100.100:80
+#   rs1 198.51.100.11 ────┤  (one L2 segment, 198.51.100.0/24)
+#   rs2 198.51.100.12 ────┘
+#
+# * The director's veth has no kernel IP address: the director's DPDK net_af_packet port
+#   (dpdk0) owns it. The director holds 198.51.100.2/24 and the VIP, answers ARP for both,
+#   resolves the real servers by ARP and forwards client->VIP packets by DR (only the Ethernet
+#   header changes).
+# * The real servers hold the VIP on `lo` (arp_ignore=1, arp_announce=2, so they never answer
+#   ARP for it), accept the forwarded packets as their own and answer the client directly.
+# * Each real server runs scripts/testbed-httpd.py, which answers GET with its name.
+#
+# Usage: scripts/demo.sh [--no-director]
+#   --no-director   build the testbed and check the real servers directly, without the director
+#                   (checks the host: namespaces, bridge, servers, curl)
+# Env:   DIRECTOR_BIN, LBADM_BIN (default: <repo>/target/release/{director,lbadm}), PYTHON,
+#        DEMO_KEEP=1 keeps the work directory (logs) after the demo.
+# Exit:  0 when six requests through the VIP alternate strictly between rs1 and rs2.
+#
+# Everything is created under unique names (prefix lbdemo-<pid>-) and removed by the EXIT trap,
+# which kills only the processes this script started, by PID.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DIRECTOR_BIN=${DIRECTOR_BIN:-$REPO/target/release/director}
+LBADM_BIN=${LBADM_BIN:-$REPO/target/release/lbadm}
+HTTPD=$REPO/scripts/testbed-httpd.py
+if [[ -z ${PYTHON:-} ]]; then
+    if [[ -x /usr/bin/python3 ]]; then PYTHON=/usr/bin/python3; else PYTHON=python3; fi
+fi
+
+WITH_DIRECTOR=1
+case "${1:-}" in
+    --no-director) WITH_DIRECTOR=0 ;;
+    "") ;;
+    *) echo "usage: $0 [--no-director]" >&2; exit 2 ;;
+esac
+
+# ---- names and addresses (TEST-NET-2 only, inside our own namespaces) ------------------------
+P="lbdemo-$$"
+NS_SW="$P-switch"; NS_CLIENT="$P-client"; NS_DIR="$P-director"; NS_RS1="$P-rs1"; NS_RS2="$P-rs2"
+VIP=198.51.100.100
+DIR_IP=198.51.100.2
+CLIENT_IP=198.51.100.50
+RS1_IP=198.51.100.11
+RS2_IP=198.51.100.12
+PREFIX_LEN=24
+EAL_PREFIX="$P"                      # DPDK --file-prefix: unique per process
+WORK=$(mktemp -d "/tmp/$P.XXXXXX")
+SOCK="$WORK/director.sock"
+DIRECTOR_LOG="$WORK/director.log"
+
+CREATED_NS=()      # namespaces we created, deleted by cleanup
+STARTED_PIDS=()    # processes we started (servers), killed by PID in cleanup
+DIRECTOR_PID=""
+
+# ---- output helpers --------------------------------------------------------------------------
+STEP=0
+if [[ -t 1 ]]; then BOLD=$'\033[1m' RED=$'\033[1;31m' GREEN=$'\033[1;32m' OFF=$'\033[0m'
+else BOLD="" RED="" GREEN="" OFF=""; fi
+section() { STEP=$((STEP + 1)); printf '\n%s==> [%d] %s%s\n' "$BOLD" "$STEP" "$*" "$OFF"; }
+info()    { printf '    %s\n' "$*"; }
+fail()    { printf '\n%sDEMO FAILED: %s%s\n' "$RED" "$*" "$OFF" >&2; exit 1; }
+nsx()     { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+
+# ---- teardown: only what we created ----------------------------------------------------------
+stop_pid() {   # stop_pid PID SECONDS: SIGTERM, wait up to SECONDS, then SIGKILL
+    local pid=$1 secs=$2 i
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < secs * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+    local rc=$?
+    trap - EXIT
+    trap '' INT TERM        # a second Ctrl-C must not interrupt the teardown itself
+    set +e
+    if [[ -n $DIRECTOR_PID ]]; then
+        stop_pid "$DIRECTOR_PID" 10
+        if [[ $rc -ne 0 && -s $DIRECTOR_LOG ]]; then
+            echo "---- director log (last 40 lines) ----" >&2
+            tail -n 40 "$DIRECTOR_LOG" >&2
+        fi
+    fi
+    for pid in "${STARTED_PIDS[@]}"; do stop_pid "$pid" 3; done
+    for ns in "${CREATED_NS[@]}"; do ip netns del "$ns" 2>/dev/null; done
+    rm -rf "/var/run/dpdk/$EAL_PREFIX"
+    if [[ ${DEMO_KEEP:-0} == 1 ]]; then
+        echo "work directory kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    [[ $STEP -gt 0 ]] && printf '\n==> teardown: removed %d namespaces, stopped %d processes\n' \
+        "${#CREATED_NS[@]}" "$(( ${#STARTED_PIDS[@]} + (${DIRECTOR_PID:+1}+0) ))"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- preconditions ---------------------------------------------------------------------------
+[[ $(id -u) -eq 0 ]] || fail "run as root (network namespaces); try: sudo make demo"
+for tool in ip ethtool curl sysctl "$PYTHON"; do
+    command -v "$tool" >/dev/null || fail "missing tool '$tool' (run scripts/setup-host.sh)"
+done
+if ((WITH_DIRECTOR)); then
+    [[ -x $DIRECTOR_BIN ]] || fail "no director binary at $DIRECTOR_BIN (cargo build --release)"
+    [[ -x $LBADM_BIN ]] || fail "no lbadm binary at $LBADM_BIN (cargo build --release)"
+fi
+
+# ---- building blocks -------------------------------------------------------------------------
+new_ns() {     # new_ns NAME: namespace with lo up and IPv6 off (no RS/DAD/MLD noise)
+    ip netns add "$1"
+    CREATED_NS+=("$1")
+    ip -n "$1" link set lo up
+    nsx "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+}
+offload_off() {  # checksum offload off: af_packet would otherwise see/send bad TCP checksums
+    nsx "$1" ethtool -K "$2" tx off rx off tso off gso off gro off >/dev/null 2>&1 \
+        || nsx "$1" ethtool -K "$2" tx off rx off >/dev/null
+}
+plug() {       # plug NODE_NS IFNAME SWITCH_PORT: veth from NODE_NS into the bridge
+    local node=$1 ifname=$2 swport=$3
+    ip -n "$NS_SW" link add "$swport" type veth peer name "$ifname" netns "$node"
+    ip -n "$NS_SW" link set "$swport" master br0
+    offload_off "$NS_SW" "$swport"
+    offload_off "$node" "$ifname"
+    ip -n "$NS_SW" link set "$swport" up
+    ip -n "$node" link set "$ifname" up
+}
+mac_of() { ip -n "$1" -br link show dev "$2" | awk '{print $3}'; }
+eal_memory_args() {  # same scheme as tests/src/director.rs eal_memory_args()
+    local free mnt
+    free=$(awk '/^HugePages_Free:/ {print $2}' /proc/meminfo)
+    mnt=$(awk '$3 == "hugetlbfs" {print $2; exit}' /proc/mounts)
+    if [[ ${free:-0} -ge 128 && -n $mnt ]]; then
+        echo "--file-prefix $EAL_PREFIX --in-memory -m 256"
+    else
+        echo "--file-prefix $EAL_PREFIX --no-huge -m 512 --no-shconf"
+    fi
+}
+lb() {         # lbadm through the director's control socket, echoing the command
+    printf '    $ lbadm %s\n' "$*"
+    "$LBADM_BIN" --socket "$SOCK" "$@" | sed 's/^/      /'
+    return "${PIPESTATUS[0]}"
+}
+start_real_server() {  # start_real_server NS NAME IP
+    local ns=$1 name=$2 ip=$3
+    ip -n "$ns" addr add "$ip/$PREFIX_LEN" dev eth0
+    ip -n "$ns" addr add "$VIP/32" dev lo
+    nsx "$ns" sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
+        net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2 \
+        net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.eth0.rp_filter=0
+    # `ip netns exec` (not the nsx function) so that $! is the server's own PID: bash forks and
+    # execs ip, which enters the namespace and execs python in place.
+    ip netns exec "$ns" "$PYTHON" "$HTTPD" --name "$name" --bind 0.0.0.0 --port 80 \
+        >"$WORK/$name.log" 2>&1 &
+    STARTED_PIDS+=("$!")
+}
+wait_http() {  # wait_http NS URL EXPECTED: poll (bounded: 50 x 0.1 s)
+    local i out
+    for ((i = 0; i < 50; i++)); do
+        out=$(nsx "$1" curl -s --max-time 1 "$2" 2>/dev/null || true)
+        [[ $out == "$3" ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# ---- leftovers of an earlier demo that was killed (SIGKILL: no trap ran) --------------------
+# Only namespaces named lbdemo-<pid>-… whose <pid> is dead: they can only be ours.
+for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^lbdemo-[0-9]+-' || true); do
+    owner=${ns#lbdemo-}; owner=${owner%%-*}
+    if [[ ! -d /proc/$owner ]]; then
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
+        ip netns del "$ns" 2>/dev/null && echo "removed stale namespace $ns from an earlier run"
+        rm -rf "/var/run/dpdk/lbdemo-$owner"
+    fi
+done
+
+# ---- 1. topology -----------------------------------------------------------------------------
+section "Topology: namespaces $P-{switch,client,director,rs1,rs2}, one bridge, one /24"
+new_ns "$NS_SW"
+ip -n "$NS_SW" link add br0 type bridge stp_state 0 forward_delay 0
+ip -n "$NS_SW" link set br0 up
+for ns in "$NS_CLIENT" "$NS_DIR" "$NS_RS1" "$NS_RS2"; do new_ns "$ns"; done
+plug "$NS_CLIENT" eth0 client0
+plug "$NS_DIR"    eth0 dir0
+plug "$NS_RS1"    eth0 rs1-0
+plug "$NS_RS2"    eth0 rs2-0
+info "bridge br0 ports: $(ip -n "$NS_SW" -br link show master br0 | awk '{sub(/@.*/, "", $1); printf "%s ", $1}')"
+info "checksum/segmentation offloads off on both ends of every veth"
+
+# ---- 2. hosts --------------------------------------------------------------------------------
+section "Hosts: client, real servers (VIP $VIP on lo, arp_ignore=1/arp_announce=2)"
+ip -n "$NS_CLIENT" addr add "$CLIENT_IP/$PREFIX_LEN" dev eth0
+info "client   $CLIENT_IP/$PREFIX_LEN on eth0"
+start_real_server "$NS_RS1" rs1 "$RS1_IP"
+start_real_server "$NS_RS2" rs2 "$RS2_IP"
+info "rs1      $RS1_IP/$PREFIX_LEN on eth0, $VIP/32 on lo, http server 'rs1' on :80"
+info "rs2      $RS2_IP/$PREFIX_LEN on eth0, $VIP/32 on lo, http server 'rs2' on :80"
+nsx "$NS_DIR" sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1
+info "director eth0 $(mac_of "$NS_DIR" eth0): no kernel address, IPv6 off (owned by DPDK)"
+
+section "Sanity: the real servers answer on their own addresses (no director involved)"
+for pair in "rs1 $NS_RS1 $RS1_IP" "rs2 $NS_RS2 $RS2_IP"; do
+    read -r name ns ip <<<"$pair"
+    wait_http "$ns" "http://127.0.0.1/" "$name" || fail "$name's http server did not start"
+    out=$(nsx "$NS_CLIENT" curl -s --max-time 3 "http://$ip/") || true
+    [[ $out == "$name" ]] || fail "client -> $ip answered '$out', expected '$name'"
+    info "client -> http://$ip/ : $out"
+done
+
+if ((!WITH_DIRECTOR)); then
+    section "Done (--no-director): testbed and servers work"
+    exit 0
+fi
+
+# ---- 3. director -----------------------------------------------------------------------------
+section "Director: DPDK net_af_packet on the director's veth, control socket $SOCK"
+# shellcheck disable=SC2207
+EAL=(-l 0 --no-pci --log-level 4 $(eal_memory_args) --vdev "net_af_packet0,iface=eth0")
+info "ip netns exec $NS_DIR director ${EAL[*]} -- --socket $SOCK"
+ip netns exec "$NS_DIR" "$DIRECTOR_BIN" "${EAL[@]}" -- --socket "$SOCK" >"$DIRECTOR_LOG" 2>&1 &
+DIRECTOR_PID=$!
+for ((i = 0; i < 300; i++)); do          # bounded: 30 s
+    [[ -S $SOCK ]] && break
+    kill -0 "$DIRECTOR_PID" 2>/dev/null || fail "director exited during start-up"
+    sleep 0.1
+done
+[[ -S $SOCK ]] || fail "director's control socket did not appear within 30 s"
+info "director running (pid $DIRECTOR_PID), control socket ready"
+
+section "Configure: addresses, virtual service, real servers (ipvsadm syntax)"
+lb addr add "$DIR_IP/$PREFIX_LEN" dev dpdk0 || fail "addr add $DIR_IP"
+lb addr add "$VIP/32" dev dpdk0 || fail "addr add $VIP"
+lb -A -t "$VIP:80" -s rr || fail "-A"
+lb -a -t "$VIP:80" -r "$RS1_IP:80" -g -w 1 || fail "-a rs1"
+lb -a -t "$VIP:80" -r "$RS2_IP:80" -g -w 1 || fail "-a rs2"
+lb addr show || true
+
+section "Neighbours: wait until the director has resolved both real servers (ARP)"
+reachable() { "$LBADM_BIN" --socket "$SOCK" neigh show 2>/dev/null \
+    | awk -v ip="$1" '{f=0; r=0; for (i = 1; i <= NF; i++) { if ($i == ip) f=1; if ($i == "REACHABLE") r=1 } } f && r {ok=1} END {exit !ok}'; }
+for ip in "$RS1_IP" "$RS2_IP"; do
+    for ((i = 0; i < 100; i++)); do reachable "$ip" && break; sleep 0.1; done   # bounded: 10 s
+    reachable "$ip" || { lb neigh show || true; fail "$ip not REACHABLE within 10 s"; }
+done
+lb neigh show || true
+
+section "Ping: client -> director address $DIR_IP (answered by the director itself)"
+if nsx "$NS_CLIENT" ping -c 2 -i 0.2 -W 2 "$DIR_IP" | sed 's/^/    /'; then :; else
+    info "(no answer to ping; continuing)"
+fi
+
+section "Traffic: 6 x curl http://$VIP/ from the client (rr: names must alternate)"
+names=()
+for n in 1 2 3 4 5 6; do
+    out=$(nsx "$NS_CLIENT" curl -s --max-time 3 "http://$VIP/") || out="(no answer)"
+    names+=("$out")
+    info "request $n -> $out"
+done
+info "client's ARP entry for the VIP (the director's MAC $(mac_of "$NS_DIR" eth0)):"
+ip -n "$NS_CLIENT" neigh show "$VIP" | sed 's/^/      /'
+
+section "Director's view (lbadm -L -n)"
+lb -L -n || true
+
+ok=1
+for ((n = 0; n < 6; n++)); do
+    [[ ${names[n]} == rs1 || ${names[n]} == rs2 ]] || ok=0
+    ((n == 0)) || [[ ${names[n]} != "${names[n-1]}" ]] || ok=0
+done
+((ok)) || fail "responses did not alternate between rs1 and rs2: ${names[*]}"
+printf '\n%sDEMO OK: round robin through the VIP alternated rs1/rs2 (%s)%s\n' "$GREEN" "${names[*]}" "$OFF"
