@@ -89,9 +89,6 @@ pub fn compile(cfg: &Config, neigh: &NeighTable, base_ports: &[PortInfo]) -> Res
         if Scheduler::new(name, 0).is_none() {
             return Err(CtlError::refused(format!("Scheduler {name} is not available in this director yet")));
         }
-        if c.persistent.is_some() {
-            return Err(CtlError::refused("Persistent services are not available in this director yet"));
-        }
         let key = match c.key {
             ServiceKey::Addr { proto, addr, port } => SvcKey::Addr { proto: proto.number(), addr, port },
             ServiceKey::Fwmark(m) => {

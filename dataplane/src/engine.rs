@@ -193,6 +193,14 @@ impl DestSet for Dests<'_> {
         let c = self.counters(i);
         s.u_threshold != 0 && c.active + c.inactive >= s.u_threshold
     }
+    #[inline]
+    fn addr_port(&self, i: usize) -> (u32, u16) {
+        self.slots
+            .get(i)
+            .and_then(|&s| self.snap.servers.get(s as usize))
+            .and_then(|s| s.as_ref())
+            .map_or((u32::MAX, 0), |s| (u32::from(s.addr), s.port))
+    }
 }
 
 /// Decrements the server counter an entry is counted in.
@@ -280,11 +288,14 @@ impl Engine {
         let mut old_scheds = std::mem::take(&mut self.scheds);
         let mut scheds = Vec::with_capacity(self.snap.services.len());
         for svc in &self.snap.services {
-            let prev = old.services.iter().position(|o| o.key == svc.key && o.scheduler == svc.scheduler
-                && o.sched_flags == svc.sched_flags);
+            // Scheduler state survives edits of the server list and of the -b flags.
+            let prev = old.services.iter().position(|o| o.key == svc.key && o.scheduler == svc.scheduler);
             let kept = prev.and_then(|i| old_scheds.get_mut(i).and_then(Option::take).map(|s| (i, s)));
             let sched = match kept {
                 Some((i, mut s)) => {
+                    if old.services[i].sched_flags != svc.sched_flags {
+                        s.set_flags(svc.sched_flags);
+                    }
                     let od = Dests { slots: &old.services[i].servers, snap: &old, counters: &self.counters.servers };
                     let nd = Dests { slots: &svc.servers, snap: &self.snap, counters: &self.counters.servers };
                     s.update(&od, &nd);

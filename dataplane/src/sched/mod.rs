@@ -99,7 +99,7 @@ impl DestSet for [DestInfo] {
     }
     #[inline]
     fn overloaded(&self, i: usize) -> bool {
-        self.get(i).map_or(true, |d| d.overloaded)
+        self.get(i).is_none_or(|d| d.overloaded)
     }
     #[inline]
     fn addr_port(&self, i: usize) -> (u32, u16) {
@@ -463,7 +463,7 @@ pub fn lc<D: DestSet + ?Sized>(d: &D) -> Option<usize> {
             continue;
         }
         let doh = overhead(d, i);
-        if least.map_or(true, |(_, loh)| doh < loh) {
+        if least.is_none_or(|(_, loh)| doh < loh) {
             least = Some((i, doh));
         }
     }
@@ -552,7 +552,7 @@ pub fn ovf<D: DestSet + ?Sized>(d: &D) -> Option<usize> {
         if d.overloaded(i) || d.active(i) > w || w == 0 {
             continue;
         }
-        if best.map_or(true, |b| w > b.1) {
+        if best.is_none_or(|b| w > b.1) {
             best = Some((i, w));
         }
     }
