@@ -1,5 +1,6 @@
 //! `lbadm`, the command-line client: ipvsadm syntax and output, plus the director's own
-//! `addr`, `neigh` and `link` verbs, over the control socket.
+//! `addr`, `neigh`, `link`, `mark` and `sysctl` verbs and an `iptables` front end for mark
+//! rules, over the control socket.
 //!
 //! ```text
 //! lbadm [--socket PATH] [--json] <ipvsadm arguments>
@@ -8,7 +9,31 @@
 //! lbadm [--socket PATH] [--json] addr [show] [dev dpdkN]
 //! lbadm [--socket PATH] [--json] neigh [show]
 //! lbadm [--socket PATH] [--json] link [show]
+//! lbadm [--socket PATH] [--json] mark add|insert [NUM]|del [-i dpdkN] -d VIP[/LEN]
+//!                                     [-p tcp|udp] [--dport P[:P2]] --set-mark N
+//! lbadm [--socket PATH] [--json] mark del NUM | mark [show] | mark flush
+//! lbadm [--socket PATH] [--json] iptables -t mangle -A|-I|-D|-C PREROUTING ... -j MARK --set-mark N
+//! lbadm [--socket PATH] [--json] iptables -t mangle -D PREROUTING NUM | -F [PREROUTING]
+//! lbadm [--socket PATH] [--json] iptables -t mangle -L [PREROUTING] [-n] [-v] [-x] [--line-numbers]
+//! lbadm [--socket PATH] [--json] iptables -t mangle -S [PREROUTING] [-v]
+//! lbadm [--socket PATH] [--json] sysctl [-a] [-n] [-q] [-w] [NAME | NAME=VALUE]...
 //! ```
+//!
+//! Mark rules (see [`crate::marks`] for their semantics, [`crate::iptables`] for both command
+//! lines): `iptables` lines from existing LVS setups are accepted verbatim (any option order)
+//! as long as they address `-t mangle` PREROUTING with `-j MARK`; `-i` must name a DPDK port
+//! (`dpdkN`), the director refuses other names listing its ports. `-L` and `-S` print like
+//! iptables-legacy; `mark show` prints a numbered table; errors keep iptables' texts and exit
+//! statuses where iptables has one (`-D` of a missing rule: "iptables: Bad rule (does a
+//! matching rule exist in that chain?)." exit 1). `-C` answers from a listing: exit 0 if an
+//! identical rule exists, else that same error.
+//!
+//! `sysctl` behaves like sysctl(8) on `net.ipv4.vs.*` (see [`crate::sysctl`]): no argument or
+//! `-a` lists all (sorted, `net.ipv4.vs.NAME = V`), `NAME` or `net.ipv4.vs.NAME` prints one,
+//! `NAME=VALUE` (with or without `-w`) sets it and prints the new line (`-q`: nothing, `-n`:
+//! values only). Each argument is handled in turn; errors are sysctl's texts; the exit status
+//! is 255 if any argument failed, else 0. `--json` prints one object `{"net.ipv4.vs.NAME": V}`
+//! with every value shown.
 //!
 //! Invariants:
 //! - Socket path: `--socket PATH` (or `--socket=PATH`), else `$DIRECTOR_SOCKET`, else
@@ -34,9 +59,12 @@ use std::path::{Path, PathBuf};
 
 use crate::error::CtlError;
 use crate::format;
+use crate::iptables::{self, IptablesListOptions, MarkCommand};
 use crate::ipvsadm::{self, IpvsCommand, ListOptions, ParseEnv};
+use crate::marks::MarkRule;
 use crate::names::Names;
 use crate::proto::{client, Op, Reply, Request};
+use crate::sysctl::Sysctls;
 
 /// Default control socket path.
 pub const DEFAULT_SOCKET: &str = "/run/director.sock";
@@ -74,6 +102,14 @@ enum Rendering {
     Addrs(Option<String>),
     /// `neigh show`, `link show`.
     Table,
+    /// `mark show`.
+    Marks,
+    /// `iptables -L`.
+    IptablesList(IptablesListOptions),
+    /// `iptables -S`.
+    IptablesRules(IptablesListOptions),
+    /// `iptables -C`: exit 0 if this rule is in the listing, else iptables' "Bad rule".
+    MarkCheck(MarkRule),
 }
 
 fn version() -> String {
@@ -224,11 +260,26 @@ pub fn run(args: &[String], io: &mut CliIo<'_>) -> i32 {
             .unwrap_or_else(|| DEFAULT_SOCKET.to_string()),
     );
 
+    let verb = rest.first().map(String::as_str);
+    if verb == Some("sysctl") {
+        return sysctl(&path, &rest[1..], io, json);
+    }
     let is_director_verb = matches!(
-        rest.first().map(String::as_str),
+        verb,
         Some("addr" | "address" | "neigh" | "neighbour" | "neighbor" | "link")
     );
-    let (op, rendering) = if is_director_verb {
+    let (op, rendering) = if matches!(verb, Some("mark" | "iptables")) {
+        let parsed = if verb == Some("mark") {
+            iptables::parse_mark(&rest[1..], io.names)
+        } else {
+            iptables::parse_iptables(&rest[1..], io.names)
+        };
+        match parsed.map(mark_op) {
+            Ok(Some(x)) => x,
+            Ok(None) => return 0,
+            Err(e) => return write_err(io, &e),
+        }
+    } else if is_director_verb {
         match parse_director_verb(&rest) {
             Ok(x) => x,
             Err(e) => return write_err(io, &e),
@@ -270,6 +321,146 @@ pub fn run(args: &[String], io: &mut CliIo<'_>) -> i32 {
         Err(code) => return code,
     };
     render(io, &reply, &rendering, json)
+}
+
+/// The request and rendering of a mark-rule command (`None` for `Nop`: nothing to ask).
+fn mark_op(cmd: MarkCommand) -> Option<(Op, Rendering)> {
+    Some(match cmd {
+        MarkCommand::Nop => return None,
+        MarkCommand::Append(r) => (Op::MarkAdd(r), Rendering::Silent),
+        MarkCommand::Insert { pos, rule } => (Op::MarkInsert { pos, rule }, Rendering::Silent),
+        MarkCommand::Delete(r) => (Op::MarkDel(r), Rendering::Silent),
+        MarkCommand::DeleteAt(n) => (Op::MarkDelAt(n), Rendering::Silent),
+        MarkCommand::Flush => (Op::MarkFlush, Rendering::Silent),
+        MarkCommand::Check(r) => (Op::MarkShow, Rendering::MarkCheck(r)),
+        MarkCommand::List(o) => (Op::MarkShow, Rendering::IptablesList(o)),
+        MarkCommand::ListRules(o) => (Op::MarkShow, Rendering::IptablesRules(o)),
+        MarkCommand::Show => (Op::MarkShow, Rendering::Marks),
+    })
+}
+
+/// `lbadm sysctl ARGS`: see the module documentation.
+fn sysctl(path: &Path, args: &[String], io: &mut CliIo<'_>, json: bool) -> i32 {
+    /// Why one argument failed.
+    enum Fail {
+        /// Print this error and go on with the next argument.
+        Local(CtlError),
+        /// The director was asked: `call` printed the error; this is its exit status.
+        Printed(i32),
+    }
+    let (mut all, mut write, mut values_only, mut quiet) = (false, false, false, false);
+    let mut keys: Vec<&String> = Vec::new();
+    for a in args {
+        match a.strip_prefix('-') {
+            Some(flags) if keys.is_empty() && !flags.is_empty() && !a.contains('=') => {
+                for f in flags.chars() {
+                    match f {
+                        'a' | 'A' | 'X' => all = true,
+                        'w' => write = true,
+                        'n' => values_only = true,
+                        'q' => quiet = true,
+                        _ => {
+                            let e = CtlError::failure(format!("sysctl: invalid option -- '{f}'"));
+                            return write_err(io, &e);
+                        }
+                    }
+                }
+            }
+            _ => keys.push(a),
+        }
+    }
+    if write && keys.is_empty() {
+        return write_err(io, &CtlError::failure("sysctl: no variables specified"));
+    }
+    let fetch = |io: &mut CliIo<'_>, op: Op| -> Result<Sysctls, Fail> {
+        match call(path, Request::new(op), io) {
+            Ok(Reply::Sysctls(s)) => Ok(s),
+            Ok(other) => Err(Fail::Printed(unexpected(io, &other))),
+            Err(code) => Err(Fail::Printed(code)),
+        }
+    };
+    let mut shown: Vec<(&'static str, i64)> = Vec::new();
+    let mut failed = false;
+    let mut current: Option<Sysctls> = None;
+    let list_all = keys.is_empty() || (all && !write);
+    let keys = if list_all { Vec::new() } else { keys };
+    if list_all {
+        match fetch(io, Op::SysctlShow) {
+            Ok(s) => shown.extend(s.entries()),
+            Err(Fail::Printed(code)) => return code,
+            Err(Fail::Local(e)) => return write_err(io, &e),
+        }
+    }
+    for key in keys {
+        let step: Result<Option<(&'static str, i64)>, Fail> = if write || key.contains('=') {
+            match key.split_once('=') {
+                None => Err(Fail::Local(CtlError::sysctl_malformed(key))),
+                Some((k, v)) => Sysctls::resolve(k)
+                    .and_then(|name| Ok((name, Sysctls::parse_value(k, v)?)))
+                    .map_err(Fail::Local)
+                    .and_then(|(name, value)| {
+                        let s = fetch(
+                            io,
+                            Op::SysctlSet {
+                                name: name.to_string(),
+                                value,
+                            },
+                        )?;
+                        current = Some(s);
+                        Ok(if quiet {
+                            None
+                        } else {
+                            s.get(name).map(|v| (name, v))
+                        })
+                    }),
+            }
+        } else {
+            Sysctls::resolve(key).map_err(Fail::Local).and_then(|name| {
+                let s = match current {
+                    Some(s) => s,
+                    None => fetch(io, Op::SysctlShow)?,
+                };
+                current = Some(s);
+                Ok(s.get(name).map(|v| (name, v)))
+            })
+        };
+        match step {
+            Ok(entry) => shown.extend(entry),
+            Err(Fail::Local(e)) => {
+                write_err(io, &e);
+                failed = true;
+            }
+            // The director could not be reached: stop, like every other lbadm command.
+            Err(Fail::Printed(1)) => return 1,
+            Err(Fail::Printed(_)) => failed = true,
+        }
+    }
+    let text = if json {
+        format::json_sysctls(&shown)
+    } else {
+        format::sysctls(&shown, values_only)
+    };
+    if io
+        .stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| io.stdout.flush())
+        .is_err()
+    {
+        return 1;
+    }
+    if failed {
+        255
+    } else {
+        0
+    }
+}
+
+fn unexpected(io: &mut CliIo<'_>, reply: &Reply) -> i32 {
+    let _ = writeln!(
+        io.stderr,
+        "{PROG}: unexpected reply from director: {reply:?}"
+    );
+    1
 }
 
 /// Sends one request; on failure prints the error and returns the exit status.
@@ -370,6 +561,24 @@ fn render(io: &mut CliIo<'_>, reply: &Reply, rendering: &Rendering, json: bool) 
                 format::json(l)
             } else {
                 format::links(l)
+            }
+        }
+        (Reply::Marks(m), Rendering::MarkCheck(rule)) => {
+            if m.iter().any(|s| s.rule == *rule) {
+                String::new()
+            } else {
+                return write_err(io, &CtlError::mark_rule_not_found());
+            }
+        }
+        (Reply::Marks(m), r) => {
+            if json {
+                format::json(m)
+            } else {
+                match r {
+                    Rendering::IptablesList(o) => format::iptables_list(m, o, names),
+                    Rendering::IptablesRules(o) => format::iptables_rules(m, o),
+                    _ => format::marks(m),
+                }
             }
         }
         (other, _) => {

@@ -1,11 +1,14 @@
 //! `CtlError`: the one error type of the control plane, carrying the exact text `ipvsadm` (or
-//! `ip`, for address commands) prints and the exit status it exits with.
+//! `ip` for address commands, `iptables` for mark rules, `sysctl` for sysctls) prints and the
+//! exit status it exits with.
 //!
 //! Invariants: `message` is one line without the trailing newline (the CLI adds it);
 //! `exit_code` is one of [`EXIT_LIST_FAILURE`] (1), [`EXIT_INPUT`] (2) or [`EXIT_REFUSED`]
 //! (255), following ipvsadm: 2 for user-input errors found before the kernel is asked, 255 for
 //! operations the kernel (here: the director) refuses, 1 for listing failures. The constructors
 //! below are the only place the ipvsadm message texts are spelled, so they stay byte-exact.
+//! The iptables and sysctl errors keep those tools' texts and statuses (iptables: 1 for a
+//! missing rule or a bad index, 2 for parameter problems; sysctl: 255).
 
 use serde::{Deserialize, Serialize};
 
@@ -163,6 +166,73 @@ impl CtlError {
     /// `addr add|del ... dev X` with an unknown port name, as `ip` says it (exit status 1).
     pub fn no_such_device(dev: &str) -> Self {
         Self::failure(format!("Cannot find device \"{dev}\""))
+    }
+
+    /// `iptables -D` of a rule that does not exist (exit status 1).
+    pub fn mark_rule_not_found() -> Self {
+        Self::failure("iptables: Bad rule (does a matching rule exist in that chain?).")
+    }
+
+    /// `iptables -I CHAIN N` with N beyond the end of the chain + 1 (exit status 1).
+    pub fn mark_insert_index_too_big() -> Self {
+        Self::failure("iptables: Index of insertion too big.")
+    }
+
+    /// `iptables -D CHAIN N` with N beyond the end of the chain (exit status 1).
+    pub fn mark_delete_index_too_big() -> Self {
+        Self::failure("iptables: Index of deletion too big.")
+    }
+
+    /// A rule number that is not a positive integer (exit status 2).
+    pub fn invalid_rule_number(value: &str) -> Self {
+        Self::input(format!("Invalid rule number `{value}'"))
+    }
+
+    /// `--dport` without `-p tcp|udp` (exit status 2). iptables only knows `--dport` once a
+    /// protocol match is loaded, so it says "unknown option"; the reason is added.
+    pub fn dport_needs_proto() -> Self {
+        Self::input("unknown option \"--dport\" (--dport needs -p tcp or -p udp)")
+    }
+
+    /// A mark rule's `-i` names no port of the director (exit status 2).
+    pub fn unknown_mark_dev(dev: &str, ports: &[String]) -> Self {
+        let ports = if ports.is_empty() {
+            "none".to_string()
+        } else {
+            ports.join(", ")
+        };
+        Self::input(format!(
+            "unknown interface \"{dev}\": mark rules match the director's DPDK ports \
+             ({ports}); use -i dpdkN or omit -i"
+        ))
+    }
+
+    /// The mark rule list is full (exit status 255).
+    pub fn mark_table_full(max: usize) -> Self {
+        Self::refused(format!("Mark rule table full: at most {max} rules"))
+    }
+
+    /// sysctl's answer for a key that does not exist (exit status 255).
+    pub fn sysctl_unknown(key: &str) -> Self {
+        Self::refused(format!(
+            "sysctl: cannot stat {}: No such file or directory",
+            crate::sysctl::Sysctls::proc_path(key)
+        ))
+    }
+
+    /// sysctl's answer for a value the key does not accept (exit status 255).
+    pub fn sysctl_invalid(name: &str) -> Self {
+        Self::refused(format!(
+            "sysctl: setting key \"{}\": Invalid argument",
+            crate::sysctl::Sysctls::key(name)
+        ))
+    }
+
+    /// sysctl's answer for `-w` without `=` (exit status 255).
+    pub fn sysctl_malformed(setting: &str) -> Self {
+        Self::refused(format!(
+            "sysctl: \"{setting}\" must be of the form name=value"
+        ))
     }
 
     /// A malformed or unsupported socket request (exit status 1).

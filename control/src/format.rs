@@ -1,5 +1,7 @@
 //! Rendering of replies: ipvsadm's listings byte for byte (`-L` in all its variants, `-L -c`,
-//! `--timeout`, `-S`), lbadm's own `addr`/`neigh`/`link` tables, and `--json` for all of them.
+//! `--timeout`, `-S`), iptables-legacy's `-L` and `-S` for the mark rules, sysctl's
+//! `NAME = VALUE` lines, lbadm's own `addr`/`neigh`/`link`/`mark` tables, and `--json` for all
+//! of them.
 //!
 //! Invariants: the ipvsadm formats reproduce ipvsadm 1.31's printf formats exactly, trailing
 //! padding included (`"  -> %-28s %-7s %-6d %-10u %-10u"`), with its truncations (service
@@ -13,13 +15,16 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
+use crate::iptables::{IptablesListOptions, CHAIN};
 use crate::ipvsadm::ListOptions;
 use crate::model::{
-    glibc_msort, ipvsadm_dest_cmp, ipvsadm_service_cmp, AddrConfig, FwdMethod, Protocol,
+    glibc_msort, ipvsadm_dest_cmp, ipvsadm_service_cmp, AddrConfig, FwdMethod, MarkRule, Protocol,
     ServiceConfig, ServiceKey, Timeouts,
 };
 use crate::names::Names;
-use crate::proto::{ConnInfo, ConnProto, LinkInfo, NeighInfo, ServerStatus, ServiceStatus};
+use crate::proto::{
+    ConnInfo, ConnProto, LinkInfo, MarkStatus, NeighInfo, ServerStatus, ServiceStatus,
+};
 
 /// The IPVS version ipvsadm prints.
 pub const IPVS_VERSION: &str = "1.2.1";
@@ -510,6 +515,280 @@ pub fn links(list: &[LinkInfo]) -> String {
         }
     }
     out
+}
+
+/// iptables' counter field (`xtables_print_num`): with K/M/G/T suffixes (rounded) unless
+/// `exact`; `%5llu ` / `%8llu ` in tables, `%llu ` when `notable`.
+fn ipt_num(n: u64, exact: bool, notable: bool) -> String {
+    if exact {
+        return if notable {
+            format!("{n} ")
+        } else {
+            format!("{n:>8} ")
+        };
+    }
+    if n <= 99_999 {
+        return if notable {
+            format!("{n} ")
+        } else {
+            format!("{n:>5} ")
+        };
+    }
+    let mut v = n.saturating_add(500) / 1000;
+    let mut unit = 'K';
+    for next in ['M', 'G', 'T'] {
+        if v <= 9999 {
+            break;
+        }
+        v = v.saturating_add(500) / 1000;
+        unit = next;
+    }
+    if notable {
+        format!("{v}{unit} ")
+    } else {
+        format!("{v:>4}{unit} ")
+    }
+}
+
+/// `xtables_ipmask_to_numeric`: nothing for /32, else `/LEN`.
+fn ipt_mask(len: u8) -> String {
+    if len >= 32 {
+        String::new()
+    } else {
+        format!("/{len}")
+    }
+}
+
+/// The tcp/udp match's `print`: ` tcp dpt:80`, ` udp dpts:1000:2000`, or just ` tcp` for the
+/// full range.
+fn ipt_match(r: &MarkRule, numeric: bool, names: &dyn Names) -> String {
+    let (Some(proto), Some((lo, hi))) = (r.proto, r.dport) else {
+        return String::new();
+    };
+    let port = |p: u16| {
+        if numeric {
+            p.to_string()
+        } else {
+            names
+                .port_to_service(p, proto)
+                .unwrap_or_else(|| p.to_string())
+        }
+    };
+    let mut out = format!(" {}", proto.services_name());
+    if lo != 0 || hi != u16::MAX {
+        if lo == hi {
+            let _ = write!(out, " dpt:{}", port(lo));
+        } else {
+            let _ = write!(out, " dpts:{}:{}", port(lo), port(hi));
+        }
+    }
+    out
+}
+
+/// The MARK target's `print` (revision 2, mask 0xffffffff): `set 0x..`, with libxt_MARK's
+/// special cases for 0 (`and 0x0`) and 0xffffffff (`or 0xffffffff`).
+fn ipt_target(mark: u32) -> String {
+    match mark {
+        0 => " MARK and 0x0".to_string(),
+        u32::MAX => " MARK or 0xffffffff".to_string(),
+        m => format!(" MARK set {m:#x}"),
+    }
+}
+
+/// `iptables -t mangle -L PREROUTING` as iptables-legacy prints it (`print_header` and
+/// `print_firewall`), for `-n`, `-v`, `-x`, `--line-numbers` and a rule number:
+/// ```text
+/// Chain PREROUTING (policy ACCEPT)
+/// target     prot opt source               destination
+/// MARK       tcp  --  0.0.0.0/0            192.168.195.200      tcp dpt:80 MARK set 0xa
+/// ```
+/// (the header lines end with iptables' padding spaces). Only the PREROUTING chain is listed:
+/// the director has no other chain. The policy counters are not kept (always 0).
+pub fn iptables_list(marks: &[MarkStatus], o: &IptablesListOptions, names: &dyn Names) -> String {
+    let mut out = String::new();
+    if o.rulenum.is_none() {
+        let _ = write!(out, "Chain {CHAIN} (policy ACCEPT");
+        if o.verbose {
+            let _ = write!(
+                out,
+                " {}packets, {}bytes",
+                ipt_num(0, o.exact, true),
+                ipt_num(0, o.exact, true)
+            );
+        }
+        out.push_str(")\n");
+        if o.line_numbers {
+            let _ = write!(out, "{:<4} ", "num");
+        }
+        if o.verbose {
+            if o.exact {
+                let _ = write!(out, "{:>8} {:>10} ", "pkts", "bytes");
+            } else {
+                let _ = write!(out, "{:>5} {:>5} ", "pkts", "bytes");
+            }
+        }
+        let _ = write!(out, "{:<9} ", "target");
+        out.push_str(" prot opt");
+        if o.verbose {
+            let _ = write!(out, " {:<6} {:<6} ", "in", "out");
+        }
+        let _ = writeln!(out, " {:<19}  {:<19} ", "source", "destination");
+    }
+    for (i, m) in marks.iter().enumerate() {
+        let num = i + 1;
+        if o.rulenum.is_some_and(|n| n as usize != num) {
+            continue;
+        }
+        let r = &m.rule;
+        if o.line_numbers {
+            let _ = write!(out, "{num:<4} ");
+        }
+        if o.verbose {
+            out.push_str(&ipt_num(m.packets, o.exact, false));
+            out.push_str(&ipt_num(m.bytes, o.exact, false));
+        }
+        let proto = r.proto.map_or("all", Protocol::services_name);
+        let _ = write!(out, "{:<9}  {proto:<5}-- ", "MARK");
+        if o.verbose {
+            let any = if o.numeric { "*" } else { "any" };
+            let _ = write!(
+                out,
+                " {:<6} {:<6} ",
+                r.in_dev.as_deref().unwrap_or(any),
+                any
+            );
+        }
+        let src = if o.numeric { "0.0.0.0/0" } else { "anywhere" };
+        let dst = if r.prefix_len == 0 && !o.numeric {
+            "anywhere".to_string()
+        } else {
+            let host = if o.numeric {
+                r.dst.to_string()
+            } else {
+                names
+                    .addr_to_host(r.dst)
+                    .unwrap_or_else(|| r.dst.to_string())
+            };
+            format!("{host}{}", ipt_mask(r.prefix_len))
+        };
+        let _ = writeln!(
+            out,
+            " {src:<19}  {dst:<19} {}{}",
+            ipt_match(r, o.numeric, names),
+            ipt_target(r.mark)
+        );
+    }
+    out
+}
+
+/// `iptables -t mangle -S PREROUTING` (iptables-legacy's `print_rule4`), e.g.
+/// `-A PREROUTING -d 192.168.195.200/32 -i dpdk0 -p tcp -m tcp --dport 80 -j MARK --set-xmark
+/// 0xa/0xffffffff`; `-v` adds `-c PKTS BYTES`. A rule number prints only that rule.
+pub fn iptables_rules(marks: &[MarkStatus], o: &IptablesListOptions) -> String {
+    let mut out = String::new();
+    if o.rulenum.is_none() {
+        let _ = write!(out, "-P {CHAIN} ACCEPT");
+        if o.verbose {
+            out.push_str(" -c 0 0");
+        }
+        out.push('\n');
+    }
+    for (i, m) in marks.iter().enumerate() {
+        if o.rulenum.is_some_and(|n| n as usize != i + 1) {
+            continue;
+        }
+        let r = &m.rule;
+        let _ = write!(out, "-A {CHAIN}");
+        if r.prefix_len > 0 {
+            let _ = write!(out, " -d {}/{}", r.dst, r.prefix_len);
+        }
+        if let Some(dev) = &r.in_dev {
+            let _ = write!(out, " -i {dev}");
+        }
+        if let Some(p) = r.proto {
+            let _ = write!(out, " -p {}", p.services_name());
+            if let Some((lo, hi)) = r.dport {
+                let _ = write!(out, " -m {}", p.services_name());
+                if lo == hi {
+                    let _ = write!(out, " --dport {lo}");
+                } else if lo != 0 || hi != u16::MAX {
+                    let _ = write!(out, " --dport {lo}:{hi}");
+                }
+            }
+        }
+        if o.verbose {
+            let _ = write!(out, " -c {} {}", m.packets, m.bytes);
+        }
+        let _ = writeln!(out, " -j MARK --set-xmark {:#x}/0xffffffff", r.mark);
+    }
+    out
+}
+
+/// `lbadm mark show`: the rules in chain order, numbered from 1 (the numbers `mark del N`,
+/// `mark insert N` and `iptables -D/-I PREROUTING N` use), with their counters:
+/// ```text
+/// NUM  IN       DESTINATION        PROTO DPORT       MARK          PACKETS        BYTES
+/// 1    *        192.168.195.200/32 tcp   80          10                  0            0
+/// ```
+pub fn marks(list: &[MarkStatus]) -> String {
+    let row =
+        |num: &str, dev: &str, dst: &str, proto: &str, port: &str, mark: &str, p: &str, b: &str| {
+            format!(
+                "{num:<4} {dev:<8} {dst:<18} {proto:<5} {port:<11} {mark:<10} {p:>10} {b:>12}\n"
+            )
+        };
+    let mut out = row(
+        "NUM",
+        "IN",
+        "DESTINATION",
+        "PROTO",
+        "DPORT",
+        "MARK",
+        "PACKETS",
+        "BYTES",
+    );
+    for (i, m) in list.iter().enumerate() {
+        let r = &m.rule;
+        let port = match r.dport {
+            None => "*".to_string(),
+            Some((lo, hi)) if lo == hi => lo.to_string(),
+            Some((lo, hi)) => format!("{lo}:{hi}"),
+        };
+        out.push_str(&row(
+            &(i + 1).to_string(),
+            r.in_dev.as_deref().unwrap_or("*"),
+            &format!("{}/{}", r.dst, r.prefix_len),
+            r.proto.map_or("all", Protocol::services_name),
+            &port,
+            &r.mark.to_string(),
+            &m.packets.to_string(),
+            &m.bytes.to_string(),
+        ));
+    }
+    out
+}
+
+/// sysctl(8) output: `net.ipv4.vs.NAME = VALUE` per line, or only the values (`-n`).
+pub fn sysctls(entries: &[(&str, i64)], values_only: bool) -> String {
+    entries
+        .iter()
+        .map(|(name, v)| {
+            if values_only {
+                format!("{v}\n")
+            } else {
+                format!("{}{name} = {v}\n", crate::sysctl::SYSCTL_PREFIX)
+            }
+        })
+        .collect()
+}
+
+/// The `--json` rendering of sysctls: `{"net.ipv4.vs.NAME": VALUE, ...}` (sorted keys).
+pub fn json_sysctls(entries: &[(&str, i64)]) -> String {
+    let map: std::collections::BTreeMap<String, i64> = entries
+        .iter()
+        .map(|(n, v)| (format!("{}{n}", crate::sysctl::SYSCTL_PREFIX), *v))
+        .collect();
+    json(&map)
 }
 
 /// Pretty JSON with a trailing newline (`--json`).
@@ -1122,5 +1401,221 @@ IP  05:59  NONE        10.1.1.5:0         0.0.0.7:0          10.0.0.31:0
             timeouts(&Timeouts::default()),
             "Timeout (tcp tcpfin udp): 900 120 300\n"
         );
+    }
+
+    fn mark_example() -> Vec<MarkStatus> {
+        let st = |dev: Option<&str>,
+                  dst: [u8; 4],
+                  len: u8,
+                  proto: Option<Protocol>,
+                  dport: Option<(u16, u16)>,
+                  mark: u32,
+                  packets: u64,
+                  bytes: u64| MarkStatus {
+            rule: MarkRule {
+                in_dev: dev.map(str::to_string),
+                dst: Ipv4Addr::from(dst),
+                prefix_len: len,
+                proto,
+                dport,
+                mark,
+            },
+            packets,
+            bytes,
+        };
+        let tcp = Some(Protocol::Tcp);
+        vec![
+            st(
+                None,
+                [192, 168, 195, 200],
+                32,
+                tcp,
+                Some((80, 80)),
+                10,
+                0,
+                0,
+            ),
+            st(
+                None,
+                [192, 168, 195, 200],
+                32,
+                tcp,
+                Some((443, 443)),
+                10,
+                123_456,
+                98_765_432,
+            ),
+            st(
+                Some("dpdk0"),
+                [172, 16, 100, 6],
+                32,
+                tcp,
+                Some((80, 80)),
+                1,
+                5,
+                300,
+            ),
+            st(
+                None,
+                [10, 1, 2, 0],
+                24,
+                Some(Protocol::Udp),
+                Some((1000, 2000)),
+                0,
+                0,
+                0,
+            ),
+            st(None, [0, 0, 0, 0], 0, None, None, u32::MAX, 0, 0),
+            st(
+                Some("dpdk1"),
+                [10, 0, 0, 1],
+                32,
+                tcp,
+                Some((0, 65535)),
+                7,
+                0,
+                0,
+            ),
+        ]
+    }
+
+    /// Expected texts generated independently from iptables-legacy's printf formats
+    /// (`print_header`, `print_firewall`, `print_num`, libxt_tcp/udp and libxt_MARK `print`).
+    #[test]
+    fn iptables_list_golden() {
+        let m = mark_example();
+        let numeric = IptablesListOptions {
+            numeric: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            iptables_list(&m, &numeric, &NumericOnly),
+            "Chain PREROUTING (policy ACCEPT)\n\
+             target     prot opt source               destination         \n\
+             MARK       tcp  --  0.0.0.0/0            192.168.195.200      tcp dpt:80 MARK set 0xa\n\
+             MARK       tcp  --  0.0.0.0/0            192.168.195.200      tcp dpt:443 MARK set 0xa\n\
+             MARK       tcp  --  0.0.0.0/0            172.16.100.6         tcp dpt:80 MARK set 0x1\n\
+             MARK       udp  --  0.0.0.0/0            10.1.2.0/24          udp dpts:1000:2000 MARK and 0x0\n\
+             MARK       all  --  0.0.0.0/0            0.0.0.0/0            MARK or 0xffffffff\n\
+             MARK       tcp  --  0.0.0.0/0            10.0.0.1             tcp MARK set 0x7\n"
+        );
+        let verbose = IptablesListOptions {
+            numeric: true,
+            verbose: true,
+            line_numbers: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            iptables_list(&m, &verbose, &NumericOnly),
+            "Chain PREROUTING (policy ACCEPT 0 packets, 0 bytes)\n\
+             num   pkts bytes target     prot opt in     out     source               destination         \n\
+             1        0     0 MARK       tcp  --  *      *       0.0.0.0/0            192.168.195.200      tcp dpt:80 MARK set 0xa\n\
+             2     123K   99M MARK       tcp  --  *      *       0.0.0.0/0            192.168.195.200      tcp dpt:443 MARK set 0xa\n\
+             3        5   300 MARK       tcp  --  dpdk0  *       0.0.0.0/0            172.16.100.6         tcp dpt:80 MARK set 0x1\n\
+             4        0     0 MARK       udp  --  *      *       0.0.0.0/0            10.1.2.0/24          udp dpts:1000:2000 MARK and 0x0\n\
+             5        0     0 MARK       all  --  *      *       0.0.0.0/0            0.0.0.0/0            MARK or 0xffffffff\n\
+             6        0     0 MARK       tcp  --  dpdk1  *       0.0.0.0/0            10.0.0.1             tcp MARK set 0x7\n"
+        );
+        let exact = IptablesListOptions {
+            numeric: true,
+            verbose: true,
+            exact: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            iptables_list(&m[..3], &exact, &NumericOnly),
+            "Chain PREROUTING (policy ACCEPT 0 packets, 0 bytes)\n    pkts      bytes target     prot opt in     out     source               destination         \n       0        0 MARK       tcp  --  *      *       0.0.0.0/0            192.168.195.200      tcp dpt:80 MARK set 0xa\n  123456 98765432 MARK       tcp  --  *      *       0.0.0.0/0            192.168.195.200      tcp dpt:443 MARK set 0xa\n       5      300 MARK       tcp  --  dpdk0  *       0.0.0.0/0            172.16.100.6         tcp dpt:80 MARK set 0x1\n"
+        );
+        // One rule: no header.
+        let one = IptablesListOptions {
+            numeric: true,
+            rulenum: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(
+            iptables_list(&m, &one, &NumericOnly),
+            "MARK       tcp  --  0.0.0.0/0            172.16.100.6         tcp dpt:80 MARK set 0x1\n"
+        );
+        // Without -n: "anywhere", host and service names, "any" interfaces.
+        let names = SystemNames::from_texts("http 80/tcp www\n", "192.168.195.200 www.example\n");
+        let text = iptables_list(
+            &m,
+            &IptablesListOptions {
+                verbose: true,
+                ..Default::default()
+            },
+            &names,
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[2],
+            "    0     0 MARK       tcp  --  any    any     anywhere             www.example          tcp dpt:http MARK set 0xa"
+        );
+        assert_eq!(
+            lines[6],
+            "    0     0 MARK       all  --  any    any     anywhere             anywhere             MARK or 0xffffffff"
+        );
+        // Empty chain.
+        assert_eq!(
+            iptables_list(&[], &numeric, &NumericOnly),
+            "Chain PREROUTING (policy ACCEPT)\ntarget     prot opt source               destination         \n"
+        );
+        assert_eq!(ipt_num(99_999, false, false), "99999 ");
+        assert_eq!(ipt_num(100_000, false, false), " 100K ");
+        assert_eq!(ipt_num(9_999_499, false, false), "9999K ");
+        assert_eq!(ipt_num(9_999_500, false, false), "  10M ");
+        assert_eq!(ipt_num(u64::MAX, false, false), "18446744T ");
+    }
+
+    #[test]
+    fn iptables_rules_and_mark_table() {
+        let m = mark_example();
+        assert_eq!(
+            iptables_rules(&m, &IptablesListOptions::default()),
+            "-P PREROUTING ACCEPT\n\
+             -A PREROUTING -d 192.168.195.200/32 -p tcp -m tcp --dport 80 -j MARK --set-xmark 0xa/0xffffffff\n\
+             -A PREROUTING -d 192.168.195.200/32 -p tcp -m tcp --dport 443 -j MARK --set-xmark 0xa/0xffffffff\n\
+             -A PREROUTING -d 172.16.100.6/32 -i dpdk0 -p tcp -m tcp --dport 80 -j MARK --set-xmark 0x1/0xffffffff\n\
+             -A PREROUTING -d 10.1.2.0/24 -p udp -m udp --dport 1000:2000 -j MARK --set-xmark 0x0/0xffffffff\n\
+             -A PREROUTING -j MARK --set-xmark 0xffffffff/0xffffffff\n\
+             -A PREROUTING -d 10.0.0.1/32 -i dpdk1 -p tcp -m tcp -j MARK --set-xmark 0x7/0xffffffff\n"
+        );
+        assert_eq!(
+            iptables_rules(
+                &m[1..2],
+                &IptablesListOptions {
+                    verbose: true,
+                    ..Default::default()
+                }
+            ),
+            "-P PREROUTING ACCEPT -c 0 0\n\
+             -A PREROUTING -d 192.168.195.200/32 -p tcp -m tcp --dport 443 -c 123456 98765432 -j MARK --set-xmark 0xa/0xffffffff\n"
+        );
+        assert_eq!(
+            marks(&m[1..5]),
+            "NUM  IN       DESTINATION        PROTO DPORT       MARK          PACKETS        BYTES\n\
+             1    *        192.168.195.200/32 tcp   443         10             123456     98765432\n\
+             2    dpdk0    172.16.100.6/32    tcp   80          1                   5          300\n\
+             3    *        10.1.2.0/24        udp   1000:2000   0                   0            0\n\
+             4    *        0.0.0.0/0          all   *           4294967295          0            0\n"
+        );
+        let j: serde_json::Value = serde_json::from_str(&json(&m)).unwrap();
+        assert_eq!(j[1]["rule"]["dport"][0], 443);
+        assert_eq!(j[1]["bytes"], 98_765_432);
+    }
+
+    #[test]
+    fn sysctl_lines() {
+        let s = crate::sysctl::Sysctls::default();
+        assert_eq!(
+            sysctls(&s.entries(), false),
+            "net.ipv4.vs.cache_bypass = 0\nnet.ipv4.vs.conn_reuse_mode = 1\n\
+             net.ipv4.vs.expire_nodest_conn = 0\nnet.ipv4.vs.expire_quiescent_template = 0\n\
+             net.ipv4.vs.pmtu_disc = 1\nnet.ipv4.vs.schedule_icmp = 0\nnet.ipv4.vs.sloppy_tcp = 0\n"
+        );
+        assert_eq!(sysctls(&[("sloppy_tcp", 1)], true), "1\n");
+        let j: serde_json::Value = serde_json::from_str(&json_sysctls(&s.entries())).unwrap();
+        assert_eq!(j["net.ipv4.vs.conn_reuse_mode"], 1);
+        assert_eq!(j.as_object().unwrap().len(), 7);
     }
 }

@@ -3,6 +3,11 @@
 //! (DPDK-free, driven through the [`server::Backend`] trait the dataplane implements) and the
 //! `lbadm` CLI.
 //!
+//! Besides ipvsadm's services, [`Config`] holds the director's mark rules ([`marks`]: the
+//! `iptables -t mangle ... -j MARK` port groups that feed fwmark services, evaluated by the
+//! director itself with [`evaluate_marks`] as the reference) and the DR-relevant IPVS sysctls
+//! ([`sysctl`]), driven by `lbadm iptables` / `lbadm mark` ([`iptables`]) and `lbadm sysctl`.
+//!
 //! This crate has no DPDK dependency and no `unsafe` code; the dataplane depends on it, never
 //! the reverse.
 #![forbid(unsafe_code)]
@@ -11,16 +16,21 @@
 pub mod cli;
 pub mod error;
 pub mod format;
+pub mod iptables;
 pub mod ipvsadm;
+pub mod marks;
 pub mod model;
 pub mod names;
 pub mod proto;
 pub mod server;
 pub mod stats;
+pub mod sysctl;
 
 pub use error::CtlError;
+pub use marks::{evaluate_marks, MarkRule, MAX_MARK_RULES};
 pub use model::{
     AddrConfig, Config, ConfigCommand, FwdMethod, Protocol, SchedFlags, Scheduler, ServerConfig,
     ServerId, ServerSpec, Service, ServiceConfig, ServiceKey, ServiceSpec, Slot, Timeouts,
 };
 pub use server::{serve, Backend, Controller};
+pub use sysctl::Sysctls;

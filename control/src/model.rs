@@ -1,5 +1,6 @@
-//! The configuration model (virtual services, real servers, port addresses, timeouts) and the
-//! authoritative config engine [`Config::apply`], which implements IPVS/ipvsadm semantics.
+//! The configuration model (virtual services, real servers, port addresses, timeouts, mark
+//! rules, IPVS sysctls) and the authoritative config engine [`Config::apply`], which implements
+//! IPVS/ipvsadm semantics (and iptables' for mark rules, sysctl's for sysctls).
 //!
 //! Invariants kept by `Config` (nothing outside this module can mutate it except through
 //! [`Config::apply`] / [`Config::reclaim_trash`]):
@@ -18,6 +19,13 @@
 //!   lc/wlc) depend on this order; listings sort separately (see [`ipvsadm_service_cmp`]).
 //! - Address services whose servers forward by direct routing or tunnelling have
 //!   `server.port == service port` (ipvsadm forces it; the engine enforces it again).
+//! - Mark rules ([`MarkRule`], see [`crate::marks`] for their semantics and
+//!   [`evaluate_marks`] for the reference evaluation) are kept in chain order: appended at the
+//!   end, inserted at a 1-based position, deleted by identity (first identical rule) or by
+//!   position. Stored rules are normalized (address masked to the prefix), structurally valid,
+//!   name a known port in `in_dev` (if any), and number at most [`MAX_MARK_RULES`]. `-C`
+//!   (`Clear`) does not touch them: they belong to "iptables", not to ipvsadm.
+//! - [`Sysctls`] always hold valid values (0/1 switches, `conn_reuse_mode` 0..=3).
 //! - `generation` increases by one on every successful change, and only then; a failed
 //!   `apply` leaves the whole `Config` unchanged (checks run before any mutation).
 //!
@@ -34,6 +42,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CtlError;
+pub use crate::marks::{evaluate_marks, MarkRule, MAX_MARK_RULES};
+pub use crate::sysctl::Sysctls;
 
 /// Persistence timeout used when `-p` is given without a value (ipvsadm 1.31: 360 s).
 pub const DEFAULT_PERSISTENT_TIMEOUT: u32 = 360;
@@ -88,6 +98,15 @@ impl Protocol {
         match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
+        }
+    }
+
+    /// The protocol with this IP protocol number (6 or 17).
+    pub fn from_number(n: u8) -> Option<Protocol> {
+        match n {
+            6 => Some(Protocol::Tcp),
+            17 => Some(Protocol::Udp),
+            _ => None,
         }
     }
 }
@@ -658,6 +677,36 @@ pub enum ConfigCommand {
         /// Port name.
         dev: String,
     },
+    /// `iptables -t mangle -A PREROUTING ... -j MARK --set-mark N`, `mark add`: append a mark
+    /// rule. Errors: structural ([`MarkRule::check`], exit 2), unknown `in_dev` (exit 2),
+    /// table full (255).
+    AddMark(MarkRule),
+    /// `iptables -t mangle -I PREROUTING [POS] ...`, `mark insert`: insert a mark rule so it
+    /// becomes rule `pos` (1-based; 1 = first). `pos` 0 → "Invalid rule number" (2); `pos`
+    /// beyond the end + 1 → "iptables: Index of insertion too big." (1).
+    InsertMark {
+        /// 1-based position the rule will have.
+        pos: u32,
+        /// The rule.
+        rule: MarkRule,
+    },
+    /// `iptables -t mangle -D PREROUTING ...`, `mark del`: delete the first rule identical to
+    /// this one (after normalization); none → "iptables: Bad rule (does a matching rule exist
+    /// in that chain?)." (exit 1).
+    DelMark(MarkRule),
+    /// `iptables -t mangle -D PREROUTING POS`, `mark del POS`: delete rule `pos` (1-based);
+    /// out of range → "iptables: Index of deletion too big." (1).
+    DelMarkAt(u32),
+    /// `iptables -t mangle -F [PREROUTING]`, `mark flush`: delete every mark rule.
+    FlushMarks,
+    /// `sysctl -w net.ipv4.vs.NAME=VALUE`: set one IPVS sysctl (`name` short or full; errors in
+    /// sysctl's words, exit 255, see [`Sysctls::set`]).
+    SetSysctl {
+        /// Sysctl name (`sloppy_tcp` or `net.ipv4.vs.sloppy_tcp`).
+        name: String,
+        /// New value.
+        value: i64,
+    },
 }
 
 /// A virtual service with its real servers in kernel order (newest first).
@@ -718,6 +767,8 @@ pub struct Config {
     services: BTreeMap<ServiceKey, Service>,
     addrs: Vec<AddrConfig>,
     timeouts: Timeouts,
+    marks: Vec<MarkRule>,
+    sysctls: Sysctls,
     generation: u64,
     port_names: Vec<String>,
     max_servers: u32,
@@ -741,6 +792,8 @@ impl Config {
             services: BTreeMap::new(),
             addrs: Vec::new(),
             timeouts: Timeouts::default(),
+            marks: Vec::new(),
+            sysctls: Sysctls::default(),
             generation: 0,
             port_names,
             max_servers,
@@ -797,6 +850,16 @@ impl Config {
     /// The `--set` timeouts.
     pub fn timeouts(&self) -> &Timeouts {
         &self.timeouts
+    }
+
+    /// Mark rules in chain order (evaluate with [`evaluate_marks`]: last match wins).
+    pub fn marks(&self) -> &[MarkRule] {
+        &self.marks
+    }
+
+    /// The IPVS sysctls.
+    pub fn sysctls(&self) -> &Sysctls {
+        &self.sysctls
     }
 
     /// State of slot `id` (`Free` for ids never used or out of range).
@@ -878,7 +941,83 @@ impl Config {
                 prefix_len,
                 dev,
             } => self.del_addr(*addr, *prefix_len, dev),
+            ConfigCommand::AddMark(rule) => {
+                let rule = self.check_mark(rule)?;
+                self.marks.push(rule);
+                self.generation += 1;
+                Ok(())
+            }
+            ConfigCommand::InsertMark { pos, rule } => {
+                let rule = self.check_mark(rule)?;
+                let idx = match *pos {
+                    0 => return Err(CtlError::invalid_rule_number("0")),
+                    p if p as usize > self.marks.len() + 1 => {
+                        return Err(CtlError::mark_insert_index_too_big())
+                    }
+                    p => p as usize - 1,
+                };
+                self.marks.insert(idx, rule);
+                self.generation += 1;
+                Ok(())
+            }
+            ConfigCommand::DelMark(rule) => {
+                rule.check()?;
+                if let Some(dev) = &rule.in_dev {
+                    self.check_mark_dev(dev)?;
+                }
+                let rule = rule.normalized();
+                let pos = self
+                    .marks
+                    .iter()
+                    .position(|r| *r == rule)
+                    .ok_or_else(CtlError::mark_rule_not_found)?;
+                self.marks.remove(pos);
+                self.generation += 1;
+                Ok(())
+            }
+            ConfigCommand::DelMarkAt(pos) => {
+                let idx = match *pos {
+                    0 => return Err(CtlError::invalid_rule_number("0")),
+                    p if p as usize > self.marks.len() => {
+                        return Err(CtlError::mark_delete_index_too_big())
+                    }
+                    p => p as usize - 1,
+                };
+                self.marks.remove(idx);
+                self.generation += 1;
+                Ok(())
+            }
+            ConfigCommand::FlushMarks => {
+                self.marks.clear();
+                self.generation += 1;
+                Ok(())
+            }
+            ConfigCommand::SetSysctl { name, value } => {
+                self.sysctls.set(name, *value)?;
+                self.generation += 1;
+                Ok(())
+            }
         }
+    }
+
+    fn check_mark_dev(&self, dev: &str) -> Result<(), CtlError> {
+        if self.port_names.iter().any(|p| p == dev) {
+            Ok(())
+        } else {
+            Err(CtlError::unknown_mark_dev(dev, &self.port_names))
+        }
+    }
+
+    /// Validates a rule to be added and returns it normalized.
+    fn check_mark(&self, rule: &MarkRule) -> Result<MarkRule, CtlError> {
+        rule.check()?;
+        if let Some(dev) = &rule.in_dev {
+            self.check_mark_dev(dev)?;
+        }
+        if self.marks.len() >= MAX_MARK_RULES {
+            return Err(CtlError::mark_table_full(MAX_MARK_RULES));
+        }
+        Ok(rule.normalized())
     }
 
     fn validate_spec(spec: &ServiceSpec) -> Result<ServiceConfig, CtlError> {
@@ -1519,6 +1658,246 @@ mod tests {
         );
     }
 
+    fn mrule(dev: Option<&str>, dst: [u8; 4], len: u8, port: Option<u16>, mark: u32) -> MarkRule {
+        MarkRule {
+            in_dev: dev.map(str::to_string),
+            dst: Ipv4Addr::from(dst),
+            prefix_len: len,
+            proto: port.map(|_| Protocol::Tcp),
+            dport: port.map(|p| (p, p)),
+            mark,
+        }
+    }
+
+    #[test]
+    fn mark_rules_append_insert_delete_flush() {
+        let mut c = cfg();
+        let r80 = mrule(None, [192, 168, 195, 200], 32, Some(80), 10);
+        let r443 = mrule(None, [192, 168, 195, 200], 32, Some(443), 10);
+        c.apply(&ConfigCommand::AddMark(r80.clone())).unwrap();
+        c.apply(&ConfigCommand::AddMark(r443.clone())).unwrap();
+        // Duplicates are allowed, as in iptables.
+        c.apply(&ConfigCommand::AddMark(r80.clone())).unwrap();
+        assert_eq!(c.marks(), &[r80.clone(), r443.clone(), r80.clone()]);
+        assert_eq!(c.generation(), 3);
+        // -D deletes the FIRST identical rule.
+        c.apply(&ConfigCommand::DelMark(r80.clone())).unwrap();
+        assert_eq!(c.marks(), &[r443.clone(), r80.clone()]);
+        // Insert at 1 (front), at len+1 (end); beyond → error.
+        let first = mrule(Some("dpdk1"), [10, 0, 0, 0], 8, None, 0);
+        c.apply(&ConfigCommand::InsertMark {
+            pos: 1,
+            rule: first.clone(),
+        })
+        .unwrap();
+        let last = mrule(None, [10, 0, 0, 1], 32, None, 7);
+        c.apply(&ConfigCommand::InsertMark {
+            pos: 4,
+            rule: last.clone(),
+        })
+        .unwrap();
+        assert_eq!(
+            c.marks(),
+            &[first.clone(), r443.clone(), r80.clone(), last.clone()]
+        );
+        let gen = c.generation();
+        let e = c
+            .apply(&ConfigCommand::InsertMark {
+                pos: 6,
+                rule: last.clone(),
+            })
+            .unwrap_err();
+        assert_eq!(
+            (e.message.as_str(), e.exit_code),
+            ("iptables: Index of insertion too big.", 1)
+        );
+        let e = c
+            .apply(&ConfigCommand::InsertMark {
+                pos: 0,
+                rule: last.clone(),
+            })
+            .unwrap_err();
+        assert_eq!(
+            (e.message.as_str(), e.exit_code),
+            ("Invalid rule number `0'", 2)
+        );
+        let e = c.apply(&ConfigCommand::DelMarkAt(5)).unwrap_err();
+        assert_eq!(
+            (e.message.as_str(), e.exit_code),
+            ("iptables: Index of deletion too big.", 1)
+        );
+        let e = c
+            .apply(&ConfigCommand::DelMark(mrule(
+                None,
+                [1, 1, 1, 1],
+                32,
+                None,
+                1,
+            )))
+            .unwrap_err();
+        assert_eq!(
+            (e.message.as_str(), e.exit_code),
+            (
+                "iptables: Bad rule (does a matching rule exist in that chain?).",
+                1
+            )
+        );
+        // Same rule with another mark is another rule.
+        assert!(c
+            .apply(&ConfigCommand::DelMark(mrule(
+                None,
+                [192, 168, 195, 200],
+                32,
+                Some(443),
+                11
+            )))
+            .is_err());
+        assert_eq!(
+            c.generation(),
+            gen,
+            "failed mark commands do not bump the generation"
+        );
+        c.apply(&ConfigCommand::DelMarkAt(2)).unwrap();
+        assert_eq!(c.marks(), &[first, r80, last]);
+        // -C leaves mark rules alone; flush empties them (and bumps even when empty).
+        c.apply(&ConfigCommand::Clear).unwrap();
+        assert_eq!(c.marks().len(), 3);
+        c.apply(&ConfigCommand::FlushMarks).unwrap();
+        assert!(c.marks().is_empty());
+        let gen = c.generation();
+        c.apply(&ConfigCommand::FlushMarks).unwrap();
+        assert_eq!(c.generation(), gen + 1);
+    }
+
+    #[test]
+    fn mark_rules_are_validated_and_normalized() {
+        let mut c = cfg();
+        // The address is stored masked, and -D matches the masked form.
+        c.apply(&ConfigCommand::AddMark(mrule(
+            None,
+            [10, 1, 2, 3],
+            24,
+            None,
+            1,
+        )))
+        .unwrap();
+        assert_eq!(c.marks()[0].dst, Ipv4Addr::new(10, 1, 2, 0));
+        c.apply(&ConfigCommand::DelMark(mrule(
+            None,
+            [10, 1, 2, 99],
+            24,
+            None,
+            1,
+        )))
+        .unwrap();
+        // -i must name a port; the error lists them.
+        let e = c
+            .apply(&ConfigCommand::AddMark(mrule(
+                Some("eth0"),
+                [1, 1, 1, 1],
+                32,
+                Some(80),
+                1,
+            )))
+            .unwrap_err();
+        assert_eq!(e.exit_code, 2);
+        assert_eq!(
+            e.message,
+            "unknown interface \"eth0\": mark rules match the director's DPDK ports \
+             (dpdk0, dpdk1); use -i dpdkN or omit -i"
+        );
+        assert_eq!(
+            c.apply(&ConfigCommand::DelMark(mrule(
+                Some("eth0"),
+                [1, 1, 1, 1],
+                32,
+                None,
+                1
+            )))
+            .unwrap_err(),
+            e
+        );
+        let mut no_proto = mrule(None, [1, 1, 1, 1], 32, Some(80), 1);
+        no_proto.proto = None;
+        assert_eq!(
+            c.apply(&ConfigCommand::AddMark(no_proto)),
+            Err(CtlError::dport_needs_proto())
+        );
+        let mut bad_range = mrule(None, [1, 1, 1, 1], 32, Some(80), 1);
+        bad_range.dport = Some((90, 80));
+        assert_eq!(
+            c.apply(&ConfigCommand::AddMark(bad_range))
+                .unwrap_err()
+                .exit_code,
+            2
+        );
+        assert!(c
+            .apply(&ConfigCommand::AddMark(mrule(
+                None,
+                [1, 1, 1, 1],
+                33,
+                None,
+                1
+            )))
+            .is_err());
+        assert!(c.marks().is_empty());
+        assert_eq!(c.generation(), 2);
+        // The table is bounded.
+        for i in 0..MAX_MARK_RULES {
+            c.apply(&ConfigCommand::AddMark(mrule(
+                None,
+                [10, 0, 0, 1],
+                32,
+                None,
+                i as u32,
+            )))
+            .unwrap();
+        }
+        let e = c
+            .apply(&ConfigCommand::AddMark(mrule(
+                None,
+                [10, 0, 0, 1],
+                32,
+                None,
+                0,
+            )))
+            .unwrap_err();
+        assert_eq!(e.exit_code, 255);
+        assert!(e.message.contains("Mark rule table full"), "{}", e.message);
+    }
+
+    #[test]
+    fn sysctls_set_and_errors() {
+        let mut c = cfg();
+        assert_eq!(*c.sysctls(), Sysctls::default());
+        let set = |n: &str, v| ConfigCommand::SetSysctl {
+            name: n.into(),
+            value: v,
+        };
+        c.apply(&set("sloppy_tcp", 1)).unwrap();
+        c.apply(&set("net.ipv4.vs.conn_reuse_mode", 2)).unwrap();
+        assert!(c.sysctls().sloppy_tcp);
+        assert_eq!(c.sysctls().conn_reuse_mode, 2);
+        assert_eq!(c.generation(), 2);
+        let e = c.apply(&set("expire_nodest_conn", 2)).unwrap_err();
+        assert_eq!(
+            (e.message.as_str(), e.exit_code),
+            (
+                "sysctl: setting key \"net.ipv4.vs.expire_nodest_conn\": Invalid argument",
+                255
+            )
+        );
+        let e = c.apply(&set("foo", 1)).unwrap_err();
+        assert_eq!(
+            e.message,
+            "sysctl: cannot stat /proc/sys/net/ipv4/vs/foo: No such file or directory"
+        );
+        assert_eq!(c.generation(), 2);
+        // -C does not reset sysctls.
+        c.apply(&ConfigCommand::Clear).unwrap();
+        assert!(c.sysctls().sloppy_tcp);
+    }
+
     #[test]
     fn sched_flags_parse_and_names() {
         let f = SchedFlags::parse("sh-fallback,sh-port", "sh").unwrap();
@@ -1623,10 +2002,57 @@ mod tests {
                     addr: s.addr,
                     port: s.port
                 }),
+                mark_cmd(),
+            ]
+        }
+
+        fn mark_cmd() -> impl Strategy<Value = ConfigCommand> {
+            let rule = (
+                prop::option::of(prop::sample::select(vec!["dpdk0", "eth0"])),
+                0u8..3,
+                prop::sample::select(vec![0u8, 24, 32, 40]),
+                prop::option::of(75u16..78),
+                prop::bool::ANY,
+                0u32..3,
+            )
+                .prop_map(|(dev, d, len, port, proto, mark)| MarkRule {
+                    in_dev: dev.map(str::to_string),
+                    dst: Ipv4Addr::new(10, 0, 0, d),
+                    prefix_len: len,
+                    proto: if proto || port.is_some() {
+                        Some(Protocol::Udp)
+                    } else {
+                        None
+                    },
+                    dport: port.map(|p| (p, p + u16::from(proto))),
+                    mark,
+                });
+            prop_oneof![
+                rule.clone().prop_map(ConfigCommand::AddMark),
+                (0u32..5, rule.clone())
+                    .prop_map(|(pos, rule)| ConfigCommand::InsertMark { pos, rule }),
+                rule.prop_map(ConfigCommand::DelMark),
+                (0u32..5).prop_map(ConfigCommand::DelMarkAt),
+                Just(ConfigCommand::FlushMarks),
+                (
+                    prop::sample::select(vec!["sloppy_tcp", "conn_reuse_mode", "bogus"]),
+                    -1i64..5
+                )
+                    .prop_map(|(n, value)| ConfigCommand::SetSysctl {
+                        name: n.into(),
+                        value
+                    }),
             ]
         }
 
         fn check_invariants(c: &Config) {
+            assert!(c.marks().len() <= MAX_MARK_RULES);
+            for r in c.marks() {
+                assert_eq!(*r, r.normalized());
+                assert!(r.check().is_ok());
+                assert!(r.in_dev.as_ref().is_none_or(|d| c.port_names().contains(d)));
+            }
+            assert!(c.sysctls().conn_reuse_mode <= 3);
             let mut seen = BTreeSet::new();
             for svc in c.services() {
                 for s in &svc.servers {

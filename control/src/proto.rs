@@ -35,6 +35,21 @@
 //!   `{"AddrDel": {"addr": ..., "prefix_len": 24 | null, "dev": ...}}`: answer `"Ok"`.
 //! - `"AddrShow"` → `{"Addrs": [...]}`, `"NeighShow"` → `{"Neighs": [...]}`,
 //!   `"LinkShow"` → `{"Links": [...]}`.
+//! - Mark rules (`lbadm mark`, `lbadm iptables -t mangle ... PREROUTING`; semantics in
+//!   [`crate::marks`]). `RULE` is a [`MarkRule`]: `{"in_dev": "dpdk0" | null, "dst":
+//!   "192.168.195.200", "prefix_len": 32, "proto": "tcp" | "udp" | null, "dport": [80, 80] |
+//!   null, "mark": 10}`. `{"MarkAdd": RULE}` appends, `{"MarkInsert": {"pos": 1, "rule":
+//!   RULE}}` inserts at a 1-based position, `{"MarkDel": RULE}` deletes the first identical
+//!   rule, `{"MarkDelAt": 2}` deletes by 1-based position, `"MarkFlush"` deletes all: each
+//!   answers `"Ok"` (errors in iptables' words, see [`crate::model::ConfigCommand`]).
+//!   `"MarkShow"` → `{"Marks": [{"rule": RULE, "packets": N, "bytes": N}, ...]}` in chain order
+//!   (counters from [`crate::server::Backend::mark_counters`], 0 where the dataplane does not
+//!   count).
+//! - IPVS sysctls: `"SysctlShow"` → `{"Sysctls": SYSCTLS}`; `{"SysctlSet": {"name":
+//!   "sloppy_tcp", "value": 1}}` (name short or `net.ipv4.vs.` form) → `{"Sysctls": SYSCTLS}`
+//!   with the new values. `SYSCTLS` is a [`Sysctls`]: `{"expire_nodest_conn": false,
+//!   "expire_quiescent_template": false, "sloppy_tcp": false, "conn_reuse_mode": 1,
+//!   "schedule_icmp": false, "cache_bypass": false, "pmtu_disc": true}`.
 //!
 //! Field names and units of every reply type are those of the Rust structs below (addresses
 //! as dotted strings, counters as unsigned integers, rates per second).
@@ -51,7 +66,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::CtlError;
 use crate::ipvsadm::IpvsCommand;
+use crate::marks::MarkRule;
 use crate::model::{AddrConfig, ServerConfig, ServiceConfig, Timeouts};
+use crate::sysctl::Sysctls;
 
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -110,6 +127,32 @@ pub enum Op {
     NeighShow,
     /// List the ports with their counters.
     LinkShow,
+    /// Append a mark rule.
+    MarkAdd(MarkRule),
+    /// Insert a mark rule at a 1-based position.
+    MarkInsert {
+        /// Position the rule will have (1 = first).
+        pos: u32,
+        /// The rule.
+        rule: MarkRule,
+    },
+    /// Delete the first mark rule identical to this one.
+    MarkDel(MarkRule),
+    /// Delete the mark rule at this 1-based position.
+    MarkDelAt(u32),
+    /// Delete every mark rule.
+    MarkFlush,
+    /// List the mark rules with their counters.
+    MarkShow,
+    /// The IPVS sysctls.
+    SysctlShow,
+    /// Set one IPVS sysctl; answers the new values.
+    SysctlSet {
+        /// Name (`sloppy_tcp` or `net.ipv4.vs.sloppy_tcp`).
+        name: String,
+        /// Value.
+        value: i64,
+    },
 }
 
 /// A response.
@@ -167,6 +210,32 @@ pub enum Reply {
     Neighs(Vec<NeighInfo>),
     /// Ports.
     Links(Vec<LinkInfo>),
+    /// Mark rules in chain order, with counters.
+    Marks(Vec<MarkStatus>),
+    /// The IPVS sysctls.
+    Sysctls(Sysctls),
+}
+
+/// Per-rule counters as the dataplane reports them: packets (and their bytes) that matched
+/// the rule. Like iptables, a packet counts on every rule it matches, not only the one whose
+/// mark wins; unlike iptables, only packets that start a new connection are evaluated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarkCounters {
+    /// Matching packets.
+    pub packets: u64,
+    /// Their bytes (IP length).
+    pub bytes: u64,
+}
+
+/// One mark rule in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarkStatus {
+    /// The rule.
+    pub rule: MarkRule,
+    /// Matching packets.
+    pub packets: u64,
+    /// Their bytes.
+    pub bytes: u64,
 }
 
 /// Per-server counters as the dataplane reports them (merged over all workers).
@@ -580,6 +649,20 @@ mod tests {
             Op::AddrShow,
             Op::NeighShow,
             Op::LinkShow,
+            Op::MarkAdd(MarkRule::new(Ipv4Addr::new(10, 0, 0, 1), 32, 7)),
+            Op::MarkInsert {
+                pos: 1,
+                rule: MarkRule::new(Ipv4Addr::new(10, 0, 0, 0), 8, 0),
+            },
+            Op::MarkDel(MarkRule::new(Ipv4Addr::new(10, 0, 0, 1), 32, 7)),
+            Op::MarkDelAt(2),
+            Op::MarkFlush,
+            Op::MarkShow,
+            Op::SysctlShow,
+            Op::SysctlSet {
+                name: "sloppy_tcp".into(),
+                value: 1,
+            },
         ] {
             let req = Request::new(op);
             assert_eq!(decode_request(&encode_request(&req)).unwrap(), req);
@@ -593,6 +676,64 @@ mod tests {
             decode_request(br#"{"v":1,"op":"AddrShow"}"#).unwrap().op,
             Op::AddrShow
         );
+        // The documented JSON forms.
+        let rule = MarkRule {
+            in_dev: Some("dpdk0".into()),
+            dst: Ipv4Addr::new(192, 168, 195, 200),
+            prefix_len: 32,
+            proto: Some(crate::model::Protocol::Tcp),
+            dport: Some((80, 80)),
+            mark: 10,
+        };
+        assert_eq!(
+            decode_request(
+                br#"{"v":1,"op":{"MarkAdd":{"in_dev":"dpdk0","dst":"192.168.195.200","prefix_len":32,"proto":"tcp","dport":[80,80],"mark":10}}}"#
+            )
+            .unwrap()
+            .op,
+            Op::MarkAdd(rule.clone())
+        );
+        assert_eq!(
+            decode_request(br#"{"v":1,"op":{"MarkInsert":{"pos":1,"rule":{"in_dev":null,"dst":"10.0.0.0","prefix_len":8,"proto":null,"dport":null,"mark":0}}}}"#)
+                .unwrap()
+                .op,
+            Op::MarkInsert {
+                pos: 1,
+                rule: MarkRule::new(Ipv4Addr::new(10, 0, 0, 0), 8, 0)
+            }
+        );
+        assert_eq!(
+            decode_request(br#"{"v":1,"op":{"MarkDelAt":2}}"#)
+                .unwrap()
+                .op,
+            Op::MarkDelAt(2)
+        );
+        assert_eq!(
+            decode_request(br#"{"v":1,"op":"MarkFlush"}"#).unwrap().op,
+            Op::MarkFlush
+        );
+        assert_eq!(
+            decode_request(
+                br#"{"v":1,"op":{"SysctlSet":{"name":"net.ipv4.vs.sloppy_tcp","value":1}}}"#
+            )
+            .unwrap()
+            .op,
+            Op::SysctlSet {
+                name: "net.ipv4.vs.sloppy_tcp".into(),
+                value: 1
+            }
+        );
+        let sys = serde_json::to_value(Reply::Sysctls(Sysctls::default())).unwrap();
+        assert_eq!(sys["Sysctls"]["conn_reuse_mode"], 1);
+        assert_eq!(sys["Sysctls"]["pmtu_disc"], true);
+        let marks = serde_json::to_value(Reply::Marks(vec![MarkStatus {
+            rule,
+            packets: 3,
+            bytes: 180,
+        }]))
+        .unwrap();
+        assert_eq!(marks["Marks"][0]["rule"]["dport"][1], 80);
+        assert_eq!(marks["Marks"][0]["packets"], 3);
         assert_eq!(
             decode_request(br#"{"v":1,"op":{"Ipvs":"Clear"}}"#)
                 .unwrap()

@@ -8,7 +8,10 @@
 //!   the config. A refused or failed change therefore changes nothing, here or in the
 //!   dataplane. `-R` applies all its rules to one clone and publishes once.
 //! - Listings merge the config (the truth about services and servers) with the backend's
-//!   per-server counters, adjusted by `-Z` bases and the rate estimator ([`StatsBook`]).
+//!   per-server counters, adjusted by `-Z` bases and the rate estimator ([`StatsBook`]). Mark
+//!   rule listings come from the config with the backend's optional per-rule counters
+//!   ([`Backend::mark_counters`]); sysctl changes are config changes like any other (applied to
+//!   a clone, published, then kept).
 //! - Concurrency: `serve` accepts any number of clients up to [`MAX_CLIENTS`], one thread each;
 //!   every request is handled under one `Mutex<Controller>`, so requests are serialised (the
 //!   control path is slow path). The accept loop also calls [`Controller::tick`] about once a
@@ -31,8 +34,9 @@ use crate::error::CtlError;
 use crate::ipvsadm::IpvsCommand;
 use crate::model::{AddrConfig, Config, ConfigCommand, ServerId, ServiceKey};
 use crate::proto::{
-    decode_request, encode_response, write_frame, ConnInfo, LinkInfo, NeighInfo, Op, Reply,
-    Request, Response, ServerStats, ServerStatus, ServiceStatus, MAX_REQUEST, PROTOCOL_VERSION,
+    decode_request, encode_response, write_frame, ConnInfo, LinkInfo, MarkCounters, MarkStatus,
+    NeighInfo, Op, Reply, Request, Response, ServerStats, ServerStatus, ServiceStatus, MAX_REQUEST,
+    PROTOCOL_VERSION,
 };
 use crate::stats::StatsBook;
 
@@ -54,6 +58,13 @@ pub trait Backend: Send {
     fn links(&mut self) -> Vec<LinkInfo>;
     /// Connection table size shown by `-L` as `(size=N)`.
     fn table_size(&self) -> u32;
+    /// Counters of the mark rules of the most recently published config, in rule order
+    /// (index i ↔ `cfg.marks()[i]`), for `iptables -L -v` and `mark show`. Missing entries
+    /// show as 0; the default implementation counts nothing. A backend may restart the
+    /// counters from 0 whenever the mark rules change.
+    fn mark_counters(&mut self) -> Vec<MarkCounters> {
+        Vec::new()
+    }
 }
 
 /// The request handler: the authoritative configuration plus the dataplane backend.
@@ -154,6 +165,24 @@ impl<B: Backend> Controller<B> {
                 }])
                 .map(|_| Reply::Ok),
             Op::AddrShow => Ok(Reply::Addrs(self.config.addrs().to_vec())),
+            Op::MarkAdd(rule) => self
+                .apply(&[ConfigCommand::AddMark(rule)])
+                .map(|_| Reply::Ok),
+            Op::MarkInsert { pos, rule } => self
+                .apply(&[ConfigCommand::InsertMark { pos, rule }])
+                .map(|_| Reply::Ok),
+            Op::MarkDel(rule) => self
+                .apply(&[ConfigCommand::DelMark(rule)])
+                .map(|_| Reply::Ok),
+            Op::MarkDelAt(pos) => self
+                .apply(&[ConfigCommand::DelMarkAt(pos)])
+                .map(|_| Reply::Ok),
+            Op::MarkFlush => self.apply(&[ConfigCommand::FlushMarks]).map(|_| Reply::Ok),
+            Op::MarkShow => Ok(self.marks_reply()),
+            Op::SysctlShow => Ok(Reply::Sysctls(*self.config.sysctls())),
+            Op::SysctlSet { name, value } => self
+                .apply(&[ConfigCommand::SetSysctl { name, value }])
+                .map(|_| Reply::Sysctls(*self.config.sysctls())),
             Op::NeighShow => Ok(Reply::Neighs(self.backend.neighbours())),
             Op::LinkShow => Ok(Reply::Links(self.backend.links())),
         };
@@ -197,6 +226,25 @@ impl<B: Backend> Controller<B> {
             // Config changes were handled above; StartDaemon is refused by validate().
             _ => Err(CtlError::protocol("unexpected command")),
         }
+    }
+
+    fn marks_reply(&mut self) -> Reply {
+        let counters = self.backend.mark_counters();
+        Reply::Marks(
+            self.config
+                .marks()
+                .iter()
+                .enumerate()
+                .map(|(i, rule)| {
+                    let c = counters.get(i).copied().unwrap_or_default();
+                    MarkStatus {
+                        rule: rule.clone(),
+                        packets: c.packets,
+                        bytes: c.bytes,
+                    }
+                })
+                .collect(),
+        )
     }
 
     fn zero(&mut self, cfg: &Config, svc: Option<&ServiceKey>) -> Result<(), CtlError> {

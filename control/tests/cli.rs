@@ -386,3 +386,280 @@ fn binary_reports_unreachable_director() {
         "-A -t 10.1.1.1:80 -s wlc\n"
     );
 }
+
+#[test]
+fn mark_rules_iptables_and_mark_verbs() {
+    let r = common::Running::start("cli-marks");
+    let s = &r.path;
+    let check = |args: &str, code: i32, msg: &str| {
+        let o = lbadm(s, args);
+        assert_eq!(
+            (o.code, o.stderr.as_str(), o.stdout.as_str()),
+            (code, format!("{msg}\n").as_str(), ""),
+            "lbadm {args}"
+        );
+    };
+    // seeds/002 verbatim, then the fwmark service they feed.
+    assert_eq!(
+        ok(s, "iptables -t mangle -A PREROUTING  -d 192.168.195.200 -p tcp --dport 80 -j MARK --set-mark 10"),
+        ""
+    );
+    assert_eq!(
+        ok(s, "iptables -t mangle -A PREROUTING  -d 192.168.195.200 -p tcp --dport 443 -j MARK --set-mark 10"),
+        ""
+    );
+    assert_eq!(ok(s, "-A -f 10 -s rr -p 1200"), "");
+    // seeds/001 verbatim: eth0 is not a director port.
+    check(
+        "iptables -A PREROUTING -i eth0 -t mangle -p tcp -d 172.16.100.6 --dport 80 -j MARK --set-mark 1",
+        2,
+        "unknown interface \"eth0\": mark rules match the director's DPDK ports (dpdk0, dpdk1); use -i dpdkN or omit -i",
+    );
+    assert_eq!(
+        ok(s, "iptables -A PREROUTING -i dpdk0 -t mangle -p tcp -d 172.16.100.6 --dport 80 -j MARK --set-mark 1"),
+        ""
+    );
+    assert_eq!(
+        ok(
+            s,
+            "mark add -d 10.1.2.3/24 -p udp --dport 1000:2000 --set-mark 0"
+        ),
+        ""
+    );
+    let listing = "Chain PREROUTING (policy ACCEPT)\n\
+                   target     prot opt source               destination         \n\
+                   MARK       tcp  --  0.0.0.0/0            192.168.195.200      tcp dpt:80 MARK set 0xa\n\
+                   MARK       tcp  --  0.0.0.0/0            192.168.195.200      tcp dpt:443 MARK set 0xa\n\
+                   MARK       tcp  --  0.0.0.0/0            172.16.100.6         tcp dpt:80 MARK set 0x1\n\
+                   MARK       udp  --  0.0.0.0/0            10.1.2.0/24          udp dpts:1000:2000 MARK and 0x0\n";
+    assert_eq!(ok(s, "iptables -t mangle -L -n"), listing);
+    assert_eq!(ok(s, "iptables -nL PREROUTING -t mangle"), listing);
+    assert_eq!(
+        ok(s, "iptables -t mangle -S"),
+        "-P PREROUTING ACCEPT\n\
+         -A PREROUTING -d 192.168.195.200/32 -p tcp -m tcp --dport 80 -j MARK --set-xmark 0xa/0xffffffff\n\
+         -A PREROUTING -d 192.168.195.200/32 -p tcp -m tcp --dport 443 -j MARK --set-xmark 0xa/0xffffffff\n\
+         -A PREROUTING -d 172.16.100.6/32 -i dpdk0 -p tcp -m tcp --dport 80 -j MARK --set-xmark 0x1/0xffffffff\n\
+         -A PREROUTING -d 10.1.2.0/24 -p udp -m udp --dport 1000:2000 -j MARK --set-xmark 0x0/0xffffffff\n"
+    );
+    assert_eq!(
+        ok(s, "mark show"),
+        "NUM  IN       DESTINATION        PROTO DPORT       MARK          PACKETS        BYTES\n\
+         1    *        192.168.195.200/32 tcp   80          10                  0            0\n\
+         2    *        192.168.195.200/32 tcp   443         10                  0            0\n\
+         3    dpdk0    172.16.100.6/32    tcp   80          1                   0            0\n\
+         4    *        10.1.2.0/24        udp   1000:2000   0                   0            0\n"
+    );
+    let j: serde_json::Value = serde_json::from_str(&ok(s, "--json mark")).unwrap();
+    assert_eq!(j.as_array().unwrap().len(), 4);
+    assert_eq!(j[2]["rule"]["in_dev"], "dpdk0");
+    assert_eq!(j[3]["rule"]["dst"], "10.1.2.0");
+    // ipvsadm's -S is services only.
+    assert_eq!(ok(s, "-S -n"), "-A -f 10 -s rr -p 1200\n");
+
+    // -C, -D by rule and number, -I positions, with iptables' errors and statuses.
+    assert_eq!(
+        ok(s, "iptables -t mangle -C PREROUTING -d 192.168.195.200 -p tcp --dport 443 -j MARK --set-mark 10"),
+        ""
+    );
+    let bad_rule = "iptables: Bad rule (does a matching rule exist in that chain?).";
+    check(
+        "iptables -t mangle -C PREROUTING -d 192.168.195.200 -p tcp --dport 443 -j MARK --set-mark 11",
+        1,
+        bad_rule,
+    );
+    check(
+        "iptables -t mangle -D PREROUTING -d 192.168.195.201 -p tcp --dport 80 -j MARK --set-mark 10",
+        1,
+        bad_rule,
+    );
+    assert_eq!(
+        ok(s, "iptables -t mangle -D PREROUTING -d 192.168.195.200 -p tcp --dport 80 -j MARK --set-mark 10"),
+        ""
+    );
+    check(
+        "iptables -t mangle -D PREROUTING 9",
+        1,
+        "iptables: Index of deletion too big.",
+    );
+    check(
+        "iptables -t mangle -I PREROUTING 9 -j MARK --set-mark 1",
+        1,
+        "iptables: Index of insertion too big.",
+    );
+    assert_eq!(
+        ok(
+            s,
+            "iptables -t mangle -I PREROUTING 2 -d 10.0.0.9 -j MARK --set-mark 9"
+        ),
+        ""
+    );
+    assert_eq!(ok(s, "mark del 1"), "");
+    assert_eq!(
+        ok(s, "iptables -t mangle -L PREROUTING 1 -n"),
+        "MARK       all  --  0.0.0.0/0            10.0.0.9             MARK set 0x9\n"
+    );
+    check("mark del -d 10.0.0.9 --set-mark 8", 1, bad_rule);
+    assert_eq!(ok(s, "mark del -d 10.0.0.9 --set-mark 9"), "");
+    assert_eq!(ok(s, "iptables -t mangle -P PREROUTING ACCEPT"), "");
+
+    // Refusals found before connecting (exit 2).
+    check(
+        "iptables -t nat -A PREROUTING -d 1.1.1.1 -j MARK --set-mark 1",
+        2,
+        "lbadm iptables: only -t mangle PREROUTING -j MARK is supported by the director",
+    );
+    check(
+        "iptables -A PREROUTING -d 1.1.1.1 -j MARK --set-mark 1",
+        2,
+        "lbadm iptables: only -t mangle PREROUTING -j MARK is supported by the director",
+    );
+    check(
+        "iptables -t mangle -A PREROUTING -d 1.1.1.1 --dport 80 -j MARK --set-mark 1",
+        2,
+        "lbadm iptables: unknown option \"--dport\" (--dport needs -p tcp or -p udp)",
+    );
+    check(
+        "mark add -p tcp --set-mark 1",
+        2,
+        "lbadm mark: -d VIP[/LEN] is required",
+    );
+
+    // seeds/003: flush with the table after -F.
+    assert_eq!(ok(s, "iptables -F -t mangle"), "");
+    assert_eq!(
+        ok(s, "iptables -t mangle -L -n"),
+        "Chain PREROUTING (policy ACCEPT)\ntarget     prot opt source               destination         \n"
+    );
+    assert_eq!(ok(s, "mark add -i dpdk1 -d 10.0.0.1 --set-mark 3"), "");
+    assert_eq!(ok(s, "mark flush"), "");
+    assert_eq!(r.state.lock().unwrap().last_marks.len(), 0);
+}
+
+#[test]
+fn sysctl_verb() {
+    let r = common::Running::start("cli-sysctl");
+    let s = &r.path;
+    let all = "net.ipv4.vs.cache_bypass = 0\nnet.ipv4.vs.conn_reuse_mode = 1\n\
+               net.ipv4.vs.expire_nodest_conn = 0\nnet.ipv4.vs.expire_quiescent_template = 0\n\
+               net.ipv4.vs.pmtu_disc = 1\nnet.ipv4.vs.schedule_icmp = 0\nnet.ipv4.vs.sloppy_tcp = 0\n";
+    assert_eq!(ok(s, "sysctl"), all);
+    assert_eq!(ok(s, "sysctl -a"), all);
+    assert_eq!(ok(s, "sysctl sloppy_tcp"), "net.ipv4.vs.sloppy_tcp = 0\n");
+    assert_eq!(
+        ok(s, "sysctl net.ipv4.vs.conn_reuse_mode"),
+        "net.ipv4.vs.conn_reuse_mode = 1\n"
+    );
+    assert_eq!(
+        ok(s, "sysctl net.ipv4.vs.sloppy_tcp=1"),
+        "net.ipv4.vs.sloppy_tcp = 1\n"
+    );
+    assert_eq!(
+        ok(s, "sysctl -w conn_reuse_mode=2"),
+        "net.ipv4.vs.conn_reuse_mode = 2\n"
+    );
+    assert_eq!(ok(s, "sysctl -q expire_nodest_conn=1"), "");
+    assert_eq!(ok(s, "sysctl -n sloppy_tcp expire_nodest_conn"), "1\n1\n");
+    assert!(r.state.lock().unwrap().last_sysctls.sloppy_tcp);
+    let j: serde_json::Value = serde_json::from_str(&ok(s, "--json sysctl")).unwrap();
+    assert_eq!(j["net.ipv4.vs.conn_reuse_mode"], 2);
+    let j: serde_json::Value = serde_json::from_str(&ok(s, "sysctl pmtu_disc --json")).unwrap();
+    assert_eq!(j, serde_json::json!({"net.ipv4.vs.pmtu_disc": 1}));
+
+    let err = |args: &str, stdout: &str, stderr: &str| {
+        let o = lbadm(s, args);
+        assert_eq!(
+            (o.code, o.stdout.as_str(), o.stderr.as_str()),
+            (255, stdout, stderr),
+            "lbadm {args}"
+        );
+    };
+    err(
+        "sysctl foo",
+        "",
+        "sysctl: cannot stat /proc/sys/net/ipv4/vs/foo: No such file or directory\n",
+    );
+    err(
+        "sysctl -w net.ipv4.vs.foo=1",
+        "",
+        "sysctl: cannot stat /proc/sys/net/ipv4/vs/foo: No such file or directory\n",
+    );
+    err(
+        "sysctl sloppy_tcp=2",
+        "",
+        "sysctl: setting key \"net.ipv4.vs.sloppy_tcp\": Invalid argument\n",
+    );
+    err(
+        "sysctl conn_reuse_mode=x",
+        "",
+        "sysctl: setting key \"net.ipv4.vs.conn_reuse_mode\": Invalid argument\n",
+    );
+    err(
+        "sysctl -w sloppy_tcp",
+        "",
+        "sysctl: \"sloppy_tcp\" must be of the form name=value\n",
+    );
+    let o = lbadm(s, "sysctl -w");
+    assert_eq!(
+        (o.code, o.stderr.as_str()),
+        (1, "sysctl: no variables specified\n")
+    );
+    // Each argument in turn; any failure makes the status 255.
+    err(
+        "sysctl sloppy_tcp nope pmtu_disc=0",
+        "net.ipv4.vs.sloppy_tcp = 1\nnet.ipv4.vs.pmtu_disc = 0\n",
+        "sysctl: cannot stat /proc/sys/net/ipv4/vs/nope: No such file or directory\n",
+    );
+    assert_eq!(ok(s, "sysctl pmtu_disc"), "net.ipv4.vs.pmtu_disc = 0\n");
+}
+
+#[test]
+fn binary_marks_and_sysctl() {
+    let r = common::Running::start("bin-marks");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_lbadm"))
+            .args(args)
+            .env("DIRECTOR_SOCKET", &r.path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let seed = "iptables -A PREROUTING -i dpdk0 -t mangle -d 192.16.10.3 -p tcp --dport 23 -j MARK --set-mark 8";
+    let args: Vec<&str> = seed.split_whitespace().collect();
+    assert_eq!(run(&args), (Some(0), String::new(), String::new()));
+    let (code, out, _) = run(&["iptables", "-t", "mangle", "-nvL"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        out.lines().nth(2).unwrap(),
+        "    0     0 MARK       tcp  --  dpdk0  *       0.0.0.0/0            192.16.10.3          tcp dpt:23 MARK set 0x8"
+    );
+    assert_eq!(
+        run(&["iptables", "-t", "mangle", "-A", "PREROUTING", "-j", "DNAT"]),
+        (
+            Some(2),
+            String::new(),
+            "lbadm iptables: only -t mangle PREROUTING -j MARK is supported by the director\n"
+                .into()
+        )
+    );
+    assert_eq!(
+        run(&["sysctl", "-w", "net.ipv4.vs.sloppy_tcp=1"]),
+        (
+            Some(0),
+            "net.ipv4.vs.sloppy_tcp = 1\n".into(),
+            String::new()
+        )
+    );
+    assert_eq!(
+        run(&["sysctl", "sloppy_tcp=5"]),
+        (
+            Some(255),
+            String::new(),
+            "sysctl: setting key \"net.ipv4.vs.sloppy_tcp\": Invalid argument\n".into()
+        )
+    );
+}

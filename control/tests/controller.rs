@@ -5,9 +5,10 @@ mod common;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use control::iptables::MarkCommand;
 use control::ipvsadm::{parse, IpvsCommand, ListOptions};
-use control::proto::{Op, Reply, Request, ServerStats};
-use control::{CtlError, ServiceKey, Slot};
+use control::proto::{MarkCounters, Op, Reply, Request, ServerStats};
+use control::{CtlError, MarkRule, ServiceKey, Slot, Sysctls};
 
 fn ipvs(s: &str) -> Request {
     let args: Vec<String> = s.split_whitespace().map(str::to_string).collect();
@@ -369,4 +370,166 @@ fn version_and_client_only_commands() {
         ))))
         .result
         .is_ok());
+}
+
+/// Maps a seed's iptables line to the request lbadm sends.
+fn iptables_op(line: &str) -> Op {
+    let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+    let at = words.iter().position(|w| w == "iptables").unwrap();
+    match control::iptables::parse_iptables(&words[at + 1..], &control::names::NumericOnly).unwrap()
+    {
+        MarkCommand::Append(r) => Op::MarkAdd(r),
+        MarkCommand::Flush => Op::MarkFlush,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn mark_rules_round_trip_and_publish() {
+    let (mut ctl, state) = common::controller();
+    // seeds/002: two ports grouped into fwmark 10, then the fwmark service.
+    for line in [
+        "iptables -t mangle -A PREROUTING  -d 192.168.195.200 -p tcp --dport 80 -j MARK --set-mark 10",
+        "iptables -t mangle -A PREROUTING  -d 192.168.195.200 -p tcp --dport 443 -j MARK --set-mark 10",
+    ] {
+        assert_eq!(ctl.handle(Request::new(iptables_op(line))).result, Ok(Reply::Ok));
+    }
+    assert_eq!(
+        ctl.handle(ipvs("-A -f 10 -s rr -p 1200")).result,
+        Ok(Reply::Ok)
+    );
+    assert_eq!(state.lock().unwrap().published, vec![1, 2, 3]);
+    let marks = state.lock().unwrap().last_marks.clone();
+    assert_eq!(marks.len(), 2);
+    assert_eq!(marks, ctl.config().marks());
+    let vip = Ipv4Addr::new(192, 168, 195, 200);
+    for port in [80, 443] {
+        assert_eq!(control::evaluate_marks(&marks, "dpdk0", vip, 6, port), 10);
+    }
+    assert_eq!(control::evaluate_marks(&marks, "dpdk0", vip, 6, 22), 0);
+
+    // seeds/001 names eth0: refused, naming the director's ports; nothing published.
+    let n = state.lock().unwrap().published.len();
+    let e = ctl
+        .handle(Request::new(iptables_op(
+            "iptables -A PREROUTING -i eth0 -t mangle -p tcp -d 172.16.100.6 --dport 80 -j MARK --set-mark 1",
+        )))
+        .result
+        .unwrap_err();
+    assert_eq!(e.exit_code, 2);
+    assert!(
+        e.message.contains("\"eth0\"") && e.message.contains("dpdk0, dpdk1"),
+        "{}",
+        e.message
+    );
+    assert_eq!(state.lock().unwrap().published.len(), n);
+    let mut on_dpdk0 = MarkRule {
+        in_dev: Some("dpdk0".into()),
+        dst: Ipv4Addr::new(172, 16, 100, 6),
+        prefix_len: 32,
+        proto: Some(control::Protocol::Tcp),
+        dport: Some((80, 80)),
+        mark: 1,
+    };
+    assert_eq!(
+        ctl.handle(Request::new(Op::MarkInsert {
+            pos: 1,
+            rule: on_dpdk0.clone()
+        }))
+        .result,
+        Ok(Reply::Ok)
+    );
+
+    // Listing with counters from the backend (missing entries are 0).
+    state.lock().unwrap().mark_counters = vec![MarkCounters {
+        packets: 4,
+        bytes: 240,
+    }];
+    let Ok(Reply::Marks(list)) = ctl.handle(Request::new(Op::MarkShow)).result else {
+        panic!()
+    };
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[0].rule, on_dpdk0);
+    assert_eq!((list[0].packets, list[0].bytes), (4, 240));
+    assert_eq!((list[2].packets, list[2].bytes), (0, 0));
+
+    // Delete: by identity (first identical), by number, missing → iptables' error.
+    assert_eq!(
+        ctl.handle(Request::new(Op::MarkDel(on_dpdk0.clone())))
+            .result,
+        Ok(Reply::Ok)
+    );
+    assert_eq!(
+        ctl.handle(Request::new(Op::MarkDel(on_dpdk0.clone())))
+            .result,
+        Err(CtlError::mark_rule_not_found())
+    );
+    on_dpdk0.mark = 2;
+    assert_eq!(
+        ctl.handle(Request::new(Op::MarkDelAt(2))).result,
+        Ok(Reply::Ok)
+    );
+    assert_eq!(
+        ctl.handle(Request::new(Op::MarkDelAt(2))).result,
+        Err(CtlError::mark_delete_index_too_big())
+    );
+    assert_eq!(ctl.config().marks().len(), 1);
+    assert_eq!(ctl.config().marks()[0].dport, Some((80, 80)));
+
+    // -C (ipvsadm) keeps the marks; flush (seeds/003 "iptables -F -t mangle") drops them.
+    assert_eq!(ctl.handle(ipvs("-C")).result, Ok(Reply::Ok));
+    assert_eq!(ctl.config().marks().len(), 1);
+    assert_eq!(
+        ctl.handle(Request::new(iptables_op("iptables -F -t mangle")))
+            .result,
+        Ok(Reply::Ok)
+    );
+    assert!(ctl.config().marks().is_empty());
+    assert!(state.lock().unwrap().last_marks.is_empty());
+
+    // A failed publish changes nothing.
+    state.lock().unwrap().fail_next_publish = true;
+    let gen = ctl.config().generation();
+    assert!(ctl
+        .handle(Request::new(Op::MarkAdd(MarkRule::new(vip, 32, 3))))
+        .result
+        .is_err());
+    assert!(ctl.config().marks().is_empty());
+    assert_eq!(ctl.config().generation(), gen);
+}
+
+#[test]
+fn sysctls_round_trip() {
+    let (mut ctl, state) = common::controller();
+    assert_eq!(
+        ctl.handle(Request::new(Op::SysctlShow)).result,
+        Ok(Reply::Sysctls(Sysctls::default()))
+    );
+    let set = |name: &str, value| {
+        Request::new(Op::SysctlSet {
+            name: name.into(),
+            value,
+        })
+    };
+    let Ok(Reply::Sysctls(s)) = ctl.handle(set("net.ipv4.vs.expire_nodest_conn", 1)).result else {
+        panic!()
+    };
+    assert!(s.expire_nodest_conn);
+    assert_eq!(state.lock().unwrap().last_sysctls, s);
+    assert_eq!(state.lock().unwrap().published.len(), 1);
+    let e = ctl.handle(set("conn_reuse_mode", 9)).result.unwrap_err();
+    assert_eq!(
+        (e.message.as_str(), e.exit_code),
+        (
+            "sysctl: setting key \"net.ipv4.vs.conn_reuse_mode\": Invalid argument",
+            255
+        )
+    );
+    let e = ctl.handle(set("drop_entry", 1)).result.unwrap_err();
+    assert_eq!(
+        e.message,
+        "sysctl: cannot stat /proc/sys/net/ipv4/vs/drop_entry: No such file or directory"
+    );
+    assert_eq!(state.lock().unwrap().published.len(), 1);
+    assert_eq!(ctl.config().sysctls().conn_reuse_mode, 1);
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use control::error::CtlError;
 use control::model::{Config, ServerId};
-use control::proto::{ConnInfo, ConnProto, LinkInfo, NeighInfo, ServerStats};
+use control::proto::{ConnInfo, ConnProto, LinkInfo, MarkCounters, NeighInfo, ServerStats};
 use control::server::Backend;
 
 use crate::conn::{state_name, F_TEMPLATE};
@@ -188,6 +188,12 @@ impl Backend for DirectorBackend {
                 }
             })
             .collect()
+    }
+
+    fn mark_counters(&mut self) -> Vec<MarkCounters> {
+        let n = self.path.lock().config.marks().len();
+        let c = self.path.counters();
+        c.marks.iter().take(n).map(|&(packets, bytes)| MarkCounters { packets, bytes }).collect()
     }
 
     fn table_size(&self) -> u32 {

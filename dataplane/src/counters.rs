@@ -4,6 +4,9 @@
 //! path). The control side reads them by asking the worker for a copy (see `worker`), and
 //! adds the copies of all workers together.
 
+/// Most mark rules a configuration may hold (the control plane enforces it).
+pub const MAX_MARK_RULES: usize = control::MAX_MARK_RULES;
+
 /// Why a packet was dropped. Each reason indexes a counter; names are stable (listings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -196,6 +199,9 @@ pub struct WorkerCounters {
     pub neigh_events_lost: u64,
     /// Generated replies (RST, ICMP errors) suppressed by the rate limit.
     pub replies_ratelimited: u64,
+    /// Per mark rule (rule order): packets and bytes that matched it. Only packets opening
+    /// a new connection consult the rules.
+    pub marks: Vec<(u64, u64)>,
 }
 
 impl WorkerCounters {
@@ -207,6 +213,7 @@ impl WorkerCounters {
             servers: vec![ServerCounters::default(); servers],
             neigh_events_lost: 0,
             replies_ratelimited: 0,
+            marks: vec![(0, 0); MAX_MARK_RULES],
         }
     }
 
@@ -225,6 +232,7 @@ impl WorkerCounters {
         self.servers.clone_from(&o.servers);
         self.neigh_events_lost = o.neigh_events_lost;
         self.replies_ratelimited = o.replies_ratelimited;
+        self.marks.clone_from(&o.marks);
     }
 
     /// Adds another worker's counters.
@@ -243,6 +251,10 @@ impl WorkerCounters {
         }
         self.neigh_events_lost += o.neigh_events_lost;
         self.replies_ratelimited += o.replies_ratelimited;
+        for (a, b) in self.marks.iter_mut().zip(o.marks.iter()) {
+            a.0 += b.0;
+            a.1 += b.1;
+        }
     }
 }
 

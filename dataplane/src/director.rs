@@ -24,7 +24,7 @@ use crate::dpdk::{tsc_hz, Eal, Mempool, Port, PortConfig};
 use crate::engine::{Engine, EngineConfig, NeighEvent};
 use crate::neigh::{NeighParams, NeighTable};
 use crate::sched::Scheduler;
-use crate::snapshot::{PortInfo, Published, ServerInfo, ServiceInfo, Snapshot, SvcKey};
+use crate::snapshot::{MarkMatch, PortInfo, Published, ServerInfo, ServiceInfo, Snapshot, SvcKey, Sysctl};
 use crate::wire::MacAddr;
 use crate::worker::{Mailbox, Shared, TxRequest, Worker, WorkerReply, WorkerRequest};
 
@@ -91,11 +91,7 @@ pub fn compile(cfg: &Config, neigh: &NeighTable, base_ports: &[PortInfo]) -> Res
         }
         let key = match c.key {
             ServiceKey::Addr { proto, addr, port } => SvcKey::Addr { proto: proto.number(), addr, port },
-            ServiceKey::Fwmark(m) => {
-                return Err(CtlError::refused(format!(
-                    "Firewall-mark service {m}: mark rules are not available in this director yet"
-                )))
-            }
+            ServiceKey::Fwmark(m) => SvcKey::Fwmark(m),
         };
         let si = s.services.len() as u32;
         let mut slots = Vec::with_capacity(svc.servers.len());
@@ -126,10 +122,15 @@ pub fn compile(cfg: &Config, neigh: &NeighTable, base_ports: &[PortInfo]) -> Res
             });
             slots.push(slot);
         }
-        if let SvcKey::Addr { proto, addr, port } = key {
-            s.by_addr.insert((proto, addr, port), si);
-            if port == 0 {
-                s.has_port_zero = true;
+        match key {
+            SvcKey::Addr { proto, addr, port } => {
+                s.by_addr.insert((proto, addr, port), si);
+                if port == 0 {
+                    s.has_port_zero = true;
+                }
+            }
+            SvcKey::Fwmark(m) => {
+                s.by_mark.insert(m, si);
             }
         }
         s.services.push(ServiceInfo {
@@ -142,6 +143,35 @@ pub fn compile(cfg: &Config, neigh: &NeighTable, base_ports: &[PortInfo]) -> Res
         });
     }
     s.servers = servers;
+    for r in cfg.marks() {
+        let in_port = match &r.in_dev {
+            Some(dev) => Some(s.ports[port_index(&s.ports, dev).ok_or_else(|| CtlError::no_such_device(dev))?].id),
+            None => None,
+        };
+        let mask = if r.prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(r.prefix_len.min(32))) };
+        s.marks.push(MarkMatch {
+            in_port,
+            net: u32::from(r.dst) & mask,
+            mask,
+            proto: r.proto.map_or(0, |p| p.number()),
+            dport: r.dport.unwrap_or((0, u16::MAX)),
+            mark: r.mark,
+        });
+    }
+    let sc = cfg.sysctls();
+    if sc.schedule_icmp {
+        return Err(CtlError::refused("schedule_icmp=1 is not supported by this director (ICMP errors never create connections)"));
+    }
+    if sc.cache_bypass {
+        return Err(CtlError::refused("cache_bypass=1 is not supported by this director (it only serves its own addresses)"));
+    }
+    s.sysctl = Sysctl {
+        expire_nodest_conn: sc.expire_nodest_conn,
+        expire_quiescent_template: sc.expire_quiescent_template,
+        sloppy_tcp: sc.sloppy_tcp,
+        conn_reuse_mode: sc.conn_reuse_mode,
+        pmtu_disc: sc.pmtu_disc,
+    };
     let t = cfg.timeouts();
     s.timeouts.set_tcp_tcpfin_udp(t.tcp, t.tcp_fin, t.udp);
     Ok(s)
@@ -439,5 +469,95 @@ impl Director {
         }
         let _ = std::fs::remove_file(&self.socket);
         drop(main_worker);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use control::model::{ConfigCommand, Protocol, ServerSpec, ServiceSpec};
+    use control::MarkRule;
+    use proptest::prelude::*;
+
+    fn ports() -> Vec<PortInfo> {
+        (0..2u16).map(|id| PortInfo { id, mac: MacAddr([2, 0, 0, 0, 0, id as u8]), mtu: 1500, addrs: Vec::new() }).collect()
+    }
+
+    fn config() -> Config {
+        Config::new(vec!["dpdk0".into(), "dpdk1".into()], 64)
+    }
+
+    fn rule() -> impl Strategy<Value = MarkRule> {
+        (
+            proptest::option::of(0u8..2),
+            0u8..4,
+            prop_oneof![Just(0u8), Just(24u8), Just(32u8)],
+            proptest::option::of(prop_oneof![Just(Protocol::Tcp), Just(Protocol::Udp)]),
+            proptest::option::of((75u16..85, 0u16..10)),
+            0u32..4,
+        )
+            .prop_map(|(dev, host, len, proto, ports, mark)| MarkRule {
+                in_dev: dev.map(|d| format!("dpdk{d}")),
+                dst: Ipv4Addr::new(198, 51, 100, 100 + host),
+                prefix_len: len,
+                proto,
+                dport: proto.and(ports.map(|(lo, span)| (lo, lo + span))),
+                mark,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..Default::default() })]
+
+        /// The compiled matcher the workers run agrees with the control plane's reference.
+        #[test]
+        fn compiled_marks_agree_with_the_reference(rules in proptest::collection::vec(rule(), 0..12),
+                                                   probes in proptest::collection::vec((0u16..2, 0u8..4, prop_oneof![Just(6u8), Just(17u8), Just(1u8)], 70u16..95), 1..40)) {
+            let mut cfg = config();
+            for r in &rules {
+                cfg.apply(&ConfigCommand::AddMark(r.clone())).unwrap();
+            }
+            let snap = compile(&cfg, &NeighTable::default(), &ports()).unwrap();
+            for (port, host, proto, dport) in probes {
+                let dst = Ipv4Addr::new(198, 51, 100, 100 + host);
+                let want = control::evaluate_marks(cfg.marks(), &format!("dpdk{port}"), dst, proto, dport);
+                prop_assert_eq!(snap.mark_of(port, dst, proto, dport), want);
+            }
+        }
+    }
+
+    #[test]
+    fn compile_places_addresses_services_and_resolved_servers() {
+        let mut cfg = config();
+        let vip = Ipv4Addr::new(198, 51, 100, 100);
+        for (a, len) in [(Ipv4Addr::new(198, 51, 100, 2), 24), (vip, 32)] {
+            cfg.apply(&ConfigCommand::AddAddr(control::model::AddrConfig { addr: a, prefix_len: len, dev: "dpdk1".into() })).unwrap();
+        }
+        let key = ServiceKey::Fwmark(10);
+        let mut spec = ServiceSpec::new(key);
+        spec.scheduler = "sh".into();
+        spec.persistent = Some(360);
+        cfg.apply(&ConfigCommand::AddService(spec)).unwrap();
+        for host in [11, 12, 77] {
+            let srv = ServerSpec::new(Ipv4Addr::new(if host == 77 { 203 } else { 198 }, if host == 77 { 0 } else { 51 }, if host == 77 { 113 } else { 100 }, host), 0);
+            cfg.apply(&ConfigCommand::AddServer { service: key, server: srv }).unwrap();
+        }
+        cfg.apply(&ConfigCommand::SetSysctl { name: "sloppy_tcp".into(), value: 1 }).unwrap();
+        let mut neigh = NeighTable::default();
+        neigh.learn(Ipv4Addr::new(198, 51, 100, 11), MacAddr([2, 0, 0, 0, 0, 0x11]), 1, true, Instant::now());
+        let s = compile(&cfg, &neigh, &ports()).unwrap();
+        assert!(s.is_local_on(vip, 1) && !s.is_local_on(vip, 0));
+        assert_eq!(s.by_mark.get(&10), Some(&0));
+        assert_eq!(s.services[0].persistent, Some(360));
+        let by_addr = |h: u8| s.servers.iter().flatten().find(|r| r.addr.octets()[3] == h).unwrap().clone();
+        assert_eq!((by_addr(11).egress_port, by_addr(11).mac), (Some(1), Some(MacAddr([2, 0, 0, 0, 0, 0x11]))));
+        assert_eq!((by_addr(12).egress_port, by_addr(12).mac), (Some(1), None), "on-link, not yet resolved");
+        assert_eq!(by_addr(77).egress_port, None, "not on-link: DR cannot reach it");
+        assert!(s.sysctl.sloppy_tcp);
+        let w = wanted_neighbours(&s);
+        assert_eq!(w.len(), 2, "only on-link servers are resolved: {w:?}");
+        // A sysctl the director cannot honour is refused, not ignored.
+        cfg.apply(&ConfigCommand::SetSysctl { name: "cache_bypass".into(), value: 1 }).unwrap();
+        assert!(compile(&cfg, &neigh, &ports()).is_err());
     }
 }

@@ -106,6 +106,7 @@ struct L4 {
     seq: u32,
     ack: u32,
     payload: u32,
+    ip_len: u32,
 }
 
 /// Why a packet could not be placed, and what the director's stack would answer.
@@ -274,6 +275,10 @@ impl Engine {
     /// that still exist is kept and told about server-list changes.
     pub fn set_snapshot(&mut self, new: Arc<Snapshot>) {
         let old = std::mem::replace(&mut self.snap, new);
+        if old.marks != self.snap.marks {
+            // Rule indices changed: counters restart (the control side documents it).
+            self.counters.marks.fill((0, 0));
+        }
         // A slot handed to a different server starts its counters from zero.
         for rs in self.snap.servers.iter().flatten() {
             if let Some(inc) = self.incarnations.get_mut(rs.slot as usize) {
@@ -516,6 +521,7 @@ impl Engine {
                             seq: t.seq_number(),
                             ack: t.ack_number(),
                             payload: t.payload().len() as u32,
+                            ip_len: total as u32,
                         },
                         Err(_) => return Verdict::Drop(DropReason::BadTcp),
                     }
@@ -527,6 +533,7 @@ impl Engine {
                             seq: 0,
                             ack: 0,
                             payload: 0,
+                            ip_len: total as u32,
                         },
                         Err(_) => return Verdict::Drop(DropReason::BadUdp),
                     }
@@ -565,7 +572,17 @@ impl Engine {
             return Err(if p.flags & RST != 0 { Refusal::Drop(DropReason::NoConnection) } else { Refusal::Rst(DropReason::NoConnection) });
         }
         let vip = Ipv4Addr::from(key.vaddr);
-        let mark = if self.snap.marks.is_empty() { 0 } else { self.snap.mark_of(in_port, vip, key.proto, key.vport) };
+        let mark = if self.snap.marks.is_empty() {
+            0
+        } else {
+            let counts = &mut self.counters.marks;
+            self.snap.mark_counted(in_port, vip, key.proto, key.vport, |i| {
+                if let Some(c) = counts.get_mut(i) {
+                    c.0 += 1;
+                    c.1 += p.ip_len as u64;
+                }
+            })
+        };
         let Some(si) = self.snap.find_service(mark, key.proto, vip, key.vport) else {
             // The director's own stack has no listener on this port.
             return Err(if tcp {

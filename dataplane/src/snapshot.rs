@@ -204,9 +204,15 @@ impl Snapshot {
     /// The mark of a packet (iptables mangle MARK semantics: last matching rule wins).
     #[inline]
     pub fn mark_of(&self, in_port: u16, dst: Ipv4Addr, proto: u8, dport: u16) -> u32 {
+        self.mark_counted(in_port, dst, proto, dport, |_| {})
+    }
+
+    /// [`Snapshot::mark_of`], calling `hit(rule index)` for every matching rule.
+    #[inline]
+    pub fn mark_counted(&self, in_port: u16, dst: Ipv4Addr, proto: u8, dport: u16, mut hit: impl FnMut(usize)) -> u32 {
         let d = u32::from(dst);
         let mut mark = 0;
-        for r in &self.marks {
+        for (i, r) in self.marks.iter().enumerate() {
             if r.in_port.is_none_or(|p| p == in_port)
                 && d & r.mask == r.net
                 && (r.proto == 0 || r.proto == proto)
@@ -214,6 +220,7 @@ impl Snapshot {
                 && dport <= r.dport.1
             {
                 mark = r.mark;
+                hit(i);
             }
         }
         mark

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use control::proto::{ConnInfo, ConnProto, LinkInfo, NeighInfo, ServerStats};
+use control::proto::{ConnInfo, ConnProto, LinkInfo, MarkCounters, NeighInfo, ServerStats};
 use control::{serve, Backend, Config, Controller, CtlError, ServerId};
 
 /// What the fake dataplane holds; shared with the test through an `Arc<Mutex<_>>`.
@@ -25,6 +25,12 @@ pub struct FakeState {
     pub stats: HashMap<ServerId, ServerStats>,
     /// Connections.
     pub conns: Vec<ConnInfo>,
+    /// Mark rules of the last published config.
+    pub last_marks: Vec<control::MarkRule>,
+    /// Sysctls of the last published config.
+    pub last_sysctls: control::Sysctls,
+    /// Mark rule counters reported.
+    pub mark_counters: Vec<MarkCounters>,
 }
 
 /// A fake backend.
@@ -46,6 +52,8 @@ impl Backend for FakeBackend {
             .services()
             .flat_map(|svc| svc.servers.iter().map(|x| x.id))
             .collect();
+        s.last_marks = cfg.marks().to_vec();
+        s.last_sysctls = *cfg.sysctls();
         Ok(())
     }
 
@@ -94,6 +102,10 @@ impl Backend for FakeBackend {
 
     fn table_size(&self) -> u32 {
         4096
+    }
+
+    fn mark_counters(&mut self) -> Vec<MarkCounters> {
+        self.0.lock().unwrap().mark_counters.clone()
     }
 }
 
