@@ -72,7 +72,7 @@ fn main() {
              eth_link_get_nowait|eth_stats_get|eth_stats_reset|eth_promiscuous_enable|\
              eth_allmulticast_enable|eth_dev_get_mtu|eth_dev_set_mtu|eth_dev_get_name_by_port|\
              eth_dev_socket_id|eth_dev_rss_hash_update|eth_dev_rss_hash_conf_get|\
-             eth_dev_is_valid_port|eth_find_next_owned_by|eth_from_ring|eth_from_rings|eth_dev_default_mac_addr_set|\
+             eth_dev_is_valid_port|eth_find_next_owned_by|eth_from_ring|eth_from_rings|\
              mempool_free|ring_create|ring_free|log_set_global_level)",
         )
         .allowlist_type(

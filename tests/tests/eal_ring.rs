@@ -21,7 +21,6 @@ use dataplane::wire::arp::{op, ArpPacket};
 use dataplane::wire::icmp::{msg_type, IcmpPacket};
 use dataplane::wire::{Frame, Ipv4Packet, MacAddr, TcpFlags, TcpPacket};
 
-const PORT_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0xd0]);
 const CLIENT_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0xc1]);
 const RS_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x11]);
 const DIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
@@ -109,7 +108,8 @@ fn director_on_ring_ports_resolves_answers_and_forwards_by_dr() {
     let rx = Ring::new(eal, "t_rx", 1024, true, true).unwrap();
     let tx = Ring::new(eal, "t_tx", 1024, true, true).unwrap();
     let port = port_from_rings(eal, "t_ring", &[&rx], &[&tx]).unwrap();
-    port.set_mac(PORT_MAC.0).unwrap();
+    // The ring PMD's MAC (all zeros) cannot be changed; frames are addressed to it.
+    let port_mac = MacAddr(port.mac());
     let pool = Mempool::new(eal, "t_pool", 1023, 0, Mempool::default_data_room(), 0, true).unwrap();
     let socket = std::env::temp_dir().join(format!("eal-ring-{}.sock", std::process::id()));
     let d = Director::start(
@@ -143,8 +143,8 @@ fn director_on_ring_ports_resolves_answers_and_forwards_by_dr() {
     rig.ipvsadm("-A -t 198.51.100.100:80 -s rr");
     rig.ipvsadm("-a -t 198.51.100.100:80 -r 198.51.100.11:80 -g -w 1");
     let probe = rig.expect("ARP request for the real server", |f| is_arp(f, op::REQUEST, DIP, RIP));
-    assert_eq!(&probe[6..12], &PORT_MAC.0);
-    rig.inject(&Frame::arp_reply(RS_MAC, RIP, PORT_MAC, DIP).build());
+    assert_eq!(&probe[6..12], &port_mac.0);
+    rig.inject(&Frame::arp_reply(RS_MAC, RIP, port_mac, DIP).build());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let Reply::Neighs(n) = rig.ctl(Op::NeighShow) else { panic!("neighbour listing") };
@@ -160,16 +160,16 @@ fn director_on_ring_ports_resolves_answers_and_forwards_by_dr() {
     // ARP request for the VIP from the client: answered with the port's MAC.
     rig.inject(&Frame::arp_request(CLIENT_MAC, CIP, VIP).build());
     let r = rig.expect("ARP reply for the VIP", |f| is_arp(f, op::REPLY, VIP, CIP));
-    assert_eq!((&r[0..6], &r[6..12]), (&CLIENT_MAC.0[..], &PORT_MAC.0[..]));
-    assert_eq!(ArpPacket::new_checked(&r[14..]).unwrap().sha(), PORT_MAC);
+    assert_eq!((&r[0..6], &r[6..12]), (&CLIENT_MAC.0[..], &port_mac.0[..]));
+    assert_eq!(ArpPacket::new_checked(&r[14..]).unwrap().sha(), port_mac);
 
     // A SYN for the VIP: out by DR with only the Ethernet header and TTL changed.
-    let syn = Frame::tcp().src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src(CIP, 40000).dst(VIP, 80)
+    let syn = Frame::tcp().src_mac(CLIENT_MAC).dst_mac(port_mac).src(CIP, 40000).dst(VIP, 80)
         .flags(TcpFlags::SYN).seq(1234).ttl(64).payload(b"x").build();
     rig.inject(&syn);
     let out = rig.expect("DR-forwarded SYN", |f| ipv4(f).is_some_and(|ip| ip.protocol() == 6 && ip.dst() == VIP));
     assert_eq!(&out[0..6], &RS_MAC.0, "destination MAC = real server");
-    assert_eq!(&out[6..12], &PORT_MAC.0, "source MAC = egress port");
+    assert_eq!(&out[6..12], &port_mac.0, "source MAC = egress port");
     let ip = ipv4(&out).unwrap();
     assert_eq!(ip.ttl(), 63);
     assert!(ip.verify_checksum());
@@ -177,7 +177,7 @@ fn director_on_ring_ports_resolves_answers_and_forwards_by_dr() {
     assert_eq!(&out[34..], &syn[34..], "TCP header and payload untouched");
 
     // ICMP echo to the VIP is answered by the director.
-    rig.inject(&Frame::icmp_echo(7, 1).src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src_ip(CIP).dst_ip(VIP).payload(b"hi").build());
+    rig.inject(&Frame::icmp_echo(7, 1).src_mac(CLIENT_MAC).dst_mac(port_mac).src_ip(CIP).dst_ip(VIP).payload(b"hi").build());
     let e = rig.expect("echo reply", |f| ipv4(f).is_some_and(|ip| ip.protocol() == 1 && ip.dst() == CIP));
     let ip = ipv4(&e).unwrap();
     let icmp = IcmpPacket::new_checked(ip.payload()).unwrap();
@@ -185,7 +185,7 @@ fn director_on_ring_ports_resolves_answers_and_forwards_by_dr() {
     assert!(icmp.verify_checksum());
 
     // An ACK nobody opened: RST from the VIP (the frame is replaced by a generated one).
-    rig.inject(&Frame::tcp().src_mac(CLIENT_MAC).dst_mac(PORT_MAC).src(CIP, 40001).dst(VIP, 80)
+    rig.inject(&Frame::tcp().src_mac(CLIENT_MAC).dst_mac(port_mac).src(CIP, 40001).dst(VIP, 80)
         .flags(TcpFlags::ACK).ack(5555).build());
     let rst = rig.expect("RST from the VIP", |f| ipv4(f).is_some_and(|ip| ip.protocol() == 6 && ip.src() == VIP));
     let ip = ipv4(&rst).unwrap();
