@@ -71,13 +71,13 @@ fn main() {
              eth_tx_queue_setup|eth_dev_start|eth_dev_stop|eth_dev_close|eth_macaddr_get|\
              eth_link_get_nowait|eth_stats_get|eth_stats_reset|eth_promiscuous_enable|\
              eth_allmulticast_enable|eth_dev_get_mtu|eth_dev_set_mtu|eth_dev_get_name_by_port|\
-             eth_dev_socket_id|eth_dev_rss_hash_update|eth_dev_rss_hash_conf_get|\
+             eth_dev_socket_id|eth_dev_rss_hash_update|eth_dev_rss_reta_update|eth_dev_rss_hash_conf_get|\
              eth_dev_is_valid_port|eth_find_next_owned_by|eth_from_ring|eth_from_rings|\
              mempool_free|ring_create|ring_free|log_set_global_level)",
         )
         .allowlist_type(
             "rte_(eth_conf|eth_dev_info|eth_stats|ether_addr|eth_link|eth_rxconf|eth_txconf|\
-             eth_rss_conf|mbuf|mempool|ring|lcore_state_t|proc_type_t|eth_rx_mq_mode|eth_tx_mq_mode)",
+             eth_rss_conf|eth_rss_reta_entry64|mbuf|mempool|ring|lcore_state_t|proc_type_t|eth_rx_mq_mode|eth_tx_mq_mode)",
         )
         .allowlist_var(
             "RTE_(MAX_ETHPORTS|MAX_LCORE|ETHER_ADDR_LEN|ETH_LINK_UP|ETH_LINK_DOWN|ETH_SPEED_NUM_NONE|\

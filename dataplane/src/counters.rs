@@ -4,6 +4,52 @@
 //! path). The control side reads them by asking the worker for a copy (see `worker`), and
 //! adds the copies of all workers together.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Active/inactive connection counts of every worker, for the schedulers that decide on
+/// connection counts (lc, wlc, sed, nq, ovf): a worker decides on the sum over all workers,
+/// not on its own share. Each worker writes only its own cells (a plain atomic store when one
+/// of its counts changes, which happens per connection event, not per packet: no
+/// read-modify-write, no lock); readers sum the cells of all workers with relaxed loads, so a
+/// decision sees the other workers' counts as of their last change (bounded staleness: the
+/// store-to-load visibility delay). Cells of one worker are contiguous, so workers do not
+/// share cache lines except at the region boundary.
+#[derive(Debug)]
+pub struct MergedCounts {
+    workers: usize,
+    servers: usize,
+    cells: Vec<AtomicU64>,
+}
+
+impl MergedCounts {
+    /// Cells for `workers` × `servers`.
+    pub fn new(workers: usize, servers: usize) -> Self {
+        MergedCounts { workers, servers, cells: (0..workers * servers).map(|_| AtomicU64::new(0)).collect() }
+    }
+
+    /// Worker `w` publishes its counts for `slot`.
+    #[inline]
+    pub fn publish(&self, w: usize, slot: u32, active: u32, inactive: u32) {
+        if let Some(c) = self.cells.get(w * self.servers + slot as usize) {
+            c.store((u64::from(active) << 32) | u64::from(inactive), Ordering::Relaxed);
+        }
+    }
+
+    /// (active, inactive) of `slot` summed over all workers.
+    #[inline]
+    pub fn total(&self, slot: u32) -> (u32, u32) {
+        let (mut a, mut i) = (0u32, 0u32);
+        for w in 0..self.workers {
+            if let Some(c) = self.cells.get(w * self.servers + slot as usize) {
+                let v = c.load(Ordering::Relaxed);
+                a = a.saturating_add((v >> 32) as u32);
+                i = i.saturating_add(v as u32);
+            }
+        }
+        (a, i)
+    }
+}
+
 /// Most mark rules a configuration may hold (the control plane enforces it).
 pub const MAX_MARK_RULES: usize = control::MAX_MARK_RULES;
 
@@ -202,6 +248,12 @@ pub struct WorkerCounters {
     /// Per mark rule (rule order): packets and bytes that matched it. Only packets opening
     /// a new connection consult the rules.
     pub marks: Vec<(u64, u64)>,
+    /// Packets this worker handed to their owner worker.
+    pub handoff_out: u64,
+    /// Packets other workers handed to this one.
+    pub handoff_in: u64,
+    /// Hand-offs lost because the owner's ring was full.
+    pub handoff_dropped: u64,
 }
 
 impl WorkerCounters {
@@ -214,6 +266,9 @@ impl WorkerCounters {
             neigh_events_lost: 0,
             replies_ratelimited: 0,
             marks: vec![(0, 0); MAX_MARK_RULES],
+            handoff_out: 0,
+            handoff_in: 0,
+            handoff_dropped: 0,
         }
     }
 
@@ -233,6 +288,9 @@ impl WorkerCounters {
         self.neigh_events_lost = o.neigh_events_lost;
         self.replies_ratelimited = o.replies_ratelimited;
         self.marks.clone_from(&o.marks);
+        self.handoff_out = o.handoff_out;
+        self.handoff_in = o.handoff_in;
+        self.handoff_dropped = o.handoff_dropped;
     }
 
     /// Adds another worker's counters.
@@ -255,6 +313,9 @@ impl WorkerCounters {
             a.0 += b.0;
             a.1 += b.1;
         }
+        self.handoff_out += o.handoff_out;
+        self.handoff_in += o.handoff_in;
+        self.handoff_dropped += o.handoff_dropped;
     }
 }
 

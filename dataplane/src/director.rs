@@ -19,11 +19,12 @@ use crossbeam::queue::ArrayQueue;
 use control::error::CtlError;
 use control::model::{Config, ServiceKey, Slot};
 
-use crate::counters::WorkerCounters;
-use crate::dpdk::{tsc_hz, Eal, Mempool, Port, PortConfig};
+use crate::counters::{MergedCounts, WorkerCounters};
+use crate::dpdk::{tsc_hz, Eal, Mempool, Port, PortConfig, Ring};
 use crate::engine::{Engine, EngineConfig, NeighEvent};
 use crate::neigh::{NeighParams, NeighTable};
 use crate::sched::Scheduler;
+use crate::steer::{Steering, RSS_KEY};
 use crate::snapshot::{MarkMatch, PortInfo, Published, ServerInfo, ServiceInfo, Snapshot, SvcKey, Sysctl};
 use crate::wire::MacAddr;
 use crate::worker::{Mailbox, Shared, TxRequest, Worker, WorkerReply, WorkerRequest};
@@ -32,6 +33,10 @@ use crate::worker::{Mailbox, Shared, TxRequest, Worker, WorkerReply, WorkerReque
 pub const TICKS_PER_SEC: u32 = 16;
 /// Housekeeping period.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// Slots of each hand-off ring.
+const HANDOFF_RING: u32 = 4096;
+/// Size of the software redirection table (NICs are programmed with the same pattern).
+const STEERING_RETA: u16 = 128;
 /// How long the control side waits for workers to answer a counters request.
 const WORKER_ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -50,6 +55,8 @@ pub struct DirectorOptions {
     pub descriptors: u16,
     /// EAL runs without hugepages.
     pub no_huge: bool,
+    /// Workers sleep this many microseconds when a loop found no packet (0 = busy poll).
+    pub idle_sleep_us: u64,
 }
 
 /// Slow-path state shared by the control and housekeeping threads.
@@ -132,6 +139,9 @@ pub fn compile(cfg: &Config, neigh: &NeighTable, base_ports: &[PortInfo]) -> Res
             SvcKey::Fwmark(m) => {
                 s.by_mark.insert(m, si);
             }
+        }
+        if c.persistent.is_some() {
+            s.steer_mask &= u32::from(c.netmask);
         }
         s.services.push(ServiceInfo {
             key,
@@ -320,6 +330,7 @@ impl Director {
                 .context("creating the mbuf pool")?,
         );
         let ports = Port::all(eal);
+        let steering = Steering::new(nworkers as u16, STEERING_RETA);
         let mut infos = Vec::new();
         for p in &ports {
             let cfg = PortConfig {
@@ -328,6 +339,8 @@ impl Director {
                 rx_desc: opts.descriptors,
                 tx_desc: opts.descriptors,
                 rss_src_only: true,
+                rss_key: Some(RSS_KEY),
+                reta: steering.reta().to_vec(),
                 promiscuous: false,
             };
             p.configure(&cfg, &pool).with_context(|| format!("configuring {}", p.name()))?;
@@ -341,7 +354,23 @@ impl Director {
             stop: Arc::new(AtomicBool::new(false)),
             neigh_events: events.clone(),
             mailboxes: (0..nworkers).map(|_| Mailbox::new(1024)).collect(),
+            handoff: {
+                let mut v = Vec::with_capacity(nworkers * nworkers);
+                for from in 0..nworkers {
+                    for to in 0..nworkers {
+                        v.push(if from == to {
+                            None
+                        } else {
+                            // Single producer (worker `from`), single consumer (worker `to`).
+                            Some(Ring::new(eal, &format!("handoff_{from}_{to}"), HANDOFF_RING, true, true)
+                                .context("creating a hand-off ring")?)
+                        });
+                    }
+                }
+                v
+            },
         });
+        let merged = (nworkers > 1).then(|| Arc::new(MergedCounts::new(nworkers, opts.max_servers as usize)));
         let max_port = ports.iter().map(|p| p.id() as usize + 1).max().unwrap_or(1);
         let hz = tsc_hz().max(1);
         let seed = hz ^ (std::process::id() as u64).rotate_left(32) ^ crate::dpdk::tsc();
@@ -358,6 +387,10 @@ impl Director {
                 events.clone(),
             )
             .context("creating the connection table")?;
+            let mut engine = engine;
+            if let Some(m) = &merged {
+                engine.share_counts(m.clone(), i);
+            }
             workers.push(Worker {
                 index: i as u16,
                 ports: ports.clone(),
@@ -365,6 +398,8 @@ impl Director {
                 engine,
                 shared: shared.clone(),
                 tsc_per_tick: (hz / TICKS_PER_SEC as u64).max(1),
+                steering: steering.clone(),
+                idle_sleep: Duration::from_micros(opts.idle_sleep_us),
             });
         }
         let slow = Slow {

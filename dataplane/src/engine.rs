@@ -32,7 +32,7 @@ use crate::conn::{
     tcp_flags, ConnInit, ConnKey, ConnTable, CounterMove, ExpireAction, TcpState, Timeouts, F_INACTIVE, F_TEMPLATE,
     NO_INDEX, TEMPLATE_STATE_ASSURED, TEMPLATE_STATE_NONE,
 };
-use crate::counters::{DropReason, ServerCounters, WorkerCounters};
+use crate::counters::{DropReason, MergedCounts, ServerCounters, WorkerCounters};
 use crate::sched::{DestSet, SchedInput, Scheduler};
 use crate::snapshot::{Snapshot, SvcKey, PROTO_TCP, PROTO_UDP};
 use crate::wire::arp::{self, ArpPacket};
@@ -140,6 +140,8 @@ pub struct Engine {
     /// Token bucket for generated replies (tokens × ticks_per_sec, to stay in integers).
     reply_tokens: u64,
     reply_tick: u32,
+    /// Counts merged over workers (with more than one worker) and this worker's index.
+    merged: Option<(Arc<MergedCounts>, usize)>,
 }
 
 /// The servers of one service as the schedulers see them (kernel order).
@@ -147,16 +149,18 @@ struct Dests<'a> {
     slots: &'a [u32],
     snap: &'a Snapshot,
     counters: &'a [ServerCounters],
+    merged: Option<&'a MergedCounts>,
 }
 
 impl Dests<'_> {
+    /// (active, inactive) of destination `i`: over all workers when merged.
     #[inline]
-    fn counters(&self, i: usize) -> ServerCounters {
-        self.slots
-            .get(i)
-            .and_then(|&s| self.counters.get(s as usize))
-            .copied()
-            .unwrap_or_default()
+    fn conns(&self, i: usize) -> (u32, u32) {
+        let Some(&slot) = self.slots.get(i) else { return (0, 0) };
+        match self.merged {
+            Some(m) => m.total(slot),
+            None => self.counters.get(slot as usize).map_or((0, 0), |c| (c.active, c.inactive)),
+        }
     }
 }
 
@@ -179,11 +183,11 @@ impl DestSet for Dests<'_> {
     }
     #[inline]
     fn active(&self, i: usize) -> u32 {
-        self.counters(i).active
+        self.conns(i).0
     }
     #[inline]
     fn inactive(&self, i: usize) -> u32 {
-        self.counters(i).inactive
+        self.conns(i).1
     }
     #[inline]
     fn overloaded(&self, i: usize) -> bool {
@@ -191,8 +195,8 @@ impl DestSet for Dests<'_> {
         else {
             return true;
         };
-        let c = self.counters(i);
-        s.u_threshold != 0 && c.active + c.inactive >= s.u_threshold
+        let (a, n) = self.conns(i);
+        s.u_threshold != 0 && a + n >= s.u_threshold
     }
     #[inline]
     fn addr_port(&self, i: usize) -> (u32, u16) {
@@ -204,9 +208,9 @@ impl DestSet for Dests<'_> {
     }
 }
 
-/// Decrements the server counter an entry is counted in.
+/// Decrements the server counter an entry is counted in (and publishes the new counts).
 #[inline]
-fn release(servers: &mut [ServerCounters], server: u32, flags: u8) {
+fn release(servers: &mut [ServerCounters], merged: Option<&(Arc<MergedCounts>, usize)>, server: u32, flags: u8) {
     if let Some(c) = servers.get_mut(server as usize) {
         if flags & F_TEMPLATE != 0 {
             c.persist = c.persist.saturating_sub(1);
@@ -214,6 +218,9 @@ fn release(servers: &mut [ServerCounters], server: u32, flags: u8) {
             c.inactive = c.inactive.saturating_sub(1);
         } else {
             c.active = c.active.saturating_sub(1);
+        }
+        if let Some((m, w)) = merged {
+            m.publish(*w, server, c.active, c.inactive);
         }
     }
 }
@@ -242,7 +249,21 @@ impl Engine {
             scratch: [0; SCRATCH_LEN],
             reply_tokens: REPLY_BURST as u64 * cfg.ticks_per_sec.max(1) as u64,
             reply_tick: 0,
+            merged: None,
         })
+    }
+
+    /// Makes this engine worker `index` of several that share connection counts.
+    pub fn share_counts(&mut self, merged: Arc<MergedCounts>, index: usize) {
+        self.merged = Some((merged, index));
+    }
+
+    /// Publishes this worker's counts of `slot` to the other workers.
+    #[inline]
+    fn publish(&self, slot: u32) {
+        if let (Some((m, w)), Some(c)) = (&self.merged, self.counters.servers.get(slot as usize)) {
+            m.publish(*w, slot, c.active, c.inactive);
+        }
     }
 
     /// The snapshot in use.
@@ -253,6 +274,11 @@ impl Engine {
     /// This worker's counters.
     pub fn counters(&self) -> &WorkerCounters {
         &self.counters
+    }
+
+    /// This worker's counters, writable (the worker counts hand-offs).
+    pub fn counters_mut(&mut self) -> &mut WorkerCounters {
+        &mut self.counters
     }
 
     /// The connection table (control-plane dumps, tests).
@@ -287,6 +313,7 @@ impl Engine {
                     if let Some(c) = self.counters.servers.get_mut(rs.slot as usize) {
                         *c = ServerCounters::default();
                     }
+                    self.publish(rs.slot);
                 }
             }
         }
@@ -301,13 +328,13 @@ impl Engine {
                     if old.services[i].sched_flags != svc.sched_flags {
                         s.set_flags(svc.sched_flags);
                     }
-                    let od = Dests { slots: &old.services[i].servers, snap: &old, counters: &self.counters.servers };
-                    let nd = Dests { slots: &svc.servers, snap: &self.snap, counters: &self.counters.servers };
+                    let od = Dests { slots: &old.services[i].servers, snap: &old, counters: &self.counters.servers, merged: self.merged.as_ref().map(|m| &*m.0) };
+                    let nd = Dests { slots: &svc.servers, snap: &self.snap, counters: &self.counters.servers, merged: self.merged.as_ref().map(|m| &*m.0) };
                     s.update(&od, &nd);
                     Some(s)
                 }
                 None => {
-                    let nd = Dests { slots: &svc.servers, snap: &self.snap, counters: &self.counters.servers };
+                    let nd = Dests { slots: &svc.servers, snap: &self.snap, counters: &self.counters.servers, merged: self.merged.as_ref().map(|m| &*m.0) };
                     Scheduler::with_dests(&svc.scheduler, svc.sched_flags, &nd)
                 }
             };
@@ -322,12 +349,13 @@ impl Engine {
     pub fn expire(&mut self, now: u32, budget: u32) {
         self.now = now;
         let servers = &mut self.counters.servers;
+        let merged = self.merged.as_ref();
         let template_control = self.timeouts.template_control;
         self.conns.expire(now, budget, |_, e| {
             if e.is_template() && e.n_control() > 0 {
                 return ExpireAction::Rearm(template_control);
             }
-            release(servers, e.server, e.flags);
+            release(servers, merged, e.server, e.flags);
             ExpireAction::Remove
         });
     }
@@ -606,6 +634,7 @@ impl Engine {
             c.conns += 1;
             c.inactive += 1;
         }
+        self.publish(slot);
         if let Some(t) = template {
             self.conns.set_control(idx, t);
             // A new connection under a template restarts the template's timer (with the
@@ -672,6 +701,9 @@ impl Engine {
                     CounterMove::None => {}
                 }
             }
+            if t.counter != CounterMove::None {
+                self.publish(slot);
+            }
             if t.established && control != NO_INDEX {
                 if let Some(tmpl) = self.conns.get_mut(control) {
                     tmpl.state = TEMPLATE_STATE_ASSURED;
@@ -686,7 +718,7 @@ impl Engine {
     /// Removes an entry at once (port reuse, expire_nodest_conn), releasing its counter.
     fn remove_entry(&mut self, idx: u32) {
         if let Ok(e) = self.conns.remove(idx) {
-            release(&mut self.counters.servers, e.server, e.flags);
+            release(&mut self.counters.servers, self.merged.as_ref(), e.server, e.flags);
         }
     }
 
@@ -734,7 +766,7 @@ impl Engine {
     /// Runs the service's scheduler; returns a real-server slot.
     fn schedule(&mut self, si: usize, key: &ConnKey) -> Option<u32> {
         let svc = self.snap.services.get(si)?;
-        let dests = Dests { slots: &svc.servers, snap: &self.snap, counters: &self.counters.servers };
+        let dests = Dests { slots: &svc.servers, snap: &self.snap, counters: &self.counters.servers, merged: self.merged.as_ref().map(|m| &*m.0) };
         let sched = self.scheds.get_mut(si)?.as_mut()?;
         let input = SchedInput { caddr: key.caddr, cport: key.cport, vaddr: key.vaddr };
         let i = sched.schedule(&dests, &input)?;

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod neigh;
 pub mod sched;
 pub mod snapshot;
+pub mod steer;
 pub mod timer;
 pub mod wire;
 pub mod worker;

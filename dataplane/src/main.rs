@@ -37,6 +37,10 @@ struct Opts {
     /// RX/TX descriptors per queue.
     #[arg(long, default_value_t = 1024)]
     descriptors: u16,
+    /// Sleep this many microseconds when a worker finds no packet (0 = busy poll, the
+    /// default; a small value leaves CPU to other processes on small test machines).
+    #[arg(long, default_value_t = 0)]
+    idle_sleep_us: u64,
 }
 
 fn main() -> Result<()> {
@@ -60,6 +64,7 @@ fn main() -> Result<()> {
             mbufs: opts.mbufs,
             descriptors: opts.descriptors,
             no_huge,
+            idle_sleep_us: opts.idle_sleep_us,
         },
     )?;
     let stop = d.shared().clone();

@@ -139,7 +139,7 @@ impl Default for Sysctl {
 }
 
 /// Everything a worker needs to forward, immutable once published.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Snapshot {
     /// Increases with every publication.
     pub generation: u64,
@@ -163,6 +163,28 @@ pub struct Snapshot {
     pub marks: Vec<MarkMatch>,
     /// IPVS sysctls.
     pub sysctl: Sysctl,
+    /// Client mask for steering packets to their owner worker: the widest persistence
+    /// netmask of the configuration (all ones when no service masks clients).
+    pub steer_mask: u32,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Snapshot {
+            generation: 0,
+            ports: Vec::new(),
+            local: HashMap::new(),
+            services: Vec::new(),
+            by_addr: HashMap::new(),
+            by_mark: HashMap::new(),
+            has_port_zero: false,
+            servers: Vec::new(),
+            timeouts: Timeouts::default(),
+            marks: Vec::new(),
+            sysctl: Sysctl::default(),
+            steer_mask: u32::MAX,
+        }
+    }
 }
 
 impl Snapshot {

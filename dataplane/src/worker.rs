@@ -19,9 +19,10 @@ use std::sync::Arc;
 use crossbeam::queue::ArrayQueue;
 
 use crate::counters::{DropReason, WorkerCounters};
-use crate::dpdk::{tsc, Mbuf, MbufBatch, Mempool, Port};
+use crate::dpdk::{tsc, Mbuf, MbufBatch, Mempool, Port, Ring};
 use crate::engine::{Engine, NeighEvent, Verdict};
 use crate::snapshot::Published;
+use crate::steer::{steer_addr, Steering};
 use crate::wire::MacAddr;
 
 /// Packets per RX/TX burst.
@@ -127,6 +128,21 @@ pub struct Shared {
     pub neigh_events: Arc<ArrayQueue<NeighEvent>>,
     /// One mailbox per worker.
     pub mailboxes: Vec<Mailbox>,
+    /// Hand-off rings: `handoff[from * workers + to]` carries packets worker `from` received
+    /// for owner `to` (single producer, single consumer; `None` on the diagonal).
+    pub handoff: Vec<Option<Ring>>,
+}
+
+impl Shared {
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.mailboxes.len()
+    }
+
+    #[inline]
+    fn ring(&self, from: usize, to: usize) -> Option<&Ring> {
+        self.handoff.get(from * self.workers() + to).and_then(Option::as_ref)
+    }
 }
 
 /// One worker's resources.
@@ -143,16 +159,23 @@ pub struct Worker {
     pub shared: Arc<Shared>,
     /// TSC ticks per engine tick.
     pub tsc_per_tick: u64,
+    /// Owner computation (same function as the NIC's RSS).
+    pub steering: Steering,
+    /// Sleep this long when a loop iteration found no packet (0 = busy poll).
+    pub idle_sleep: std::time::Duration,
 }
 
 impl Worker {
     /// Runs until `shared.stop` is set.
     pub fn run(&mut self) {
-        let queue = self.index;
+        let me = self.index as usize;
+        let workers = self.shared.workers();
         let mut rx: MbufBatch<BURST> = MbufBatch::new();
-        // One TX batch per port, indexed by port id (ports are few; allocated before the loop).
+        // One TX batch per port (indexed by port id) and one hand-off batch per worker,
+        // allocated before the loop.
         let max_port = self.ports.iter().map(|p| p.id() as usize).max().unwrap_or(0);
         let mut tx: Vec<MbufBatch<BURST>> = (0..=max_port).map(|_| MbufBatch::new()).collect();
+        let mut out: Vec<MbufBatch<BURST>> = (0..workers).map(|_| MbufBatch::new()).collect();
         let tsc0 = tsc();
         let mut generation = u64::MAX;
         while !self.shared.stop.load(Ordering::Relaxed) {
@@ -160,50 +183,124 @@ impl Worker {
             if g != generation {
                 generation = g;
                 self.engine.set_snapshot(self.shared.published.load());
+                self.steering.set_mask(self.engine.snapshot().steer_mask);
             }
             let now = ((tsc() - tsc0) / self.tsc_per_tick) as u32;
+            let mut work = 0;
             for pi in 0..self.ports.len() {
                 let port = self.ports[pi];
-                if port.rx_burst(queue, &mut rx) == 0 {
+                let n = port.rx_burst(self.index, &mut rx);
+                if n == 0 {
                     continue;
                 }
+                work += n;
                 for mut m in rx.drain() {
-                    let verdict = if m.segments() != 1 {
-                        Verdict::Drop(DropReason::MultiSegment)
-                    } else {
-                        self.engine.process(m.data_mut(), port.id(), now)
-                    };
-                    let out = match verdict {
-                        Verdict::Forward(p) => p,
-                        Verdict::Reply => port.id(),
-                        Verdict::Emit { len, .. } => {
-                            // Replace the frame by the generated reply (RST, ICMP error).
-                            let len = len as usize;
-                            if !m.set_len(len) {
+                    if workers > 1 {
+                        if let Some(a) = steer_addr(m.data()) {
+                            let owner = self.steering.owner(a) as usize;
+                            if owner != me {
+                                m.set_port(port.id());
+                                if let Some(b) = out.get_mut(owner) {
+                                    if b.push(m).is_ok() {
+                                        self.engine.counters_mut().handoff_out += 1;
+                                        continue;
+                                    }
+                                }
+                                self.engine.counters_mut().handoff_dropped += 1;
                                 continue;
                             }
-                            let Some(src) = self.engine.scratch().get(..len) else { continue };
-                            m.data_mut().copy_from_slice(src);
-                            port.id()
-                        }
-                        Verdict::Consumed | Verdict::Drop(_) => continue,
-                    };
-                    if let Some(b) = tx.get_mut(out as usize) {
-                        if let Err(m) = b.push(m) {
-                            drop(m);
-                            self.engine.count_drop(DropReason::TxFull);
                         }
                     }
+                    self.handle(m, port.id(), now, &mut tx);
                 }
-                self.flush(&mut tx, queue);
+                self.flush(&mut tx);
+                self.hand_off(&mut out);
             }
-            self.serve_mailbox(&mut tx, queue);
+            // Packets other workers received for clients this worker owns.
+            for from in 0..workers {
+                if from == me {
+                    continue;
+                }
+                let n = match self.shared.ring(from, me) {
+                    Some(r) => r.dequeue(&mut rx),
+                    None => 0,
+                };
+                if n == 0 {
+                    continue;
+                }
+                work += n;
+                self.engine.counters_mut().handoff_in += n as u64;
+                for m in rx.drain() {
+                    let in_port = m.port();
+                    self.handle(m, in_port, now, &mut tx);
+                }
+                self.flush(&mut tx);
+            }
+            self.serve_mailbox(&mut tx);
             self.engine.expire(now, EXPIRE_BUDGET);
+            if work == 0 && !self.idle_sleep.is_zero() {
+                std::thread::sleep(self.idle_sleep);
+            }
         }
-        self.flush(&mut tx, queue);
+        self.flush(&mut tx);
+        for b in &mut out {
+            b.clear();
+        }
     }
 
-    fn flush(&mut self, tx: &mut [MbufBatch<BURST>], queue: u16) {
+    /// Lets the engine decide one packet and queues it for transmission.
+    #[inline]
+    fn handle(&mut self, mut m: Mbuf, in_port: u16, now: u32, tx: &mut [MbufBatch<BURST>]) {
+        let verdict = if m.segments() != 1 {
+            self.engine.count_drop(DropReason::MultiSegment);
+            return;
+        } else {
+            self.engine.process(m.data_mut(), in_port, now)
+        };
+        let out = match verdict {
+            Verdict::Forward(p) => p,
+            Verdict::Reply => in_port,
+            Verdict::Emit { len, .. } => {
+                // Replace the frame by the generated reply (RST, ICMP error).
+                let len = len as usize;
+                if !m.set_len(len) {
+                    return;
+                }
+                let Some(src) = self.engine.scratch().get(..len) else { return };
+                m.data_mut().copy_from_slice(src);
+                in_port
+            }
+            Verdict::Consumed | Verdict::Drop(_) => return,
+        };
+        if let Some(b) = tx.get_mut(out as usize) {
+            if b.push(m).is_err() {
+                self.engine.count_drop(DropReason::TxFull);
+            }
+        }
+    }
+
+    /// Moves hand-off batches into the owners' rings; what does not fit is dropped and counted.
+    fn hand_off(&mut self, out: &mut [MbufBatch<BURST>]) {
+        let me = self.index as usize;
+        for (to, b) in out.iter_mut().enumerate() {
+            if b.is_empty() {
+                continue;
+            }
+            if let Some(r) = self.shared.ring(me, to) {
+                r.enqueue(b);
+            }
+            let left = b.len() as u64;
+            if left > 0 {
+                b.clear();
+                let c = self.engine.counters_mut();
+                c.handoff_dropped += left;
+                c.handoff_out -= left.min(c.handoff_out);
+            }
+        }
+    }
+
+    fn flush(&mut self, tx: &mut [MbufBatch<BURST>]) {
+        let queue = self.index;
         for (id, b) in tx.iter_mut().enumerate() {
             if b.is_empty() {
                 continue;
@@ -221,7 +318,7 @@ impl Worker {
         }
     }
 
-    fn serve_mailbox(&mut self, tx: &mut [MbufBatch<BURST>], queue: u16) {
+    fn serve_mailbox(&mut self, tx: &mut [MbufBatch<BURST>]) {
         let me = self.index as usize;
         let mut served = 0;
         for _ in 0..MAILBOX_BUDGET {
@@ -255,7 +352,7 @@ impl Worker {
             }
         }
         if served > 0 {
-            self.flush(tx, queue);
+            self.flush(tx);
         }
     }
 

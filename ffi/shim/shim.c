@@ -9,6 +9,7 @@ uint64_t shim_rss_ip(void) { return RTE_ETH_RSS_IP; }
 uint64_t shim_rss_ipv4(void) { return RTE_ETH_RSS_IPV4; }
 uint64_t shim_rss_l3_src_only(void) { return RTE_ETH_RSS_L3_SRC_ONLY; }
 uint64_t shim_tx_offload_mbuf_fast_free(void) { return RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE; }
+unsigned shim_reta_group_size(void) { return RTE_ETH_RETA_GROUP_SIZE; }
 uint32_t shim_mempool_f_no_iova_contig(void) { return RTE_MEMPOOL_F_NO_IOVA_CONTIG; }
 uint16_t shim_mbuf_default_buf_size(void) { return RTE_MBUF_DEFAULT_BUF_SIZE; }
 uint16_t shim_pktmbuf_headroom(void) { return RTE_PKTMBUF_HEADROOM; }
@@ -43,6 +44,7 @@ uint8_t *shim_pktmbuf_prepend(struct rte_mbuf *m, uint16_t len) { return (uint8_
 uint8_t *shim_pktmbuf_adj(struct rte_mbuf *m, uint16_t len) { return (uint8_t *)rte_pktmbuf_adj(m, len); }
 int shim_pktmbuf_trim(struct rte_mbuf *m, uint16_t len) { return rte_pktmbuf_trim(m, len); }
 uint16_t shim_mbuf_port(const struct rte_mbuf *m) { return m->port; }
+void shim_mbuf_set_port(struct rte_mbuf *m, uint16_t port) { m->port = port; }
 uint32_t shim_mbuf_rss_hash(const struct rte_mbuf *m) { return m->hash.rss; }
 int shim_mbuf_has_rss_hash(const struct rte_mbuf *m) { return (m->ol_flags & RTE_MBUF_F_RX_RSS_HASH) != 0; }
 void shim_mbuf_prefetch_data(struct rte_mbuf *m) { rte_prefetch0(rte_pktmbuf_mtod(m, void *)); }

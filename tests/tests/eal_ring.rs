@@ -121,6 +121,7 @@ fn director_on_ring_ports_resolves_answers_and_forwards_by_dr() {
             mbufs: 2047,
             descriptors: 256,
             no_huge: true,
+            idle_sleep_us: 0,
         },
     )
     .expect("director start");

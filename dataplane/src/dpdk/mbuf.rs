@@ -139,6 +139,13 @@ impl Mbuf {
         unsafe { ffi::shim_mbuf_port(self.ptr.as_ptr()) }
     }
 
+    /// Sets the input port id (kept with a packet handed to another worker).
+    #[inline]
+    pub fn set_port(&mut self, port: u16) {
+        // SAFETY: writes a field of an mbuf owned by self.
+        unsafe { ffi::shim_mbuf_set_port(self.ptr.as_ptr(), port) }
+    }
+
     /// The NIC's RSS hash, when the PMD computed one.
     #[inline]
     pub fn rss_hash(&self) -> Option<u32> {

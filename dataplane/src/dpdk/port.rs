@@ -18,6 +18,10 @@ pub struct PortConfig {
     /// Hash only the IPv4 source address for RSS, where the PMD supports it (persistence
     /// steering); otherwise the PMD's IP hash is used and software steering fixes the rest.
     pub rss_src_only: bool,
+    /// RSS key (40 bytes) to program, so software can compute the same hash.
+    pub rss_key: Option<[u8; 40]>,
+    /// Redirection table pattern: entry i of the NIC's table is `reta[i % reta.len()]`.
+    pub reta: Vec<u16>,
     /// Put the port in promiscuous mode (needed on af_packet/veth to see frames for VIP MACs
     /// that are our own; harmless on real NICs).
     pub promiscuous: bool,
@@ -25,7 +29,16 @@ pub struct PortConfig {
 
 impl Default for PortConfig {
     fn default() -> Self {
-        PortConfig { rx_queues: 1, tx_queues: 1, rx_desc: 1024, tx_desc: 1024, rss_src_only: true, promiscuous: true }
+        PortConfig {
+            rx_queues: 1,
+            tx_queues: 1,
+            rx_desc: 1024,
+            tx_desc: 1024,
+            rss_src_only: true,
+            rss_key: None,
+            reta: Vec::new(),
+            promiscuous: true,
+        }
     }
 }
 
@@ -149,6 +162,9 @@ impl Port {
             });
         }
         let mut conf = ffi::rte_eth_conf::default();
+        // The key must outlive rte_eth_dev_configure, which copies it.
+        let mut key = cfg.rss_key;
+        let mut rss = false;
         if cfg.rx_queues > 1 {
             // SAFETY: reads constants.
             let (ip, src_only) = unsafe { (ffi::shim_rss_ip(), ffi::shim_rss_l3_src_only()) };
@@ -159,6 +175,13 @@ impl Port {
             if hf != 0 {
                 conf.rxmode.mq_mode = ffi::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
                 conf.rx_adv_conf.rss_conf.rss_hf = hf;
+                if let Some(k) = key.as_mut() {
+                    if info.hash_key_size as usize == k.len() {
+                        conf.rx_adv_conf.rss_conf.rss_key = k.as_mut_ptr();
+                        conf.rx_adv_conf.rss_conf.rss_key_len = k.len() as u8;
+                    }
+                }
+                rss = true;
             }
         }
         // SAFETY: reads a constant.
@@ -193,11 +216,30 @@ impl Port {
                 return Err(DpdkError::from_errno(format!("tx queue {q} setup on port {}", self.id), r));
             }
         }
+        if rss && !cfg.reta.is_empty() && info.reta_size > 0 {
+            self.program_reta(info.reta_size, &cfg.reta);
+        }
         if cfg.promiscuous {
             // SAFETY: plain setter; failure (unsupported) is harmless and ignored.
             unsafe { ffi::rte_eth_promiscuous_enable(self.id) };
         }
         Ok(())
+    }
+
+    /// Programs the NIC's redirection table: entry i = `pattern[i % pattern.len()]`. A PMD
+    /// that refuses keeps its default; software steering hands off what lands elsewhere.
+    fn program_reta(&self, size: u16, pattern: &[u16]) {
+        // SAFETY: reads a constant.
+        let group = unsafe { ffi::shim_reta_group_size() } as usize;
+        let mut conf: Vec<ffi::rte_eth_rss_reta_entry64> =
+            (0..(size as usize).div_ceil(group)).map(|_| ffi::rte_eth_rss_reta_entry64::default()).collect();
+        for i in 0..size as usize {
+            let e = &mut conf[i / group];
+            e.mask |= 1u64 << (i % group);
+            e.reta[i % group] = pattern[i % pattern.len()];
+        }
+        // SAFETY: conf holds size entries in groups of RTE_ETH_RETA_GROUP_SIZE as required.
+        unsafe { ffi::rte_eth_dev_rss_reta_update(self.id, conf.as_mut_ptr(), size) };
     }
 
     /// Starts the port.
