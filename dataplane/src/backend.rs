@@ -71,12 +71,32 @@ impl DirectorBackend {
     }
 }
 
-/// Real-server address and port of a slot, live or in the trash.
-fn server_addr(cfg: &Config, slot: u32) -> (Ipv4Addr, u16) {
-    if let Some((_, s)) = cfg.server(ServerId(slot)) {
-        return (s.addr, s.port);
+/// Real-server address and port of a slot (live or in the trash), and its service's port.
+fn server_addr(cfg: &Config, slot: u32) -> (Ipv4Addr, u16, u16) {
+    if let Some((svc, s)) = cfg.server(ServerId(slot)) {
+        return (s.addr, s.port, svc.config.key.port());
     }
-    cfg.trash().find(|(_, s)| s.id.0 == slot).map_or((Ipv4Addr::UNSPECIFIED, 0), |(_, s)| (s.addr, s.port))
+    cfg.trash()
+        .find(|(_, s)| s.id.0 == slot)
+        .map_or((Ipv4Addr::UNSPECIFIED, 0, 0), |(key, s)| (s.addr, s.port, key.port()))
+}
+
+/// The destination port `-L -c` shows (ipvs-semantics §3.2 step 4, §3.4): a connection goes
+/// to the real server's port when the packet was for the service port and the server has
+/// one, else to the packet's own port (port-0 and fwmark services); a template shows the
+/// server's port, 0 for port-0/fwmark templates, 65535 once invalidated.
+fn shown_dport(template: bool, vport: u16, server_port: u16, service_port: u16) -> u16 {
+    if template {
+        match vport {
+            65535 => 65535,
+            0 => 0,
+            _ => server_port,
+        }
+    } else if service_port != 0 && vport == service_port && server_port != 0 {
+        server_port
+    } else {
+        vport
+    }
 }
 
 impl Backend for DirectorBackend {
@@ -118,7 +138,7 @@ impl Backend for DirectorBackend {
         let cfg = &slow.config;
         rows.iter()
             .map(|r| {
-                let (daddr, dport) = server_addr(cfg, r.server);
+                let (daddr, server_port, service_port) = server_addr(cfg, r.server);
                 let template = r.flags & F_TEMPLATE != 0;
                 let proto = match r.key.proto {
                     6 => ConnProto::Tcp,
@@ -134,7 +154,7 @@ impl Backend for DirectorBackend {
                     vaddr: Ipv4Addr::from(r.key.vaddr),
                     vport: r.key.vport,
                     daddr,
-                    dport: if template && r.key.vport == 0 { 0 } else { dport },
+                    dport: shown_dport(template, r.key.vport, server_port, service_port),
                     pe: None,
                 }
             })
@@ -157,12 +177,32 @@ impl Backend for DirectorBackend {
     }
 
     fn links(&mut self) -> Vec<LinkInfo> {
-        let c = self.path.counters();
-        let drops: Vec<(String, u64)> = DropReason::ALL
+        let (c, each) = self.path.counters_per_worker();
+        let mut drops: Vec<(String, u64)> = DropReason::ALL
             .iter()
             .map(|r| (r.name().to_string(), c.drops[*r as usize]))
             .filter(|(_, n)| *n > 0)
             .collect();
+        // Director-wide counters that are not drops, then the per-worker hand-offs.
+        for (name, v) in [
+            ("replies_ratelimited", c.replies_ratelimited),
+            ("neigh_events_lost", c.neigh_events_lost),
+            ("handoff_out", c.handoff_out),
+            ("handoff_in", c.handoff_in),
+            ("handoff_dropped", c.handoff_dropped),
+        ] {
+            if v > 0 {
+                drops.push((name.to_string(), v));
+            }
+        }
+        if each.len() > 1 {
+            for (i, w) in each.iter().enumerate() {
+                if let Some(w) = w {
+                    drops.push((format!("worker{i}_handoff_out"), w.handoff_out));
+                    drops.push((format!("worker{i}_handoff_in"), w.handoff_in));
+                }
+            }
+        }
         self.ports
             .iter()
             .enumerate()
@@ -201,3 +241,22 @@ impl Backend for DirectorBackend {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::shown_dport;
+
+    #[test]
+    fn listed_destination_ports_follow_ipvs() {
+        // VIP:80 service, server port 80.
+        assert_eq!(shown_dport(false, 80, 80, 80), 80);
+        assert_eq!(shown_dport(true, 80, 80, 80), 80);
+        // Port-0 (PCC) service: connections keep the packet's port, templates show 0.
+        assert_eq!(shown_dport(false, 443, 0, 0), 443);
+        assert_eq!(shown_dport(true, 0, 0, 0), 0);
+        // Fwmark service with servers on port 0.
+        assert_eq!(shown_dport(false, 53, 0, 0), 53);
+        // Invalidated template.
+        assert_eq!(shown_dport(true, 65535, 80, 80), 65535);
+    }
+}

@@ -271,11 +271,17 @@ impl SlowPath {
     /// Asks every worker for its counters and adds them up. Workers that do not answer in
     /// time are left out (their numbers will be back at the next request).
     pub fn counters(&self) -> WorkerCounters {
+        self.counters_per_worker().0
+    }
+
+    /// The sum over workers, and each worker's own counters (`None` if it did not answer).
+    pub fn counters_per_worker(&self) -> (WorkerCounters, Vec<Option<WorkerCounters>>) {
         let (ports, servers) = {
             let slow = self.lock();
             (slow.ports.iter().map(|p| p.id as usize + 1).max().unwrap_or(0), slow.max_servers as usize)
         };
         let mut total = WorkerCounters::new(ports, servers);
+        let mut each: Vec<Option<WorkerCounters>> = vec![None; self.shared.mailboxes.len()];
         let mut waiting = 0;
         for mb in &self.shared.mailboxes {
             while mb.replies.pop().is_some() {}
@@ -284,16 +290,15 @@ impl SlowPath {
             }
         }
         let deadline = Instant::now() + WORKER_ANSWER_TIMEOUT;
-        let mut answered = vec![false; self.shared.mailboxes.len()];
         while waiting > 0 && Instant::now() < deadline {
             let mut got = false;
             for (i, mb) in self.shared.mailboxes.iter().enumerate() {
-                if answered[i] {
+                if each[i].is_some() {
                     continue;
                 }
                 if let Some(WorkerReply::Counters(c)) = mb.replies.pop() {
                     total.merge(&c);
-                    answered[i] = true;
+                    each[i] = Some(*c);
                     waiting -= 1;
                     got = true;
                 }
@@ -302,7 +307,7 @@ impl SlowPath {
                 std::thread::sleep(Duration::from_micros(200));
             }
         }
-        total
+        (total, each)
     }
 }
 

@@ -16,6 +16,7 @@
 //! | [`OneArmed`], [`TwoArmed`] | complete DR testbeds (layouts in [`testbed`]) |
 //! | [`wait_until`], [`util`] | bounded polling and commands, temp dirs, random files, sha256 |
 //! | [`ipvsadm`] | parsers for `-L -n` and `neigh show` |
+//! | [`probe`] | scripts/testbed-probe.py: TCP/UDP name responders and clients from chosen source addresses; `-L -n -c` parser |
 //!
 //! Binaries: `$DIRECTOR_BIN` / `$LBADM_BIN`, else `target/release/` of the workspace (or of
 //! `$CARGO_TARGET_DIR`); `make test` builds them and exports the variables.
@@ -26,7 +27,9 @@ pub mod director;
 pub mod http;
 pub mod ipvsadm;
 pub mod netns;
+pub mod probe;
 pub mod require;
+pub mod ring;
 pub mod testbed;
 pub mod topo;
 pub mod util;
