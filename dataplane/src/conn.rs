@@ -53,7 +53,7 @@ const ST_UNHASHED: u8 = 2;
 
 /// Connection lookup key: the client→VIP 5-tuple (templates: cport 0, see IPVS reference §3.1).
 /// Host byte order.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnKey {
     /// IP protocol number (6 TCP, 17 UDP, 0 for fwmark templates).
     pub proto: u8,
@@ -65,6 +65,25 @@ pub struct ConnKey {
     pub vaddr: u32,
     /// Virtual port (0 for port-0, FTP and fwmark templates).
     pub vport: u16,
+}
+
+impl ConnKey {
+    /// The key as two words, for a branch-free comparison.
+    #[inline]
+    fn words(&self) -> (u64, u64) {
+        (
+            (u64::from(self.caddr) << 32) | u64::from(self.vaddr),
+            (u64::from(self.cport) << 32) | (u64::from(self.vport) << 16) | u64::from(self.proto),
+        )
+    }
+}
+
+impl PartialEq for ConnKey {
+    #[inline]
+    fn eq(&self, o: &Self) -> bool {
+        let (a, b) = (self.words(), o.words());
+        (a.0 ^ b.0) | (a.1 ^ b.1) == 0
+    }
 }
 
 /// One connection or template. Exactly one 64-byte cache line.
@@ -383,7 +402,10 @@ impl Bucket {
 fn lanes_zero(x: u64) -> u32 {
     let t = (x & LANE_LOW15).wrapping_add(LANE_LOW15);
     let m = !(t | x | LANE_LOW15);
-    (((m >> 15) & 1) | ((m >> 30) & 2) | ((m >> 45) & 4) | ((m >> 60) & 8)) as u32
+    // m has at most bit 15 of each lane set; gather bits 15, 31, 47, 63 into bits 0..3 with
+    // one multiply: after >> 15 they sit at 0, 16, 32, 48 and the multiplier moves them to
+    // 45, 46, 47, 48 (every partial product lands on a distinct bit, so nothing carries).
+    ((((m >> 15).wrapping_mul(1 | 1 << 15 | 1 << 30 | 1 << 45)) >> 45) & 0xf) as u32
 }
 
 #[inline]
@@ -449,8 +471,7 @@ impl ConnTable {
     /// Keyed hash of `key` (compute a burst of them, then [`Self::lookup_hashed`]).
     #[inline]
     pub fn hash(&self, key: &ConnKey) -> u64 {
-        let a = (u64::from(key.caddr) << 32) | u64::from(key.vaddr);
-        let b = (u64::from(key.cport) << 32) | (u64::from(key.vport) << 16) | u64::from(key.proto);
+        let (a, b) = key.words();
         let h = fold_mul(a ^ self.seed[0], b ^ self.seed[1]);
         fold_mul(h ^ self.seed[1], 0x9E37_79B9_7F4A_7C15)
     }
@@ -757,7 +778,12 @@ impl ConnTable {
             return;
         }
         let old = e.expires;
-        e.expires = now.wrapping_add(e.timeout.min(timer::MAX_TIMEOUT_TICKS));
+        let new = now.wrapping_add(e.timeout.min(timer::MAX_TIMEOUT_TICKS));
+        if new == old {
+            // Same tick as the last refresh (the common case for a busy flow): nothing moves.
+            return;
+        }
+        e.expires = new;
         self.wheel.rearm(&mut self.slab, idx, old);
     }
 

@@ -142,6 +142,59 @@ pub struct Engine {
     reply_tick: u32,
     /// Counts merged over workers (with more than one worker) and this worker's index.
     merged: Option<(Arc<MergedCounts>, usize)>,
+    /// Forwarding record of every server slot of `snap` (derived at each snapshot change).
+    fwd: Vec<Fwd>,
+    /// Local addresses of `snap` (host order) in a small open-addressing table (0 = empty;
+    /// 0.0.0.0 is never local), when they fit; else the snapshot's hash map is used.
+    local_tab: [u32; LOCAL_TAB],
+    /// True when `local_tab` holds every local address.
+    local_in_tab: bool,
+}
+
+/// Slots of the local-address table (power of two, at most half full).
+const LOCAL_TAB: usize = 64;
+
+#[inline]
+fn local_slot(ip: u32) -> usize {
+    (ip.wrapping_mul(0x9E37_79B1) >> 26) as usize & (LOCAL_TAB - 1)
+}
+
+/// What DR forwarding toward one real-server slot needs, precomputed per snapshot.
+#[derive(Debug, Clone, Copy, Default)]
+struct Fwd {
+    /// Destination MAC (server) then source MAC (egress port): the new Ethernet addresses.
+    hdr: [u8; 12],
+    /// Egress port.
+    port: u16,
+    /// Egress MTU.
+    mtu: u16,
+    /// One of the `FWD_*` states.
+    state: u8,
+}
+
+/// Slot free or server deleted.
+const FWD_GONE: u8 = 0;
+/// Forwardable.
+const FWD_OK: u8 = 1;
+/// Server not on-link.
+const FWD_NO_ROUTE: u8 = 2;
+/// Server MAC not resolved.
+const FWD_UNRESOLVED: u8 = 3;
+
+/// Verifies an IPv4 header checksum (one's-complement sum of the header is 0xffff).
+#[inline]
+fn ipv4_header_ok(h: &[u8]) -> bool {
+    if h.len() == 20 {
+        let w = |i: usize| u64::from(u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
+        let mut s = w(0) + w(4) + w(8) + w(12) + w(16);
+        s = (s & 0xffff_ffff) + (s >> 32);
+        s = (s & 0xffff) + (s >> 16);
+        s = (s & 0xffff) + (s >> 16);
+        s = (s & 0xffff) + (s >> 16);
+        s == 0xffff
+    } else {
+        checksum::fold(checksum::sum16(h, 0)) == 0
+    }
 }
 
 /// The servers of one service as the schedulers see them (kernel order).
@@ -250,6 +303,9 @@ impl Engine {
             reply_tokens: REPLY_BURST as u64 * cfg.ticks_per_sec.max(1) as u64,
             reply_tick: 0,
             merged: None,
+            fwd: Vec::new(),
+            local_tab: [0; LOCAL_TAB],
+            local_in_tab: true,
         })
     }
 
@@ -342,6 +398,57 @@ impl Engine {
         }
         self.scheds = scheds;
         self.timeouts = self.snap.timeouts.in_ticks(self.ticks_per_sec);
+        self.fwd.clear();
+        self.fwd.resize(self.snap.servers.len(), Fwd::default());
+        for (f, rs) in self.fwd.iter_mut().zip(self.snap.servers.iter()) {
+            let Some(rs) = rs else { continue };
+            let port = rs.egress_port.and_then(|p| self.snap.ports.get(p as usize));
+            *f = match (port, rs.mac) {
+                (None, _) => Fwd { state: FWD_NO_ROUTE, ..Fwd::default() },
+                (Some(_), None) => Fwd { state: FWD_UNRESOLVED, ..Fwd::default() },
+                (Some(p), Some(mac)) => {
+                    let mut hdr = [0u8; 12];
+                    hdr[..6].copy_from_slice(&mac.0);
+                    hdr[6..].copy_from_slice(&p.mac.0);
+                    Fwd { hdr, port: p.id, mtu: p.mtu, state: FWD_OK }
+                }
+            };
+        }
+        self.local_tab = [0; LOCAL_TAB];
+        self.local_in_tab = self.snap.local.len() <= LOCAL_TAB / 2;
+        if self.local_in_tab {
+            for a in self.snap.local.keys() {
+                let ip = u32::from(*a);
+                let mut i = local_slot(ip);
+                while self.local_tab[i] != 0 {
+                    i = (i + 1) & (LOCAL_TAB - 1);
+                }
+                self.local_tab[i] = ip;
+            }
+        }
+    }
+
+    /// True when `ip` (host order) is an address of the director.
+    #[inline]
+    fn is_local(&self, ip: u32) -> bool {
+        if !self.local_in_tab {
+            return self.snap.local.contains_key(&Ipv4Addr::from(ip));
+        }
+        if ip == 0 {
+            return false;
+        }
+        let mut i = local_slot(ip);
+        // At most half full: an empty slot ends every probe sequence.
+        loop {
+            let v = self.local_tab[i];
+            if v == ip {
+                return true;
+            }
+            if v == 0 {
+                return false;
+            }
+            i = (i + 1) & (LOCAL_TAB - 1);
+        }
     }
 
     /// Expires idle connection entries, examining at most `budget` of them. A template that
@@ -385,6 +492,81 @@ impl Engine {
     /// Decides one frame received on `in_port` at tick `now`, rewriting it in place.
     #[inline]
     pub fn process(&mut self, frame: &mut [u8], in_port: u16, now: u32) -> Verdict {
+        if let Some(v) = self.fast_path(frame, in_port, now) {
+            return v;
+        }
+        self.slow_path(frame, in_port, now)
+    }
+
+    /// The common case in one compact function: an ACK (no SYN/FIN/RST) of an ESTABLISHED
+    /// TCP connection to a resolved server, IPv4 without options or fragmentation, within
+    /// the MTU. Such a packet changes no state and no counter move; only the idle timer is
+    /// refreshed and the frame rewritten. Anything else (or anything that fails a check)
+    /// returns `None` and goes through the full path, which re-parses from scratch.
+    #[inline(always)]
+    fn fast_path(&mut self, frame: &mut [u8], in_port: u16, now: u32) -> Option<Verdict> {
+        use tcp_flags::{ACK, FIN, RST, SYN};
+        let h: &[u8; 54] = frame.get(..54)?.try_into().ok()?;
+        // Ethernet IPv4, IHL 5, TCP, not a fragment (MF clear, offset 0).
+        if h[12] != 0x08 || h[13] != 0x00 || h[14] != 0x45 || h[23] != 6 || (h[20] & 0x3f) | h[21] != 0 {
+            return None;
+        }
+        let flags = h[47];
+        if flags & (SYN | FIN | RST) != 0 || flags & ACK == 0 || h[46] >> 4 < 5 {
+            return None;
+        }
+        let total = u16::from_be_bytes([h[16], h[17]]) as usize;
+        if total < 40 || 14 + total > frame.len() {
+            return None;
+        }
+        let port = self.snap.ports.get(in_port as usize)?;
+        if h[..6] != port.mac.0 || !ipv4_header_ok(&h[14..34]) {
+            return None;
+        }
+        let dst = u32::from_be_bytes([h[30], h[31], h[32], h[33]]);
+        if !self.is_local(dst) {
+            return None;
+        }
+        let key = ConnKey {
+            proto: PROTO_TCP,
+            caddr: u32::from_be_bytes([h[26], h[27], h[28], h[29]]),
+            cport: u16::from_be_bytes([h[34], h[35]]),
+            vaddr: dst,
+            vport: u16::from_be_bytes([h[36], h[37]]),
+        };
+        let ttl = h[22];
+        let idx = self.conns.lookup(&key)?;
+        let e = self.conns.get(idx)?;
+        if e.state != TcpState::Established as u8 {
+            return None;
+        }
+        let slot = e.server;
+        let f = *self.fwd.get(slot as usize)?;
+        if f.state != FWD_OK || ttl <= 1 || total > f.mtu as usize {
+            return None;
+        }
+        self.conns.touch(idx, now);
+        let frame: &mut [u8; 54] = frame.get_mut(..54)?.try_into().ok()?;
+        let old = u16::from_be_bytes([frame[24], frame[25]]);
+        let new = checksum::update16(old, u16::from(ttl) << 8, u16::from(ttl - 1) << 8);
+        frame[24..26].copy_from_slice(&new.to_be_bytes());
+        frame[22] = ttl - 1;
+        frame[..12].copy_from_slice(&f.hdr);
+        if let Some(c) = self.counters.servers.get_mut(slot as usize) {
+            c.inpkts += 1;
+            c.inbytes += total as u64;
+        }
+        if let Some(c) = self.counters.ports.get_mut(in_port as usize) {
+            c.rx += 1;
+        }
+        if let Some(c) = self.counters.ports.get_mut(f.port as usize) {
+            c.forwarded += 1;
+        }
+        Some(Verdict::Forward(f.port))
+    }
+
+    /// Everything the fast path does not take: full parsing, checks and counting.
+    fn slow_path(&mut self, frame: &mut [u8], in_port: u16, now: u32) -> Verdict {
         let v = self.classify(frame, in_port, now);
         let v = match v {
             Verdict::Emit { reason, .. } if !self.take_reply_token(now) => {
@@ -525,12 +707,12 @@ impl Engine {
                 })
             }
         };
-        if !ip.verify_checksum() {
+        if !ipv4_header_ok(ip.header()) {
             return Verdict::Drop(DropReason::BadIpChecksum);
         }
         let (src, dst, proto, hlen, total) =
             (ip.src(), ip.dst(), ip.protocol(), ip.header_len(), ip.total_len() as usize);
-        if !self.snap.is_local(dst) {
+        if !self.is_local(u32::from(dst)) {
             return Verdict::Drop(DropReason::NotLocal);
         }
         if ip.is_fragment() {
@@ -649,32 +831,37 @@ impl Engine {
     /// packet must be treated as a new connection.
     #[inline]
     fn existing(&mut self, idx: u32, flags: u8, syn: bool, now: u32) -> Option<Result<u32, Refusal>> {
+        use tcp_flags::{ACK, FIN, RST, SYN};
         let e = self.conns.get(idx)?;
-        let (slot, state, controlled) = (e.server, e.state, e.control() != NO_INDEX);
-        let server = self.snap.servers.get(slot as usize).and_then(|s| s.as_ref());
+        let (slot, state, controlled, proto) = (e.server, e.state, e.control() != NO_INDEX, e.key().proto);
+        let live = self.fwd.get(slot as usize).is_some_and(|f| f.state != FWD_GONE);
+        // Fast path: an ACK of an established connection to a live server changes neither
+        // state nor counters; only the idle timer is refreshed.
+        if live && proto == PROTO_TCP && state == TcpState::Established as u8 && flags & (SYN | FIN | RST) == 0 && flags & ACK != 0 {
+            self.conns.touch(idx, now);
+            return Some(Ok(slot));
+        }
         let sysctl = self.snap.sysctl;
-        match server {
-            None if sysctl.expire_nodest_conn => {
+        if !live {
+            if sysctl.expire_nodest_conn {
                 // The server was deleted: expire the entry now; the packet is new.
                 self.remove_entry(idx);
                 return None;
             }
             // Deleted server, expire_nodest_conn = 0: drop silently without refreshing.
-            None => return Some(Err(Refusal::Drop(DropReason::DestinationGone))),
-            Some(rs) => {
-                if syn && !controlled {
-                    let st = TcpState::from_u8(state);
-                    let reuse = match st {
-                        Some(TcpState::TimeWait) | Some(TcpState::Close) => sysctl.conn_reuse_mode & 1 != 0,
-                        // DR entries are NOOUTPUT: bit 2 also reschedules FIN_WAIT.
-                        Some(TcpState::FinWait) => sysctl.conn_reuse_mode & 2 != 0,
-                        _ => false,
-                    };
-                    if reuse || (sysctl.expire_nodest_conn && rs.weight == 0) {
-                        self.remove_entry(idx);
-                        return None;
-                    }
-                }
+            return Some(Err(Refusal::Drop(DropReason::DestinationGone)));
+        }
+        if syn && !controlled {
+            let weight = self.snap.servers.get(slot as usize).and_then(|s| s.as_ref()).map_or(0, |s| s.weight);
+            let reuse = match TcpState::from_u8(state) {
+                Some(TcpState::TimeWait) | Some(TcpState::Close) => sysctl.conn_reuse_mode & 1 != 0,
+                // DR entries are NOOUTPUT: bit 2 also reschedules FIN_WAIT.
+                Some(TcpState::FinWait) => sysctl.conn_reuse_mode & 2 != 0,
+                _ => false,
+            };
+            if reuse || (sysctl.expire_nodest_conn && weight == 0) {
+                self.remove_entry(idx);
+                return None;
             }
         }
         self.track(idx, flags, now);
@@ -776,44 +963,46 @@ impl Engine {
     /// Direct-routing rewrite toward real server `slot`: Ethernet addresses, TTL - 1.
     #[inline]
     fn dr_forward(&mut self, frame: &mut [u8], l3: usize, _in_port: u16, my_mac: MacAddr, slot: u32, ip_len: u64) -> Verdict {
-        let Some(Some(rs)) = self.snap.servers.get(slot as usize) else {
-            return Verdict::Drop(DropReason::DestinationGone);
-        };
-        let Some(out) = rs.egress_port else { return Verdict::Drop(DropReason::NoRoute) };
-        let Some(rs_mac) = rs.mac else { return Verdict::Drop(DropReason::NeighbourUnresolved) };
-        let Some(port) = self.snap.ports.get(out as usize) else { return Verdict::Drop(DropReason::NoRoute) };
-        let (out_mac, mtu) = (port.mac, port.mtu);
-        let (ttl, df) = match frame.get(l3..) {
-            Some(b) => {
-                let ip = Ipv4Packet::new_unchecked(b);
-                (ip.ttl(), ip.dont_frag())
-            }
-            None => return Verdict::Drop(DropReason::Truncated),
+        let Some(&f) = self.fwd.get(slot as usize) else { return Verdict::Drop(DropReason::DestinationGone) };
+        match f.state {
+            FWD_OK => {}
+            FWD_NO_ROUTE => return Verdict::Drop(DropReason::NoRoute),
+            FWD_UNRESOLVED => return Verdict::Drop(DropReason::NeighbourUnresolved),
+            _ => return Verdict::Drop(DropReason::DestinationGone),
+        }
+        // The IPv4 header was validated by the caller: TTL at +8, DF in +6, checksum at +10.
+        let (Some(&ttl), Some(&frag)) = (frame.get(l3 + 8), frame.get(l3 + 6)) else {
+            return Verdict::Drop(DropReason::Truncated);
         };
         if ttl <= 1 {
             return self.emit_icmp_error(frame, l3, my_mac, msg_type::TIME_EXCEEDED, CODE_TTL_EXCEEDED, [0; 4], DropReason::TtlExceeded);
         }
-        if ip_len > mtu as u64 {
-            if !df {
-                // Fragmentation is not done by the director: count it.
+        if ip_len > f.mtu as u64 {
+            if frag & 0x40 == 0 || !self.snap.sysctl.pmtu_disc {
+                // Not DF (the director does not fragment), or PMTU discovery off: count it.
                 return Verdict::Drop(DropReason::MtuExceeded);
             }
-            if !self.snap.sysctl.pmtu_disc {
-                return Verdict::Drop(DropReason::MtuExceeded);
-            }
-            let m = mtu.to_be_bytes();
+            let m = f.mtu.to_be_bytes();
             return self.emit_icmp_error(frame, l3, my_mac, msg_type::DEST_UNREACH, CODE_FRAG_NEEDED, [0, 0, m[0], m[1]], DropReason::MtuExceeded);
         }
-        if let Some(b) = frame.get_mut(l3..) {
-            Ipv4Packet::new_unchecked(b).decrement_ttl_incremental();
+        // TTL - 1: the TTL is the high byte of header word 4 (RFC 1624 incremental update).
+        if let Some(c) = frame.get_mut(l3 + 10..l3 + 12) {
+            let old = u16::from_be_bytes([c[0], c[1]]);
+            let proto = 0; // the low byte (protocol) does not change
+            let new = checksum::update16(old, u16::from(ttl) << 8 | proto, u16::from(ttl - 1) << 8 | proto);
+            c.copy_from_slice(&new.to_be_bytes());
         }
-        frame[0..6].copy_from_slice(&rs_mac.0);
-        frame[6..12].copy_from_slice(&out_mac.0);
+        if let Some(t) = frame.get_mut(l3 + 8) {
+            *t = ttl - 1;
+        }
+        if let Some(h) = frame.get_mut(..12) {
+            h.copy_from_slice(&f.hdr);
+        }
         if let Some(c) = self.counters.servers.get_mut(slot as usize) {
             c.inpkts += 1;
             c.inbytes += ip_len;
         }
-        Verdict::Forward(out)
+        Verdict::Forward(f.port)
     }
 
     /// ICMP addressed to one of our addresses: answer echo requests in place; forward errors
