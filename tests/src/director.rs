@@ -122,6 +122,55 @@ pub fn eal_args(unique: &str, ifaces: &[&str]) -> Vec<String> {
     v
 }
 
+/// How many workers a director gets and how its af_packet ports spread packets over them
+/// (for [`DirectorProcess::start_layout`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EalLayout {
+    /// EAL `-l` list: one worker per lcore (`"0"`, `"0-1"`).
+    pub lcores: String,
+    /// `qpairs=N` of every net_af_packet port: N RX/TX queues, the kernel fanning packets out
+    /// over them by flow hash (4-tuple). 1 = the PMD's default (no `qpairs` argument).
+    pub qpairs: u16,
+}
+
+impl EalLayout {
+    /// `n` workers (`-l 0-(n-1)`) on ports with `n` queue pairs.
+    pub fn workers(n: u16) -> EalLayout {
+        assert!(n >= 1);
+        let lcores = if n == 1 {
+            "0".to_string()
+        } else {
+            format!("0-{}", n - 1)
+        };
+        EalLayout { lcores, qpairs: n }
+    }
+}
+
+/// [`eal_args`] for a [`EalLayout`]: `-l <lcores> --no-pci --log-level 4 <memory>
+/// --vdev net_af_packet0,iface=<ifaces[0]>[,qpairs=N] …`.
+pub fn eal_args_layout(unique: &str, ifaces: &[&str], layout: &EalLayout) -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        "-l".into(),
+        layout.lcores.clone(),
+        "--no-pci".into(),
+        "--log-level".into(),
+        "4".into(),
+    ];
+    v.extend(eal_memory_args(unique));
+    for (i, ifname) in ifaces.iter().enumerate() {
+        v.push("--vdev".into());
+        if layout.qpairs > 1 {
+            v.push(format!(
+                "net_af_packet{i},iface={ifname},qpairs={}",
+                layout.qpairs
+            ));
+        } else {
+            v.push(format!("net_af_packet{i},iface={ifname}"));
+        }
+    }
+    v
+}
+
 /// Options for [`DirectorProcess::start_with`].
 #[derive(Debug, Clone, Default)]
 pub struct DirectorOptions {
@@ -157,6 +206,26 @@ impl DirectorProcess {
 
     /// [`DirectorProcess::start`] with options.
     pub fn start_with(ns: &Netns, ifaces: &[&str], opts: &DirectorOptions) -> DirectorProcess {
+        Self::start_inner(ns, ifaces, opts, None)
+    }
+
+    /// [`DirectorProcess::start_with`] with several workers: EAL lcores and af_packet queue
+    /// pairs from `layout` ([`eal_args_layout`]).
+    pub fn start_layout(
+        ns: &Netns,
+        ifaces: &[&str],
+        opts: &DirectorOptions,
+        layout: &EalLayout,
+    ) -> DirectorProcess {
+        Self::start_inner(ns, ifaces, opts, Some(layout))
+    }
+
+    fn start_inner(
+        ns: &Netns,
+        ifaces: &[&str],
+        opts: &DirectorOptions,
+        layout: Option<&EalLayout>,
+    ) -> DirectorProcess {
         let bin = director_bin();
         let workdir = TempDir::new("lbt-director");
         let eal_prefix = unique_name(crate::netns::NS_PREFIX);
@@ -165,7 +234,10 @@ impl DirectorProcess {
 
         let mut args: Vec<String> = vec!["netns".into(), "exec".into(), ns.name().into()];
         args.push(bin.to_string_lossy().into_owned());
-        args.extend(eal_args(&eal_prefix, ifaces));
+        match layout {
+            Some(l) => args.extend(eal_args_layout(&eal_prefix, ifaces, l)),
+            None => args.extend(eal_args(&eal_prefix, ifaces)),
+        }
         args.push("--".into());
         args.push("--socket".into());
         args.push(socket.to_string_lossy().into_owned());
@@ -302,6 +374,24 @@ impl DirectorProcess {
         ipvsadm::parse_list(&self.lbadm_ok(&["-L", "-n"]))
     }
 
+    /// The director's PID while it runs (`ip netns exec` execs it in place).
+    pub fn pid(&self) -> Option<u32> {
+        if self.exit_status.is_some() {
+            return None;
+        }
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The director's resident set size (`VmRSS` of /proc/PID/status) in KiB, while it runs.
+    pub fn vm_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.try_exit_status().is_none() && self.child.is_some()
@@ -385,6 +475,20 @@ mod tests {
         assert!(
             s.ends_with("--vdev net_af_packet0,iface=eth0 --vdev net_af_packet1,iface=eth1"),
             "{s}"
+        );
+        // A layout of 1 worker gives exactly the default arguments; 2 workers add qpairs.
+        assert_eq!(
+            eal_args_layout("lbt-x-1", &["eth0", "eth1"], &EalLayout::workers(1)),
+            a
+        );
+        let l2 = eal_args_layout("lbt-x-1", &["eth0"], &EalLayout::workers(2)).join(" ");
+        assert!(
+            l2.starts_with("-l 0-1 --no-pci --log-level 4 --file-prefix lbt-x-1 "),
+            "{l2}"
+        );
+        assert!(
+            l2.ends_with("--vdev net_af_packet0,iface=eth0,qpairs=2"),
+            "{l2}"
         );
         // Exactly one of the two memory schemes; --no-huge never with --in-memory.
         let huge = a.iter().any(|x| x == "--in-memory");

@@ -17,6 +17,8 @@
 //! | [`wait_until`], [`util`] | bounded polling and commands, temp dirs, random files, sha256 |
 //! | [`ipvsadm`] | parsers for `-L -n` and `neigh show` |
 //! | [`probe`] | scripts/testbed-probe.py: TCP/UDP name responders and clients from chosen source addresses; `-L -n -c` parser |
+//! | [`EalLayout`], [`DirectorProcess::start_layout`] | several workers (`-l 0-1`) on af_packet ports with `qpairs=N`; `pid`, `vm_rss_kib` |
+//! | [`many`] | many connections: multi-port name servers, servers that hold connections, `tcp-many` and `hold` clients, a control-socket client for fast edits, hand-off counters |
 //!
 //! Binaries: `$DIRECTOR_BIN` / `$LBADM_BIN`, else `target/release/` of the workspace (or of
 //! `$CARGO_TARGET_DIR`); `make test` builds them and exports the variables.
@@ -26,6 +28,7 @@
 pub mod director;
 pub mod http;
 pub mod ipvsadm;
+pub mod many;
 pub mod netns;
 pub mod probe;
 pub mod require;
@@ -35,8 +38,8 @@ pub mod topo;
 pub mod util;
 
 pub use director::{
-    director_bin, eal_args, eal_memory_args, hugepages_available, lbadm_bin, DirectorOptions,
-    DirectorProcess,
+    director_bin, eal_args, eal_args_layout, eal_memory_args, hugepages_available, lbadm_bin,
+    DirectorOptions, DirectorProcess, EalLayout,
 };
 pub use http::{curl_get, curl_post_file, HttpServer, UploadReply};
 pub use netns::{ChildGuard, Netns};

@@ -27,7 +27,7 @@
 //! [`OneArmed::start_director`] / [`TwoArmed::start_director`] and configures it through
 //! `lbadm` (or with the `configure_*` helpers).
 
-use crate::director::{DirectorOptions, DirectorProcess, NEIGH_TIMEOUT};
+use crate::director::{DirectorOptions, DirectorProcess, EalLayout, NEIGH_TIMEOUT};
 use crate::http::{curl_get, HttpServer};
 use crate::netns::Netns;
 use crate::topo::{
@@ -139,6 +139,16 @@ impl OneArmed {
     /// [`OneArmed::start_director`] with options.
     pub fn start_director_with(&self, opts: &DirectorOptions) -> DirectorProcess {
         DirectorProcess::start_with(&self.director_ns, &[Self::DIRECTOR_IF], opts)
+    }
+
+    /// [`OneArmed::start_director_with`] with several workers ([`EalLayout`]: EAL lcores and
+    /// af_packet queue pairs on dpdk0).
+    pub fn start_director_layout(
+        &self,
+        opts: &DirectorOptions,
+        layout: &EalLayout,
+    ) -> DirectorProcess {
+        DirectorProcess::start_layout(&self.director_ns, &[Self::DIRECTOR_IF], opts, layout)
     }
 
     /// Standard configuration: director address and VIP on dpdk0, service `VIP:80` with
