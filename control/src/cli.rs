@@ -17,7 +17,15 @@
 //! lbadm [--socket PATH] [--json] iptables -t mangle -L [PREROUTING] [-n] [-v] [-x] [--line-numbers]
 //! lbadm [--socket PATH] [--json] iptables -t mangle -S [PREROUTING] [-v]
 //! lbadm [--socket PATH] [--json] sysctl [-a] [-n] [-q] [-w] [NAME | NAME=VALUE]...
+//! lbadm [--socket PATH] [--json] save [FILE]
+//! lbadm [--socket PATH] restore [--atomic] [FILE|-]
 //! ```
+//!
+//! `save` and `restore` write and read configuration files ([`crate::config_file`]): `save`
+//! prints the whole configuration (addresses, mark rules, non-default sysctls and timeouts,
+//! rules) or writes it to FILE atomically; `restore --atomic` parses every line first and
+//! applies them all as one transaction or nothing, `restore` applies them line by line with
+//! `-R`'s rules; errors read `SOURCE:LINE: MESSAGE`.
 //!
 //! Mark rules (see [`crate::marks`] for their semantics, [`crate::iptables`] for both command
 //! lines): `iptables` lines from existing LVS setups are accepted verbatim (any option order)
@@ -47,10 +55,13 @@
 //!   REASON` and exit status 1 (ipvsadm's "can't initialize ipvs" analogue); a connection
 //!   that breaks later: `lbadm: director at PATH: REASON`, exit status 1.
 //! - `-R` reads rules from stdin like ipvsadm: blank lines skipped, words `ipvsadm` dropped,
-//!   each line parsed client-side; the rules up to the first parse error are sent as `Restore`
-//!   requests of at most [`RESTORE_CHUNK`] rules (each applied and published at once), each
-//!   failed rule's error is printed in order, then the parse error if any (its exit status
-//!   wins); otherwise the exit status is that of the last rule.
+//!   each line parsed client-side; the rules up to the first parse error are applied in order
+//!   (a refused rule is reported and skipped, the next ones still applied), each failed
+//!   rule's error is printed in order, then the parse error if any (its exit status wins);
+//!   otherwise the exit status is that of the last rule. Rules that are all configuration
+//!   changes (the usual `-S` output) go as one non-atomic transaction (`Stage` requests of
+//!   at most ~512 KiB, then `Commit`), published once; input with `-Z` goes as `Restore`
+//!   requests of at most [`RESTORE_CHUNK`] rules, each published.
 
 use std::io::{BufRead, Write};
 use std::net::Ipv4Addr;
@@ -62,6 +73,7 @@ use crate::format;
 use crate::iptables::{self, IptablesListOptions, MarkCommand};
 use crate::ipvsadm::{self, IpvsCommand, ListOptions, ParseEnv};
 use crate::marks::MarkRule;
+use crate::model::ConfigCommand;
 use crate::names::Names;
 use crate::proto::{client, Op, Reply, Request};
 use crate::sysctl::Sysctls;
@@ -141,6 +153,11 @@ fn parse_prefix(s: &str) -> Result<(Ipv4Addr, Option<u8>), CtlError> {
         },
     };
     Ok((addr, len))
+}
+
+/// The operation of `addr|neigh|link ...` (for configuration files).
+pub(crate) fn director_verb_op(words: &[String]) -> Result<Op, CtlError> {
+    parse_director_verb(words).map(|(op, _)| op)
 }
 
 /// Parses `addr|neigh|link ...` into an operation.
@@ -261,8 +278,11 @@ pub fn run(args: &[String], io: &mut CliIo<'_>) -> i32 {
     );
 
     let verb = rest.first().map(String::as_str);
-    if verb == Some("sysctl") {
-        return sysctl(&path, &rest[1..], io, json);
+    match verb {
+        Some("sysctl") => return sysctl(&path, &rest[1..], io, json),
+        Some("save") => return save(&path, &rest[1..], io, json),
+        Some("restore") => return restore_file(&path, &rest[1..], io),
+        _ => {}
     }
     let is_director_verb = matches!(
         verb,
@@ -600,6 +620,237 @@ fn render(io: &mut CliIo<'_>, reply: &Reply, rendering: &Rendering, json: bool) 
     0
 }
 
+/// Like [`call`] but returns the director's error instead of printing it; transport failures
+/// are printed (`Err(status)`).
+fn call_raw(
+    stream: &mut UnixStream,
+    path: &Path,
+    req: Request,
+    io: &mut CliIo<'_>,
+) -> Result<Result<Reply, CtlError>, i32> {
+    match client::exchange(stream, &req, client::DEFAULT_TIMEOUT) {
+        Ok(resp) => Ok(resp.result),
+        Err(e) => {
+            let _ = writeln!(io.stderr, "{PROG}: director at {}: {e}", path.display());
+            Err(1)
+        }
+    }
+}
+
+fn connect(path: &Path, io: &mut CliIo<'_>) -> Result<UnixStream, i32> {
+    UnixStream::connect(path).map_err(|e| {
+        let _ = writeln!(
+            io.stderr,
+            "{PROG}: cannot connect to director at {}: {e}",
+            path.display()
+        );
+        1
+    })
+}
+
+/// Largest encoded size of the commands of one `Stage` request (half the request limit).
+const STAGE_BYTES: usize = crate::proto::MAX_REQUEST / 2;
+
+/// Splits `cmds` into `Stage` requests of at most [`STAGE_BYTES`] of JSON each.
+fn stage_chunks(cmds: &[ConfigCommand]) -> Result<Vec<&[ConfigCommand]>, CtlError> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, c) in cmds.iter().enumerate() {
+        let n = serde_json::to_vec(c)
+            .map(|v| v.len() + 1)
+            .unwrap_or(usize::MAX);
+        if n > STAGE_BYTES {
+            return Err(CtlError::input(format!(
+                "{PROG}: command {} is too large to send ({n} bytes)",
+                i + 1
+            )));
+        }
+        if bytes + n > STAGE_BYTES {
+            chunks.push(&cmds[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += n;
+    }
+    if start < cmds.len() {
+        chunks.push(&cmds[start..]);
+    }
+    Ok(chunks)
+}
+
+/// Stages `cmds` on one connection and commits them; the director's per-command results, or
+/// its error (an atomic transaction whose publication failed).
+fn transaction(
+    path: &Path,
+    cmds: &[ConfigCommand],
+    atomic: bool,
+    io: &mut CliIo<'_>,
+) -> Result<Result<Vec<Result<(), CtlError>>, CtlError>, i32> {
+    let chunks = stage_chunks(cmds).map_err(|e| write_err(io, &e))?;
+    let mut stream = connect(path, io)?;
+    for chunk in chunks {
+        match call_raw(
+            &mut stream,
+            path,
+            Request::new(Op::Stage(chunk.to_vec())),
+            io,
+        )? {
+            Ok(Reply::Staged(_)) => {}
+            Ok(other) => return Err(unexpected(io, &other)),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    match call_raw(&mut stream, path, Request::new(Op::Commit { atomic }), io)? {
+        Ok(Reply::Batch(results)) if results.len() == cmds.len() => Ok(Ok(results)),
+        Ok(other) => Err(unexpected(io, &other)),
+        Err(e) => Ok(Err(e)),
+    }
+}
+
+/// `lbadm save [FILE]`: the whole configuration as a configuration file (see
+/// [`crate::config_file`]), on stdout or written atomically to FILE; `--json`: the
+/// [`crate::proto::ConfigDump`] as JSON.
+fn save(path: &Path, args: &[String], io: &mut CliIo<'_>, json: bool) -> i32 {
+    let mut file: Option<&String> = None;
+    for a in args {
+        if a == "-n" || a == "--numeric" {
+            continue; // always numeric
+        }
+        if (a.starts_with('-') && a != "-") || file.replace(a).is_some() {
+            return write_err(io, &usage_err("usage: save [FILE]"));
+        }
+    }
+    let dump = match call(path, Request::new(Op::ConfigShow), io) {
+        Ok(Reply::Config(d)) => d,
+        Ok(other) => return unexpected(io, &other),
+        Err(code) => return code,
+    };
+    let text = if json {
+        format::json(&dump)
+    } else {
+        format::config_file(&dump)
+    };
+    match file.filter(|f| f.as_str() != "-") {
+        None => {
+            if io
+                .stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| io.stdout.flush())
+                .is_err()
+            {
+                return 1;
+            }
+            0
+        }
+        Some(f) => match crate::config_file::write_atomic(Path::new(f), text.as_bytes()) {
+            Ok(()) => 0,
+            Err(e) => write_err(
+                io,
+                &CtlError::failure(format!("{PROG}: cannot write {f}: {e}")),
+            ),
+        },
+    }
+}
+
+/// `lbadm restore [--atomic] [FILE|-]`: applies a configuration file (stdin without FILE or
+/// with `-`). Errors are printed as `SOURCE:LINE: MESSAGE`.
+/// - `--atomic`: every line is parsed first (a parse error: nothing is sent), then all of
+///   them are applied as one transaction: if any command fails, each failure is printed, then
+///   `SOURCE: nothing changed (N of M commands failed)`, and the exit status is the first
+///   failure's; else everything was applied, published once (exit 0).
+/// - without: `-R` semantics: the lines before the first parse error are applied in order,
+///   failed commands are reported and skipped; the parse error, if any, is printed last and
+///   its status wins, else the status is that of the last command.
+fn restore_file(path: &Path, args: &[String], io: &mut CliIo<'_>) -> i32 {
+    let mut atomic = false;
+    let mut file: Option<&String> = None;
+    for a in args {
+        if a == "--atomic" {
+            atomic = true;
+        } else if (a.starts_with('-') && a != "-") || file.replace(a).is_some() {
+            return write_err(io, &usage_err("usage: restore [--atomic] [FILE|-]"));
+        }
+    }
+    let (source, text) = match file.filter(|f| f.as_str() != "-") {
+        Some(f) => match std::fs::read_to_string(f) {
+            Ok(t) => (f.clone(), t),
+            Err(e) => {
+                return write_err(
+                    io,
+                    &CtlError::failure(format!("{PROG}: cannot read {f}: {e}")),
+                )
+            }
+        },
+        None => {
+            let mut t = String::new();
+            if let Err(e) = io.stdin.read_to_string(&mut t) {
+                return write_err(
+                    io,
+                    &CtlError::failure(format!("{PROG}: reading standard input: {e}")),
+                );
+            }
+            ("stdin".to_string(), t)
+        }
+    };
+    let (located, parse_error) = crate::config_file::parse_prefix(&text, io.names);
+    if atomic {
+        if let Some(e) = parse_error {
+            let _ = writeln!(io.stderr, "{}", e.describe(&source));
+            let _ = writeln!(io.stderr, "{PROG}: {source}: nothing changed");
+            return e.error.exit_code;
+        }
+    }
+    let cmds: Vec<ConfigCommand> = located.iter().map(|l| l.cmd.clone()).collect();
+    let mut status = 0;
+    if !cmds.is_empty() {
+        let results = match transaction(path, &cmds, atomic, io) {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                let _ = writeln!(io.stderr, "{PROG}: {source}: {}", e.message);
+                if atomic {
+                    let _ = writeln!(io.stderr, "{PROG}: {source}: nothing changed");
+                }
+                return e.exit_code;
+            }
+            Err(code) => return code,
+        };
+        let mut first_failure = None;
+        let mut failures = 0;
+        for (l, r) in located.iter().zip(&results) {
+            status = match r {
+                Ok(()) => 0,
+                Err(e) => {
+                    failures += 1;
+                    first_failure.get_or_insert(e.exit_code);
+                    let le = crate::config_file::LineError {
+                        line: l.line,
+                        error: e.clone(),
+                    };
+                    let _ = writeln!(io.stderr, "{}", le.describe(&source));
+                    e.exit_code
+                }
+            };
+        }
+        if atomic {
+            if let Some(code) = first_failure {
+                let _ = writeln!(
+                    io.stderr,
+                    "{PROG}: {source}: nothing changed ({failures} of {} commands failed)",
+                    cmds.len()
+                );
+                return code;
+            }
+        }
+    }
+    match parse_error {
+        Some(e) => {
+            let _ = writeln!(io.stderr, "{}", e.describe(&source));
+            e.error.exit_code
+        }
+        None => status,
+    }
+}
+
 /// `-R`: reads rules from stdin, sends them as one batch, reports like ipvsadm.
 fn restore(path: &Path, io: &mut CliIo<'_>) -> i32 {
     let mut cmds: Vec<IpvsCommand> = Vec::new();
@@ -647,6 +898,45 @@ fn restore(path: &Path, io: &mut CliIo<'_>) -> i32 {
         }
     }
     let mut status = 0;
+    if !cmds.is_empty() && cmds.iter().all(|c| c.config_command().is_some()) {
+        // Only configuration changes (the usual `-S` output): one transaction, applied
+        // line by line with failures skipped (`Commit { atomic: false }`), published once.
+        // The refusals `validate` makes are found here, in line order like the others.
+        let mut local: Vec<Option<CtlError>> = Vec::with_capacity(cmds.len());
+        let mut changes: Vec<ConfigCommand> = Vec::with_capacity(cmds.len());
+        for c in &cmds {
+            match c.validate() {
+                Ok(()) => {
+                    changes.extend(c.config_command());
+                    local.push(None);
+                }
+                Err(e) => local.push(Some(e)),
+            }
+        }
+        let mut remote = match transaction(path, &changes, false, io) {
+            Ok(Ok(results)) => results.into_iter(),
+            Ok(Err(e)) => return write_err(io, &e),
+            Err(code) => return code,
+        };
+        for l in local {
+            let r = match l {
+                Some(e) => Err(e),
+                None => remote.next().unwrap_or(Ok(())),
+            };
+            status = match r {
+                Ok(()) => 0,
+                Err(e) => write_err(io, &e),
+            };
+        }
+        return match abort {
+            None => status,
+            Some(Ok(text)) => {
+                let _ = io.stdout.write_all(text.as_bytes());
+                0
+            }
+            Some(Err(e)) => write_err(io, &e),
+        };
+    }
     for chunk in cmds.chunks(RESTORE_CHUNK) {
         match call(path, Request::new(Op::Restore(chunk.to_vec())), io) {
             Ok(Reply::Batch(results)) => {

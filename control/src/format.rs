@@ -23,7 +23,7 @@ use crate::model::{
 };
 use crate::names::Names;
 use crate::proto::{
-    ConnInfo, ConnProto, LinkInfo, MarkStatus, NeighInfo, ServerStatus, ServiceStatus,
+    ConfigDump, ConnInfo, ConnProto, LinkInfo, MarkStatus, NeighInfo, ServerStatus, ServiceStatus,
 };
 
 /// The IPVS version ipvsadm prints.
@@ -115,6 +115,8 @@ struct Style<'a> {
     numeric: bool,
     exact: bool,
     names: &'a dyn Names,
+    /// `Fmt::Rule` also writes `-x`/`-y` (config files; ipvsadm's `-S` does not).
+    thresholds: bool,
 }
 
 fn title(fmt: Fmt) -> String {
@@ -229,6 +231,14 @@ fn service_entry(out: &mut String, s: &ServiceStatus, st: &Style<'_>) {
                 if e.fwd == FwdMethod::Tunnel {
                     out.push_str(" --tun-type ipip");
                 }
+                if st.thresholds {
+                    if e.u_threshold != 0 {
+                        let _ = write!(out, " -x {}", e.u_threshold);
+                    }
+                    if e.l_threshold != 0 {
+                        let _ = write!(out, " -y {}", e.l_threshold);
+                    }
+                }
                 out.push('\n');
             }
             Fmt::Stats => {
@@ -324,6 +334,7 @@ pub fn list_services(
         numeric: opts.numeric,
         exact: opts.exact,
         names,
+        thresholds: false,
     };
     let mut out = String::new();
     if opts.service.is_none() {
@@ -346,10 +357,89 @@ pub fn save(services: &[ServiceStatus], numeric: bool, names: &dyn Names) -> Str
         numeric,
         exact: false,
         names,
+        thresholds: false,
     };
     let mut out = String::new();
     for s in sorted_services(services, false) {
         service_entry(&mut out, &s, &st);
+    }
+    out
+}
+
+/// A configuration file (`lbadm save`; read by `director --config` and `lbadm restore`):
+/// a comment header, then `addr add` lines, the mark rules as `iptables -t mangle -A
+/// PREROUTING …` lines, `sysctl -w` lines for the sysctls that differ from the kernel's
+/// defaults, a `--set` line if the timeouts differ from the defaults, then the services as
+/// `-S -n` rules. Unlike `-S`, services come in creation order and each service's servers
+/// oldest first, so restoring the file into an empty director rebuilds the same kernel order
+/// (what rr/wrr and `--nosort` see), and server lines keep their `-x`/`-y` thresholds.
+pub fn config_file(dump: &ConfigDump) -> String {
+    let mut out = String::from(
+        "# director configuration written by `lbadm save`: one lbadm command per line.\n\
+         # Load it with `director --config FILE` or `lbadm restore --atomic FILE`.\n",
+    );
+    for a in &dump.addrs {
+        let _ = writeln!(out, "addr add {}/{} dev {}", a.addr, a.prefix_len, a.dev);
+    }
+    let marks: Vec<MarkStatus> = dump
+        .marks
+        .iter()
+        .map(|r| MarkStatus {
+            rule: r.clone(),
+            packets: 0,
+            bytes: 0,
+        })
+        .collect();
+    // Every rule, without the "-P PREROUTING ACCEPT" policy line.
+    let rules = iptables_rules(&marks, &IptablesListOptions::default());
+    for line in rules.lines().filter(|l| l.starts_with("-A ")) {
+        let _ = writeln!(out, "iptables -t mangle {line}");
+    }
+    let defaults = crate::sysctl::Sysctls::default();
+    for (name, v) in dump.sysctls.entries() {
+        if defaults.get(name) != Some(v) {
+            let _ = writeln!(out, "sysctl -w {}{name}={v}", crate::sysctl::SYSCTL_PREFIX);
+        }
+    }
+    let t = &dump.timeouts;
+    if *t != Timeouts::default() {
+        let _ = writeln!(out, "--set {} {} {}", t.tcp, t.tcp_fin, t.udp);
+    }
+    let st = Style {
+        fmt: Fmt::Rule,
+        numeric: true,
+        exact: false,
+        names: &crate::names::NumericOnly,
+        thresholds: true,
+    };
+    for s in &dump.services {
+        let status = ServiceStatus {
+            config: s.config.clone(),
+            servers: s
+                .servers
+                .iter()
+                .rev()
+                .map(|srv| ServerStatus {
+                    server: srv.clone(),
+                    active: 0,
+                    inactive: 0,
+                    persist: 0,
+                    conns: 0,
+                    inpkts: 0,
+                    inbytes: 0,
+                    outpkts: 0,
+                    outbytes: 0,
+                    rates: Default::default(),
+                })
+                .collect(),
+            conns: 0,
+            inpkts: 0,
+            inbytes: 0,
+            outpkts: 0,
+            outbytes: 0,
+            rates: Default::default(),
+        };
+        service_entry(&mut out, &status, &st);
     }
     out
 }

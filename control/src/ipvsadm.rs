@@ -1485,6 +1485,11 @@ pub fn usage(prog: &str) -> String {
         "addr show [dev dpdkN]",
         "neigh show",
         "link show",
+        "mark add|insert [NUM]|del ... | mark del NUM | mark [show] | mark flush",
+        "iptables -t mangle -A|-I|-D|-C|-F|-L|-S PREROUTING ... -j MARK --set-mark N",
+        "sysctl [-a] [-n] [-q] [-w] [NAME | NAME=VALUE]...",
+        "save [FILE]",
+        "restore [--atomic] [FILE|-]",
     ] {
         s.push_str(&format!("  {prog} [--socket PATH] [--json] {l}\n"));
     }
@@ -1537,6 +1542,11 @@ Options:\n\
 lbadm options (before the command):\n\
   --socket PATH                       control socket (default $DIRECTOR_SOCKET or /run/director.sock)\n\
   --json                              print listings as JSON\n\
+\n\
+Configuration files (lbadm lines: addr, mark/iptables, sysctl, -S rules):\n\
+  save [FILE]                         write the whole configuration (stdout without FILE)\n\
+  restore [FILE|-]                    apply a file line by line, like -R\n\
+  restore --atomic [FILE|-]           apply a file as one change: all lines or none\n\
 \n\
 Not supported by the director (refused): -m, -i, --pe, -o, --start-daemon, IPv6, SCTP.\n",
     );

@@ -8,12 +8,17 @@
 //! director itself with [`evaluate_marks`] as the reference) and the DR-relevant IPVS sysctls
 //! ([`sysctl`]), driven by `lbadm iptables` / `lbadm mark` ([`iptables`]) and `lbadm sysctl`.
 //!
+//! The whole configuration can be saved to and loaded from a file of lbadm lines
+//! ([`config_file`]: `lbadm save`, `lbadm restore [--atomic]`, `director --config`); the
+//! socket protocol and the `--json` schemas are documented in `docs/protocol.md`.
+//!
 //! This crate has no DPDK dependency and no `unsafe` code; the dataplane depends on it, never
 //! the reverse.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod config_file;
 pub mod error;
 pub mod format;
 pub mod iptables;

@@ -28,8 +28,8 @@
 //!   false}, "persistent": null, "netmask": "255.255.255.255", "ops": false, "pe": null}}}`,
 //!   `{"Ipvs": "Clear"}`, `{"Ipvs": {"List": {...ListOptions}}}`. Changes answer `"Ok"`;
 //!   `List`/`Save` answer `Services`, `Connections`, `Timeouts` or `Daemons`.
-//! - `{"Restore": [CMD, ...]}`: `-R`. Commands are applied in order to a copy of the
-//!   configuration, which is published once at the end; answers `{"Batch": [RESULT, ...]}`
+//! - `{"Restore": [CMD, ...]}`: `-R` input with non-configuration commands (`-Z`). Commands
+//!   are applied in order to a copy of the configuration, which is published once at the end; answers `{"Batch": [RESULT, ...]}`
 //!   with one `{"Ok": null}` or `{"Err": {...}}` per command.
 //! - `{"AddrAdd": {"addr": "10.0.0.1", "prefix_len": 24, "dev": "dpdk0"}}`,
 //!   `{"AddrDel": {"addr": ..., "prefix_len": 24 | null, "dev": ...}}`: answer `"Ok"`.
@@ -51,8 +51,18 @@
 //!   "expire_quiescent_template": false, "sloppy_tcp": false, "conn_reuse_mode": 1,
 //!   "schedule_icmp": false, "cache_bypass": false, "pmtu_disc": true}`.
 //!
+//! - Transactions (configuration files: `lbadm restore`, `lbadm -R` of configuration
+//!   changes): `{"Stage": [CCMD, ...]}` appends [`crate::model::ConfigCommand`]s to this
+//!   connection's pending transaction (→ `{"Staged": N}`), `{"Commit": {"atomic": B}}`
+//!   applies it to one copy of the configuration and publishes once (→ `{"Batch": [...]}`;
+//!   atomic: nothing changes if any command failed), `"Discard"` drops it (→ `"Ok"`).
+//!   Pending commands die with the connection.
+//! - `"ConfigShow"` → `{"Config": DUMP}` ([`ConfigDump`]), what `lbadm save` writes.
+//!
 //! Field names and units of every reply type are those of the Rust structs below (addresses
-//! as dotted strings, counters as unsigned integers, rates per second).
+//! as dotted strings, counters as unsigned integers, rates per second). `docs/protocol.md`
+//! documents all of it with examples (replayed against the server by a test) and the
+//! `lbadm --json` schemas.
 //!
 //! # Versioning
 //! `v` is [`PROTOCOL_VERSION`]. A server answers a request with a different `v` with an error
@@ -67,7 +77,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::CtlError;
 use crate::ipvsadm::IpvsCommand;
 use crate::marks::MarkRule;
-use crate::model::{AddrConfig, ServerConfig, ServiceConfig, Timeouts};
+use crate::model::{AddrConfig, ConfigCommand, ServerConfig, ServiceConfig, Timeouts};
 use crate::sysctl::Sysctls;
 
 /// The protocol version this crate speaks.
@@ -153,6 +163,21 @@ pub enum Op {
         /// Value.
         value: i64,
     },
+    /// Appends configuration commands to this connection's pending transaction (nothing is
+    /// applied yet); answers `Staged` with the number of commands now pending.
+    Stage(Vec<ConfigCommand>),
+    /// Applies this connection's pending transaction and empties it; answers `Batch` with one
+    /// result per pending command. `atomic`: all or nothing (every command is checked, and the
+    /// configuration changes only if all succeed); otherwise like `-R` (failed commands are
+    /// skipped, the others applied). Either way one publication.
+    Commit {
+        /// All or nothing.
+        atomic: bool,
+    },
+    /// Empties this connection's pending transaction.
+    Discard,
+    /// The whole configuration (for `lbadm save`); answers `Config`.
+    ConfigShow,
 }
 
 /// A response.
@@ -214,6 +239,35 @@ pub enum Reply {
     Marks(Vec<MarkStatus>),
     /// The IPVS sysctls.
     Sysctls(Sysctls),
+    /// Commands pending in this connection's transaction after a `Stage`.
+    Staged(u64),
+    /// The whole configuration (`ConfigShow`).
+    Config(ConfigDump),
+}
+
+/// The whole configuration, as `lbadm save` writes it: everything needed to rebuild it in an
+/// empty director (server ids, counters and the trash are not part of it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigDump {
+    /// Addresses in the order they were added.
+    pub addrs: Vec<AddrConfig>,
+    /// Mark rules in chain order.
+    pub marks: Vec<MarkRule>,
+    /// The IPVS sysctls.
+    pub sysctls: Sysctls,
+    /// The `--set` timeouts.
+    pub timeouts: Timeouts,
+    /// Services in creation order.
+    pub services: Vec<ServiceDump>,
+}
+
+/// One virtual service of a [`ConfigDump`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceDump {
+    /// Configuration.
+    pub config: ServiceConfig,
+    /// Real servers in kernel order (newest first).
+    pub servers: Vec<ServerConfig>,
 }
 
 /// Per-rule counters as the dataplane reports them: packets (and their bytes) that matched
@@ -511,9 +565,22 @@ pub fn encode_response(resp: &Response) -> Vec<u8> {
 }
 
 fn check_version(body: &[u8], what: &str) -> Result<(), CtlError> {
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| CtlError::protocol(format!("malformed {what}: not JSON ({e})")))?;
-    match value.get("v").and_then(serde_json::Value::as_u64) {
+    /// Only the version; every other field is skipped without being built (bodies can be
+    /// megabytes: a `Value` tree of them would cost more than the typed decoding).
+    #[derive(Deserialize)]
+    struct Versioned {
+        v: Option<serde_json::Value>,
+    }
+    let probe: Versioned = serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            CtlError::protocol(format!(
+                "malformed {what}: missing protocol version field `v` ({e})"
+            ))
+        } else {
+            CtlError::protocol(format!("malformed {what}: not JSON ({e})"))
+        }
+    })?;
+    match probe.v.as_ref().and_then(serde_json::Value::as_u64) {
         None => Err(CtlError::protocol(format!(
             "malformed {what}: missing protocol version field `v`"
         ))),
@@ -756,6 +823,18 @@ mod tests {
             "{}",
             e.message
         );
+        for body in [
+            &br#""AddrShow""#[..],
+            b"17",
+            br#"{"v":"1","op":"AddrShow"}"#,
+        ] {
+            let e = decode_request(body).unwrap_err();
+            assert!(
+                e.message.contains("missing protocol version"),
+                "{}",
+                e.message
+            );
+        }
         let e = decode_request(br#"{"v":2,"op":"AddrShow"}"#).unwrap_err();
         assert_eq!(
             e.message,

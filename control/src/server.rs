@@ -7,6 +7,10 @@
 //!   published through [`Backend::publish`]; only if publishing succeeds does the clone replace
 //!   the config. A refused or failed change therefore changes nothing, here or in the
 //!   dataplane. `-R` applies all its rules to one clone and publishes once.
+//! - A transaction (`Stage` … `Commit`, [`Controller::apply_transaction`], `director
+//!   --config`, `lbadm restore --atomic`) is checked command by command against one clone and
+//!   published once; atomically it changes everything or nothing. Pending (staged) commands
+//!   belong to one connection ([`Session`]) and are dropped with it; at most [`MAX_STAGED`].
 //! - Listings merge the config (the truth about services and servers) with the backend's
 //!   per-server counters, adjusted by `-Z` bases and the rate estimator ([`StatsBook`]). Mark
 //!   rule listings come from the config with the backend's optional per-rule counters
@@ -34,9 +38,9 @@ use crate::error::CtlError;
 use crate::ipvsadm::IpvsCommand;
 use crate::model::{AddrConfig, Config, ConfigCommand, ServerId, ServiceKey};
 use crate::proto::{
-    decode_request, encode_response, write_frame, ConnInfo, LinkInfo, MarkCounters, MarkStatus,
-    NeighInfo, Op, Reply, Request, Response, ServerStats, ServerStatus, ServiceStatus, MAX_REQUEST,
-    PROTOCOL_VERSION,
+    decode_request, encode_response, write_frame, ConfigDump, ConnInfo, LinkInfo, MarkCounters,
+    MarkStatus, NeighInfo, Op, Reply, Request, Response, ServerStats, ServerStatus, ServiceDump,
+    ServiceStatus, MAX_REQUEST, PROTOCOL_VERSION,
 };
 use crate::stats::StatsBook;
 
@@ -64,6 +68,50 @@ pub trait Backend: Send {
     /// counters from 0 whenever the mark rules change.
     fn mark_counters(&mut self) -> Vec<MarkCounters> {
         Vec::new()
+    }
+}
+
+/// Most commands one connection may have pending in its transaction.
+pub const MAX_STAGED: usize = 1 << 20;
+
+/// Per-connection state: the transaction being staged (`Stage`), applied by `Commit`.
+#[derive(Debug, Default)]
+pub struct Session {
+    staged: Vec<ConfigCommand>,
+}
+
+impl Session {
+    /// Commands pending.
+    pub fn staged(&self) -> usize {
+        self.staged.len()
+    }
+}
+
+/// Why a transaction was not applied: the failing command (its index in the input) and its
+/// error, or no index when every command was valid but publishing failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionError {
+    /// Index of the first failing command, `None` for a publish failure.
+    pub index: Option<usize>,
+    /// The error.
+    pub error: CtlError,
+}
+
+/// What the director refuses whatever path a change comes by (masquerading and tunnelling
+/// servers, persistence engines, one-packet scheduling): [`IpvsCommand::validate`]'s
+/// refusals, for configuration commands that did not come as an `IpvsCommand`.
+fn supported(c: &ConfigCommand) -> Result<(), CtlError> {
+    match c {
+        ConfigCommand::AddService(spec) | ConfigCommand::EditService(spec) => {
+            IpvsCommand::AddService(spec.clone()).validate()
+        }
+        ConfigCommand::AddServer { service, server }
+        | ConfigCommand::EditServer { service, server } => IpvsCommand::AddServer {
+            service: *service,
+            server: server.clone(),
+        }
+        .validate(),
+        _ => Ok(()),
     }
 }
 
@@ -110,13 +158,73 @@ impl<B: Backend> Controller<B> {
     /// Applies configuration changes atomically: all succeed and are published together, or
     /// nothing changes.
     pub fn apply(&mut self, cmds: &[ConfigCommand]) -> Result<(), CtlError> {
+        self.apply_transaction(cmds).map_err(|e| e.error)
+    }
+
+    /// [`Controller::apply`] that also tells which command failed (the first one; the
+    /// commands after it are not looked at).
+    pub fn apply_transaction(&mut self, cmds: &[ConfigCommand]) -> Result<(), TransactionError> {
         let mut next = self.config.clone();
-        for c in cmds {
-            next.apply(c)?;
+        for (i, c) in cmds.iter().enumerate() {
+            supported(c)
+                .and_then(|()| next.apply(c))
+                .map_err(|error| TransactionError {
+                    index: Some(i),
+                    error,
+                })?;
         }
-        self.backend.publish(&next)?;
+        self.backend
+            .publish(&next)
+            .map_err(|error| TransactionError { index: None, error })?;
         self.config = next;
         Ok(())
+    }
+
+    /// Applies `cmds` to one clone of the configuration, each in order, recording every
+    /// command's result (a failed command is skipped and the next one checked against the
+    /// state so far). `atomic`: if any failed, nothing changes. Otherwise (or if none failed)
+    /// the clone is published once and kept; a publish failure turns every successful result
+    /// into that error (non-atomic) or is returned (atomic).
+    pub fn commit(&mut self, cmds: &[ConfigCommand], atomic: bool) -> Result<Reply, CtlError> {
+        let mut next = self.config.clone();
+        let mut results: Vec<Result<(), CtlError>> = Vec::with_capacity(cmds.len());
+        for c in cmds {
+            results.push(supported(c).and_then(|()| next.apply(c)));
+        }
+        let failed = results.iter().any(Result::is_err);
+        let changed = results.iter().any(Result::is_ok);
+        if (atomic && failed) || !changed {
+            return Ok(Reply::Batch(results));
+        }
+        match self.backend.publish(&next) {
+            Ok(()) => self.config = next,
+            Err(e) if atomic => return Err(e),
+            Err(e) => {
+                for r in results.iter_mut().filter(|r| r.is_ok()) {
+                    *r = Err(e.clone());
+                }
+            }
+        }
+        Ok(Reply::Batch(results))
+    }
+
+    /// The whole configuration (`ConfigShow`, `lbadm save`).
+    pub fn dump(&self) -> ConfigDump {
+        ConfigDump {
+            addrs: self.config.addrs().to_vec(),
+            marks: self.config.marks().to_vec(),
+            sysctls: *self.config.sysctls(),
+            timeouts: *self.config.timeouts(),
+            services: self
+                .config
+                .services_in_creation_order()
+                .into_iter()
+                .map(|s| ServiceDump {
+                    config: s.config.clone(),
+                    servers: s.servers.clone(),
+                })
+                .collect(),
+        }
     }
 
     /// Periodic work: samples counters for `--rate` every 2 s and reclaims trash slots no
@@ -131,8 +239,14 @@ impl<B: Backend> Controller<B> {
             .reclaim_trash(now, |id| raw.get(&id).is_some_and(ServerStats::in_use));
     }
 
-    /// Answers one request.
+    /// Answers one request outside any connection (a `Stage` is lost: its session ends
+    /// with the request; use [`Controller::handle_in`] to keep one).
     pub fn handle(&mut self, req: Request) -> Response {
+        self.handle_in(&mut Session::default(), req)
+    }
+
+    /// Answers one request of the connection whose state is `session`.
+    pub fn handle_in(&mut self, session: &mut Session, req: Request) -> Response {
         if req.v != PROTOCOL_VERSION {
             return Response::err(CtlError::protocol(format!(
                 "unsupported protocol version {} (this director speaks version {PROTOCOL_VERSION})",
@@ -185,6 +299,26 @@ impl<B: Backend> Controller<B> {
                 .map(|_| Reply::Sysctls(*self.config.sysctls())),
             Op::NeighShow => Ok(Reply::Neighs(self.backend.neighbours())),
             Op::LinkShow => Ok(Reply::Links(self.backend.links())),
+            Op::Stage(cmds) => {
+                if session.staged.len().saturating_add(cmds.len()) > MAX_STAGED {
+                    session.staged = Vec::new();
+                    Err(CtlError::protocol(format!(
+                        "transaction too large: more than {MAX_STAGED} commands (discarded)"
+                    )))
+                } else {
+                    session.staged.extend(cmds);
+                    Ok(Reply::Staged(session.staged.len() as u64))
+                }
+            }
+            Op::Commit { atomic } => {
+                let cmds = std::mem::take(&mut session.staged);
+                self.commit(&cmds, atomic)
+            }
+            Op::Discard => {
+                session.staged = Vec::new();
+                Ok(Reply::Ok)
+            }
+            Op::ConfigShow => Ok(Reply::Config(self.dump())),
         };
         match result {
             Ok(r) => Response::ok(r),
@@ -437,11 +571,12 @@ fn client_loop<B: Backend>(mut s: UnixStream, ctl: &Mutex<Controller<B>>, stop: 
     {
         return;
     }
+    let mut session = Session::default();
     loop {
         match read_request(&mut s, stop) {
             Ok(body) => {
                 let resp = match decode_request(&body) {
-                    Ok(req) => lock(ctl).handle(req),
+                    Ok(req) => lock(ctl).handle_in(&mut session, req),
                     Err(e) => Response::err(e),
                 };
                 if send(&mut s, &resp).is_err() {

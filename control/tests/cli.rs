@@ -280,20 +280,51 @@ fn errors_and_exit_codes() {
     assert!(ok(s, "-L -n").contains("TCP  8.8.8.8:80 wlc"));
     assert!(!ok(s, "-L -n").contains("8.8.8.10"));
 
-    // A large -R goes out in several requests, each under the size limit.
+    // A large -R goes out in several requests, each under the size limit, and is published
+    // once (only configuration changes: one non-atomic transaction).
     let big: String = (0..4500)
         .map(|i| format!("-A -t 10.{}.{}.1:80 -s rr\n", i / 250, i % 250))
         .collect();
     let before = r.state.lock().unwrap().published.len();
     let o = lbadm_with(s, "-R", &big, &NumericOnly);
     assert_eq!((o.code, o.stderr.as_str()), (0, ""));
+    assert_eq!(r.state.lock().unwrap().published.len() - before, 1);
+    // With a -Z among them, -R falls back to Restore requests of RESTORE_CHUNK rules, each
+    // published: same results.
+    let zbig: String = (0..4500)
+        .map(|i| format!("-E -t 10.{}.{}.1:80 -s wrr\n", i / 250, i % 250))
+        .chain(std::iter::once(
+            "-Z\n-D -t 10.0.0.1:80\n-D -t 10.0.0.1:80\n".to_string(),
+        ))
+        .collect();
+    let before = r.state.lock().unwrap().published.len();
+    let o = lbadm_with(s, "-R", &zbig, &NumericOnly);
+    assert_eq!((o.code, o.stderr.as_str()), (255, "No such service\n"));
     assert_eq!(r.state.lock().unwrap().published.len() - before, 3);
+    let o = lbadm_with(s, "-R", "-A -t 10.0.0.1:80 -s rr\n", &NumericOnly);
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""));
+    // Refusals found client-side and by the director come out in line order.
+    let o = lbadm_with(
+        s,
+        "-R",
+        "-A -t 10.0.0.1:80\n-a -t 10.0.0.1:80 -r 10.9.9.9 -m\n-a -t 10.0.0.1:80 -r 10.9.9.9\n-a -t 10.0.0.1:80 -r 10.9.9.9\n",
+        &NumericOnly,
+    );
+    assert_eq!(
+        (o.code, o.stderr.as_str()),
+        (
+            255,
+            "Service already exists\n\
+             director forwards by direct routing only: masquerading (-m) is not supported\n\
+             Destination already exists\n"
+        )
+    );
     assert_eq!(
         ok(s, "-S -n")
             .lines()
-            .filter(|l| l.ends_with("-s rr"))
+            .filter(|l| l.ends_with("-s wrr"))
             .count(),
-        4500
+        4499
     );
 
     // Help and version are local.

@@ -197,3 +197,82 @@ fn stop_interrupts_idle_clients() {
     let took = r.stop();
     assert!(took < Duration::from_secs(2), "serve took {took:?} to stop");
 }
+
+#[test]
+fn too_many_clients_are_told_so_and_others_still_served() {
+    let r = common::Running::start("busy");
+    // MAX_CLIENTS connections, each proven served (so each holds a client thread).
+    let mut held: Vec<UnixStream> = (0..control::server::MAX_CLIENTS)
+        .map(|_| {
+            let mut s = UnixStream::connect(&r.path).unwrap();
+            let resp = client::exchange(&mut s, &list(), Duration::from_secs(5)).unwrap();
+            assert!(resp.result.is_ok());
+            s
+        })
+        .collect();
+    // One more: an error response, then the connection is closed.
+    let mut extra = UnixStream::connect(&r.path).unwrap();
+    let e = read_response(&mut extra).result.unwrap_err();
+    assert_eq!(e.message, "director busy: too many control clients");
+    assert_closed(&mut extra, Duration::from_secs(2));
+    // A held connection still works; after some close, new clients are served again.
+    let resp = client::exchange(&mut held[0], &list(), Duration::from_secs(5)).unwrap();
+    assert!(resp.result.is_ok());
+    held.truncate(10);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut s = UnixStream::connect(&r.path).unwrap();
+        match client::exchange(&mut s, &list(), Duration::from_secs(5)) {
+            Ok(resp) if resp.result.is_ok() => break,
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "never served again");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let r = common::Running::start("pipe");
+    let mut s = UnixStream::connect(&r.path).unwrap();
+    let reqs = [
+        Request::new(Op::AddrShow),
+        Request::new(Op::SysctlShow),
+        Request::new(Op::ConfigShow),
+        list(),
+    ];
+    let mut bytes = Vec::new();
+    for q in &reqs {
+        write_frame(&mut bytes, &control::proto::encode_request(q)).unwrap();
+    }
+    // A garbage frame in the middle of the pipeline, then a good one.
+    write_frame(&mut bytes, b"{garbage").unwrap();
+    write_frame(
+        &mut bytes,
+        &control::proto::encode_request(&Request::new(Op::AddrShow)),
+    )
+    .unwrap();
+    s.write_all(&bytes).unwrap();
+    assert!(matches!(read_response(&mut s).result, Ok(Reply::Addrs(_))));
+    assert!(matches!(
+        read_response(&mut s).result,
+        Ok(Reply::Sysctls(_))
+    ));
+    assert!(matches!(read_response(&mut s).result, Ok(Reply::Config(_))));
+    assert!(matches!(
+        read_response(&mut s).result,
+        Ok(Reply::Services { .. })
+    ));
+    assert!(read_response(&mut s).result.is_err());
+    assert!(matches!(read_response(&mut s).result, Ok(Reply::Addrs(_))));
+    // Every response carries the protocol version.
+    write_frame(
+        &mut s,
+        &control::proto::encode_request(&Request::new(Op::AddrShow)),
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let body = read_frame(&mut s, MAX_RESPONSE).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["v"], control::proto::PROTOCOL_VERSION);
+}

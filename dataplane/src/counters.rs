@@ -259,13 +259,18 @@ pub struct WorkerCounters {
 impl WorkerCounters {
     /// Zeroed counters for `ports` ports and `servers` server slots.
     pub fn new(ports: usize, servers: usize) -> Self {
+        Self::sized(ports, servers, MAX_MARK_RULES)
+    }
+
+    /// Zeroed counters with room for `marks` mark rules.
+    pub fn sized(ports: usize, servers: usize, marks: usize) -> Self {
         WorkerCounters {
             drops: [0; DropReason::COUNT],
             ports: vec![PortCounters::default(); ports],
             servers: vec![ServerCounters::default(); servers],
             neigh_events_lost: 0,
             replies_ratelimited: 0,
-            marks: vec![(0, 0); MAX_MARK_RULES],
+            marks: vec![(0, 0); marks],
             handoff_out: 0,
             handoff_in: 0,
             handoff_dropped: 0,
@@ -280,14 +285,19 @@ impl WorkerCounters {
         }
     }
 
-    /// Copies `o` into self without reallocating (sizes are equal by construction).
+    /// Copies `o` into self without reallocating: as many server slots and mark rules as
+    /// self has room for (the control side sizes its request to the slots in use, so a
+    /// worker never copies the whole `--max-servers` range).
     pub fn copy_from(&mut self, o: &WorkerCounters) {
         self.drops = o.drops;
-        self.ports.clone_from(&o.ports);
-        self.servers.clone_from(&o.servers);
+        let n = self.ports.len().min(o.ports.len());
+        self.ports[..n].copy_from_slice(&o.ports[..n]);
+        let n = self.servers.len().min(o.servers.len());
+        self.servers[..n].copy_from_slice(&o.servers[..n]);
         self.neigh_events_lost = o.neigh_events_lost;
         self.replies_ratelimited = o.replies_ratelimited;
-        self.marks.clone_from(&o.marks);
+        let n = self.marks.len().min(o.marks.len());
+        self.marks[..n].copy_from_slice(&o.marks[..n]);
         self.handoff_out = o.handoff_out;
         self.handoff_in = o.handoff_in;
         self.handoff_dropped = o.handoff_dropped;

@@ -57,6 +57,9 @@ pub struct DirectorOptions {
     pub no_huge: bool,
     /// Workers sleep this many microseconds when a loop found no packet (0 = busy poll).
     pub idle_sleep_us: u64,
+    /// A configuration file (lbadm lines, see `control::config_file`) applied as one
+    /// transaction before the workers start; a bad file makes [`Director::start`] fail.
+    pub config: Option<PathBuf>,
 }
 
 /// Slow-path state shared by the control and housekeeping threads.
@@ -190,9 +193,11 @@ pub fn compile(cfg: &Config, neigh: &NeighTable, base_ports: &[PortInfo]) -> Res
 /// The addresses the dataplane needs resolved: every live real server that is on-link.
 pub fn wanted_neighbours(snap: &Snapshot) -> Vec<(Ipv4Addr, u16, Ipv4Addr)> {
     let mut v: Vec<(Ipv4Addr, u16, Ipv4Addr)> = Vec::new();
+    // Linear in the number of servers (it runs after every publication and every 100 ms).
+    let mut seen = std::collections::HashSet::new();
     for rs in snap.servers.iter().flatten() {
-        if let Some((port, src)) = snap.on_link(rs.addr) {
-            if !v.iter().any(|w| w.0 == rs.addr) {
+        if seen.insert(rs.addr) {
+            if let Some((port, src)) = snap.on_link(rs.addr) {
                 v.push((rs.addr, port, src));
             }
         }
@@ -276,16 +281,22 @@ impl SlowPath {
 
     /// The sum over workers, and each worker's own counters (`None` if it did not answer).
     pub fn counters_per_worker(&self) -> (WorkerCounters, Vec<Option<WorkerCounters>>) {
-        let (ports, servers) = {
+        // Only the server slots in use (live or in the trash) and the rules that exist are
+        // copied: a worker spends microseconds, not a copy of the whole slot range.
+        let (ports, servers, marks) = {
             let slow = self.lock();
-            (slow.ports.iter().map(|p| p.id as usize + 1).max().unwrap_or(0), slow.max_servers as usize)
+            let cfg = &slow.config;
+            let live = cfg.services().flat_map(|s| s.servers.iter().map(|r| r.id.0 as usize + 1)).max().unwrap_or(0);
+            let trash = cfg.trash().map(|(_, r)| r.id.0 as usize + 1).max().unwrap_or(0);
+            let servers = live.max(trash).min(slow.max_servers as usize);
+            (slow.ports.iter().map(|p| p.id as usize + 1).max().unwrap_or(0), servers, cfg.marks().len())
         };
-        let mut total = WorkerCounters::new(ports, servers);
+        let mut total = WorkerCounters::sized(ports, servers, marks);
         let mut each: Vec<Option<WorkerCounters>> = vec![None; self.shared.mailboxes.len()];
         let mut waiting = 0;
         for mb in &self.shared.mailboxes {
             while mb.replies.pop().is_some() {}
-            if mb.requests.push(WorkerRequest::Counters(Box::new(WorkerCounters::new(ports, servers)))).is_ok() {
+            if mb.requests.push(WorkerRequest::Counters(Box::new(WorkerCounters::sized(ports, servers, marks)))).is_ok() {
                 waiting += 1;
             }
         }
@@ -414,6 +425,15 @@ impl Director {
             max_servers: opts.max_servers,
         };
         let path = SlowPath { shared: shared.clone(), slow: Arc::new(Mutex::new(slow)) };
+        // The configuration file is applied and published before any slow-path thread or
+        // worker runs, so the first packet already sees it; a bad file stops the start-up.
+        let backend = crate::backend::DirectorBackend::new(path.clone(), ports.clone(), opts.conn_capacity);
+        let mut controller = control::server::Controller::new(backend, opts.max_servers);
+        if let Some(file) = &opts.config {
+            let n = control::config_file::load(&mut controller, file)
+                .map_err(|e| anyhow::anyhow!("configuration file {}", e.message))?;
+            eprintln!("director: {} command(s) loaded from {}", n, file.display());
+        }
         let mut threads = Vec::new();
         {
             let path = path.clone();
@@ -430,7 +450,6 @@ impl Director {
             );
         }
         {
-            let backend = crate::backend::DirectorBackend::new(path.clone(), ports.clone(), opts.conn_capacity);
             let socket = opts.socket.clone();
             let stop = shared.stop.clone();
             let ready = Arc::new(AtomicBool::new(false));
@@ -439,7 +458,6 @@ impl Director {
                 std::thread::Builder::new()
                     .name("control".into())
                     .spawn(move || {
-                        let controller = control::server::Controller::new(backend, opts.max_servers);
                         r2.store(true, Ordering::SeqCst);
                         if let Err(e) = control::server::serve(&socket, controller, stop.clone()) {
                             eprintln!("director: control socket {}: {e}", socket.display());

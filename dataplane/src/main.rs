@@ -1,6 +1,6 @@
 //! `director`: the DPDK direct-routing load balancer.
 //!
-//! `director [EAL options] -- [--socket PATH] [--conn-capacity N] [--max-servers N] …`
+//! `director [EAL options] -- [--socket PATH] [--config FILE] [--conn-capacity N] [--max-servers N] …`
 //!
 //! Every lcore given to EAL runs a worker (the main lcore included) with one RX and one TX
 //! queue on every port; ports are `dpdk0`, `dpdk1`, … in port-id order. A control thread
@@ -41,6 +41,11 @@ struct Opts {
     /// default; a small value leaves CPU to other processes on small test machines).
     #[arg(long, default_value_t = 0)]
     idle_sleep_us: u64,
+    /// Configuration file applied at start, before traffic flows (lbadm lines: `addr add`,
+    /// `iptables`/`mark` rules, `sysctl -w`, `-S` rules; `lbadm save FILE` writes one). A bad
+    /// line stops the director with the file name, line number and reason.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -65,6 +70,7 @@ fn main() -> Result<()> {
             descriptors: opts.descriptors,
             no_huge,
             idle_sleep_us: opts.idle_sleep_us,
+            config: opts.config,
         },
     )?;
     let stop = d.shared().clone();

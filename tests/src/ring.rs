@@ -66,6 +66,7 @@ impl Rig {
                 descriptors: 256,
                 no_huge: true,
                 idle_sleep_us: 0,
+                config: None,
             },
         )
         .expect("director start");
