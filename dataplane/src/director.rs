@@ -92,6 +92,7 @@ pub fn compile(cfg: &Config, neigh: &NeighTable, base_ports: &[PortInfo]) -> Res
             *s.local.entry(a.addr).or_insert(0) |= 1u64 << id;
         }
     }
+    s.index_subnets();
     let mut servers: Vec<Option<ServerInfo>> = Vec::new();
     for svc in cfg.services() {
         let c = &svc.config;

@@ -166,6 +166,10 @@ pub struct Snapshot {
     /// Client mask for steering packets to their owner worker: the widest persistence
     /// netmask of the configuration (all ones when no service masks clients).
     pub steer_mask: u32,
+    /// Connected subnets (prefix 1..=31) as (network, mask, prefix length, port, our
+    /// address), longest prefix first; built by [`Snapshot::index_subnets`]. VIPs (/32) are
+    /// not subnets, so this stays short even with thousands of VIPs.
+    pub subnets: Vec<(u32, u32, u8, u16, Ipv4Addr)>,
 }
 
 impl Default for Snapshot {
@@ -183,26 +187,32 @@ impl Default for Snapshot {
             marks: Vec::new(),
             sysctl: Sysctl::default(),
             steer_mask: u32::MAX,
+            subnets: Vec::new(),
         }
     }
 }
 
 impl Snapshot {
-    /// The port and our own address of the connected subnet holding `ip` (longest prefix).
-    pub fn on_link(&self, ip: Ipv4Addr) -> Option<(u16, Ipv4Addr)> {
-        let mut best: Option<(u8, u16, Ipv4Addr)> = None;
+    /// Rebuilds [`Snapshot::subnets`] from the ports' addresses (call after changing them).
+    pub fn index_subnets(&mut self) {
+        self.subnets.clear();
         for p in &self.ports {
             for &(a, len) in &p.addrs {
                 if len == 0 || len >= 32 {
                     continue;
                 }
                 let mask = u32::MAX << (32 - len);
-                if u32::from(a) & mask == u32::from(ip) & mask && best.is_none_or(|b| len > b.0) {
-                    best = Some((len, p.id, a));
-                }
+                self.subnets.push((u32::from(a) & mask, mask, len, p.id, a));
             }
         }
-        best.map(|(_, port, a)| (port, a))
+        // Longest prefix first; equal prefixes keep port and configuration order.
+        self.subnets.sort_by(|x, y| y.2.cmp(&x.2));
+    }
+
+    /// The port and our own address of the connected subnet holding `ip` (longest prefix).
+    pub fn on_link(&self, ip: Ipv4Addr) -> Option<(u16, Ipv4Addr)> {
+        let ip = u32::from(ip);
+        self.subnets.iter().find(|s| ip & s.1 == s.0).map(|s| (s.3, s.4))
     }
 
     /// True when `ip` is configured on port `port`.
@@ -325,7 +335,8 @@ mod tests {
 
     #[test]
     fn on_link_picks_longest_prefix_and_ignores_host_routes() {
-        let s = snap();
+        let mut s = snap();
+        s.index_subnets();
         assert_eq!(s.on_link(Ipv4Addr::new(198, 51, 100, 11)), Some((0, Ipv4Addr::new(198, 51, 100, 2))));
         assert_eq!(s.on_link(Ipv4Addr::new(198, 51, 100, 200)), Some((1, Ipv4Addr::new(198, 51, 100, 129))));
         assert_eq!(s.on_link(Ipv4Addr::new(198, 51, 7, 7)), Some((1, Ipv4Addr::new(198, 51, 0, 1))));
