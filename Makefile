@@ -2,6 +2,8 @@
 #
 #   make demo    prepare the host, build release binaries, run the one-armed DR demo
 #   make test    prepare the host, build release binaries, run every test of the workspace
+#   make bench   prepare the host, build release binaries, run the benchmarks (< 15 min;
+#                BENCH_QUICK=1 < 3 min) -> target/bench/report.{json,md}, *.png (docs/benchmarks.md)
 #   make build   release binaries only (target/release/director, target/release/lbadm)
 #   make setup   scripts/setup-host.sh only (packages, hugepages; needs root)
 #   make clean   cargo clean
@@ -22,7 +24,7 @@ TARGET_DIR := $(if $(CARGO_TARGET_DIR),$(abspath $(CARGO_TARGET_DIR)),$(REPO)/ta
 export DIRECTOR_BIN ?= $(TARGET_DIR)/release/director
 export LBADM_BIN    ?= $(TARGET_DIR)/release/lbadm
 
-.PHONY: all setup build demo test clean
+.PHONY: all setup build demo test bench clean
 
 all: build
 
@@ -39,6 +41,11 @@ demo: build
 # and unit/property tests run faster optimised.
 test: build
 	cd $(REPO) && $(CARGO) test --workspace --release
+
+# Benchmarks are programs that print numbers, never tests (not part of `make test`).
+bench: build
+	cd $(REPO) && $(CARGO) build --release -p bench
+	cd $(REPO) && $(TARGET_DIR)/release/director-bench all --out $(TARGET_DIR)/bench $(if $(filter-out 0,$(BENCH_QUICK)),--quick,)
 
 clean:
 	cd $(REPO) && $(CARGO) clean

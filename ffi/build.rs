@@ -107,29 +107,68 @@ fn main() {
     bindings.write_to_file(out).expect("writing bindings");
 }
 
-/// Static linking: every library pkg-config lists, with the curated PMDs whole-archive.
+/// Static linking: the curated PMDs whole-archive, every other DPDK archive pkg-config lists
+/// as a plain static library (the linker keeps only what is referenced, so unlisted drivers
+/// drop out), and the system libraries as shared libraries where a linkable copy exists.
+///
+/// pkg-config's `--static --libs libdpdk` names the driver archives as `-l:librte_X.a` inside
+/// `-Wl,--whole-archive … --no-whole-archive` and the rest as `-lrte_X`; `-Wl,…` flags are
+/// dropped (rustc cannot pass them through `rustc-link-lib`), and system libraries that have
+/// no `libX.so`/`libX.a` on the search path (rdma-core provider plugins such as
+/// `-lbnxt_re-rdmav34`, which only exist as versioned plugin objects) are skipped.
 fn emit_static_links() {
     let out = std::process::Command::new("pkg-config")
         .args(["--static", "--libs", "libdpdk"])
         .output()
         .expect("pkg-config --static --libs libdpdk");
     let libs = String::from_utf8_lossy(&out.stdout);
+    let mut search: Vec<PathBuf> = Vec::new();
+    for tok in libs.split_whitespace() {
+        if let Some(dir) = tok.strip_prefix("-L") {
+            search.push(PathBuf::from(dir));
+        }
+    }
+    for d in ["/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib/x86_64-linux-gnu", "/usr/local/lib"] {
+        search.push(PathBuf::from(d));
+    }
+    for dir in &search {
+        println!("cargo:rustc-link-search=native={}", dir.display());
+    }
+    let linkable = |name: &str, ext: &str| search.iter().any(|d| d.join(format!("lib{name}.{ext}")).exists());
     let mut seen = std::collections::HashSet::new();
     for w in STATIC_WHOLE_ARCHIVE {
-        println!("cargo:rustc-link-lib=static:+whole-archive,-bundle={w}");
+        if linkable(w, "a") {
+            println!("cargo:rustc-link-lib=static:+whole-archive,-bundle={w}");
+        } else {
+            println!("cargo:warning=static DPDK: lib{w}.a not found, PMD left out");
+        }
         seen.insert(w.to_string());
     }
     for tok in libs.split_whitespace() {
-        if let Some(dir) = tok.strip_prefix("-L") {
-            println!("cargo:rustc-link-search=native={dir}");
-        } else if let Some(name) = tok.strip_prefix("-l") {
-            if seen.insert(name.to_string()) {
-                if name.starts_with("rte_") {
-                    println!("cargo:rustc-link-lib=static:-bundle={name}");
-                } else {
-                    println!("cargo:rustc-link-lib=dylib={name}");
-                }
+        let name = if let Some(file) = tok.strip_prefix("-l:") {
+            // -l:librte_net_ring.a
+            match file.strip_prefix("lib").and_then(|f| f.strip_suffix(".a")) {
+                Some(n) => n.to_string(),
+                None => continue,
             }
+        } else if let Some(n) = tok.strip_prefix("-l") {
+            n.to_string()
+        } else if tok == "-pthread" {
+            "pthread".to_string()
+        } else {
+            continue;
+        };
+        if name.is_empty() || !seen.insert(name.clone()) {
+            continue;
+        }
+        if name.starts_with("rte_") {
+            if linkable(&name, "a") {
+                println!("cargo:rustc-link-lib=static:-bundle={name}");
+            }
+        } else if linkable(&name, "so") {
+            println!("cargo:rustc-link-lib=dylib={name}");
+        } else if linkable(&name, "a") {
+            println!("cargo:rustc-link-lib=static:-bundle={name}");
         }
     }
 }

@@ -15,7 +15,8 @@
 set -euo pipefail
 
 PACKAGES=(dpdk dpdk-dev libdpdk-dev clang libclang-dev pkg-config ethtool iproute2
-          iputils-ping netcat-openbsd curl apache2-utils tcpdump python3 valgrind)
+          iputils-ping netcat-openbsd curl apache2-utils tcpdump python3 valgrind
+          fonts-dejavu-core)
 HUGEPAGES_WANTED=512          # 2 MiB pages -> 1 GiB: room for a few 256 MiB directors
 HUGE_MNT=/dev/hugepages
 

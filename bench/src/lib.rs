@@ -1,1 +1,27 @@
-//! Traffic generators and benchmark drivers (see issue "Performance").
+//! Traffic generators and benchmark drivers for the director (issue "Performance").
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`gen`] | deterministic generator of real Ethernet/IPv4/TCP/UDP frames: C clients, F flows, S services (plain / persistent / port-0 / fwmark shares), SYN share, packet size |
+//! | [`scenario`] | named scenarios and the open → fill → establish → measure phases |
+//! | [`rig`] | EAL arguments (hugepages or not), pools, rings, the mbuf store |
+//! | [`director_run`] | mode (a): the real `Director` on a ring port, configured through its control socket |
+//! | [`engine_loop`] | mode (b): rx_burst → `Engine::process` → tx_burst in one thread; with no engine, the io floor |
+//! | [`run`] | one benchmark process (native timing, or callgrind phases) → `RESULT {json}` |
+//! | [`yardstick`] | `dpdk-testpmd` io / macswap runs |
+//! | [`report`] | report.json, report.md, details.json and the PNG plots |
+//! | [`valgrind`] | callgrind client requests |
+//!
+//! The driver is the `director-bench` binary (`make bench`); docs/benchmarks.md explains the
+//! method and the numbers.
+
+pub mod cpu;
+pub mod director_run;
+pub mod engine_loop;
+pub mod gen;
+pub mod report;
+pub mod rig;
+pub mod run;
+pub mod scenario;
+pub mod valgrind;
+pub mod yardstick;

@@ -1,0 +1,190 @@
+//! Mode (b), the engine loop: one thread does what a worker does for one port —
+//! `rx_burst(32)` on a `net_ring` port → [`Engine::process`] per mbuf → `tx_burst` → bounded
+//! expiry — over a ring preloaded with generated frames, and stops when the ring is empty.
+//! No director threads, no control socket, no idle polling: the instruction count of a pass
+//! depends only on the packets, which is what callgrind's difference of two packet counts
+//! needs. The configuration is compiled by the director's own `compile` from the same
+//! commands the control socket would apply, with every real server's MAC already learned.
+//!
+//! With `engine: None` the same loop is the io floor: `rx_burst` → `tx_burst`, nothing else
+//! (testpmd's io forwarding on the same PMD).
+//!
+//! Engine time is virtual (one tick per 2^20 packets) so that a slow run under valgrind does
+//! not expire entries that a native run keeps.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use crossbeam::queue::ArrayQueue;
+
+use control::model::{Config, ConfigCommand};
+use dataplane::counters::DropReason;
+use dataplane::director::{compile, TICKS_PER_SEC};
+use dataplane::dpdk::{tsc, Eal, MbufBatch, Mempool, Port, PortConfig, Ring};
+use dataplane::engine::{Engine, EngineConfig, Verdict};
+use dataplane::neigh::{NeighParams, NeighTable};
+use dataplane::snapshot::PortInfo;
+use dataplane::wire::MacAddr;
+
+use crate::gen::Traffic;
+use crate::rig::{self, Memory, Store};
+use crate::cpu::CpuClock;
+use crate::scenario::{Dataplane, Pumped};
+
+/// Most connection entries examined by expiry per burst (as the worker).
+const EXPIRE_BUDGET: u32 = 64;
+
+/// The engine loop on one ring port.
+pub struct EngineLoop {
+    port: Port,
+    rx: Ring,
+    tx: Ring,
+    pool: Mempool,
+    /// The engine (`None`: io floor).
+    pub engine: Option<Engine>,
+    processed: u64,
+    /// Instrument only the measured sections under callgrind.
+    pub callgrind: bool,
+}
+
+/// Builds the director's snapshot for `traffic` on `port` and an engine using it.
+pub fn engine_for(traffic: &Traffic, port: &Port, capacity: usize) -> Result<Engine> {
+    let cfg = traffic.config();
+    let mut c = Config::new(vec!["dpdk0".into()], 1024);
+    for a in &cfg.addrs {
+        c.apply(&ConfigCommand::AddAddr(a.clone())).map_err(|e| anyhow::anyhow!("addr: {e}"))?;
+    }
+    for m in &cfg.marks {
+        c.apply(&ConfigCommand::AddMark(m.clone())).map_err(|e| anyhow::anyhow!("mark: {e}"))?;
+    }
+    for (svc, servers) in &cfg.services {
+        c.apply(&ConfigCommand::AddService(svc.clone())).map_err(|e| anyhow::anyhow!("service: {e}"))?;
+        for s in servers {
+            c.apply(&ConfigCommand::AddServer { service: svc.key, server: s.clone() })
+                .map_err(|e| anyhow::anyhow!("server: {e}"))?;
+        }
+    }
+    let mut neigh = NeighTable::new(NeighParams::default());
+    let now = Instant::now();
+    for (ip, mac) in traffic.servers() {
+        neigh.learn(ip, mac, port.id(), true, now);
+    }
+    let ports = vec![PortInfo { id: port.id(), mac: MacAddr(port.mac()), mtu: port.mtu(), addrs: Vec::new() }];
+    let snap = compile(&c, &neigh, &ports).map_err(|e| anyhow::anyhow!("compile: {e}"))?;
+    anyhow::ensure!(snap.servers.iter().flatten().all(|s| s.mac.is_some()), "unresolved server in the snapshot");
+    let mut e = Engine::new(
+        EngineConfig { conn_capacity: capacity, max_servers: 1024, ports: port.id() as usize + 1, ticks_per_sec: TICKS_PER_SEC, seed: 0x1234_5678 },
+        Arc::new(ArrayQueue::new(4096)),
+    )
+    .context("engine")?;
+    e.set_snapshot(Arc::new(snap));
+    let _ = Ipv4Addr::UNSPECIFIED;
+    Ok(e)
+}
+
+impl EngineLoop {
+    /// A ring port with `slots` ring slots each way and a pool of `mbufs`.
+    pub fn new(eal: &Eal, memory: Memory, slots: u32, mbufs: u32) -> Result<EngineLoop> {
+        let rx = rig::ring(eal, "lrx", slots)?;
+        let tx = rig::ring(eal, "ltx", slots)?;
+        let port = dataplane::dpdk::port_from_rings(eal, &rig::name("lring"), &[&rx], &[&tx])?;
+        let pool = rig::pool(eal, mbufs, memory)?;
+        let cfg = PortConfig { rx_queues: 1, tx_queues: 1, rx_desc: 1024, tx_desc: 1024, rss_src_only: true, promiscuous: false, ..PortConfig::default() };
+        port.configure(&cfg, &pool)?;
+        port.start()?;
+        Ok(EngineLoop { port, rx, tx, pool, engine: None, processed: 0, callgrind: false })
+    }
+
+    /// The port (for its MAC and id).
+    pub fn port(&self) -> Port {
+        self.port
+    }
+
+    /// One pass: until the RX ring is empty. Returns packets received.
+    #[inline(never)]
+    pub fn pass(&mut self) -> u64 {
+        let port = self.port;
+        let id = port.id();
+        let mut rx: MbufBatch<32> = MbufBatch::new();
+        let mut tx: MbufBatch<32> = MbufBatch::new();
+        let mut n = 0u64;
+        match self.engine.as_mut() {
+            None => loop {
+                let got = port.rx_burst(0, &mut rx);
+                if got == 0 {
+                    break;
+                }
+                port.tx_burst(0, &mut rx);
+                rx.clear();
+                n += got as u64;
+            },
+            Some(engine) => loop {
+                let got = port.rx_burst(0, &mut rx);
+                if got == 0 {
+                    break;
+                }
+                let now = (self.processed >> 20) as u32;
+                for mut m in rx.drain() {
+                    let verdict = if m.segments() != 1 {
+                        Verdict::Drop(DropReason::MultiSegment)
+                    } else {
+                        engine.process(m.data_mut(), id, now)
+                    };
+                    match verdict {
+                        Verdict::Forward(_) | Verdict::Reply => {}
+                        Verdict::Emit { len, .. } => {
+                            let len = len as usize;
+                            if !m.set_len(len) {
+                                continue;
+                            }
+                            let Some(src) = engine.scratch().get(..len) else { continue };
+                            m.data_mut().copy_from_slice(src);
+                        }
+                        Verdict::Consumed | Verdict::Drop(_) => continue,
+                    }
+                    if let Err(m) = tx.push(m) {
+                        drop(m);
+                        engine.count_drop(DropReason::TxFull);
+                    }
+                }
+                port.tx_burst(0, &mut tx);
+                if !tx.is_empty() {
+                    for _ in 0..tx.len() {
+                        engine.count_drop(DropReason::TxFull);
+                    }
+                    tx.clear();
+                }
+                engine.expire(now, EXPIRE_BUDGET);
+                n += got as u64;
+                self.processed += got as u64;
+            },
+        }
+        n
+    }
+}
+
+impl Dataplane for EngineLoop {
+    fn pump(&mut self, store: &mut Store, n: usize) -> Result<Pumped> {
+        store.enqueue(&self.rx, n)?;
+        if self.callgrind {
+            crate::valgrind::start_instrumentation();
+        }
+        let clock = CpuClock::this_thread();
+        let c0 = clock.ns();
+        let t0 = tsc();
+        self.pass();
+        let t1 = tsc();
+        let c1 = clock.ns();
+        if self.callgrind {
+            crate::valgrind::stop_instrumentation();
+        }
+        let out = store.drain(&self.tx) as u64;
+        Ok(Pumped { out, cycles: t1 - t0, cpu_ns: c1 - c0 })
+    }
+
+    fn top_up(&mut self, store: &mut Store, n: usize) -> Result<()> {
+        store.top_up(&self.pool, n)
+    }
+}
