@@ -62,6 +62,22 @@ pub struct DirectorOptions {
     pub config: Option<PathBuf>,
 }
 
+impl Default for DirectorOptions {
+    /// The `director` command's defaults.
+    fn default() -> Self {
+        DirectorOptions {
+            socket: PathBuf::from("/run/director.sock"),
+            conn_capacity: 1 << 20,
+            max_servers: 65536,
+            mbufs: 16383,
+            descriptors: 1024,
+            no_huge: false,
+            idle_sleep_us: 0,
+            config: None,
+        }
+    }
+}
+
 /// Slow-path state shared by the control and housekeeping threads.
 pub struct Slow {
     /// The configuration last published.
