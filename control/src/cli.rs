@@ -505,6 +505,15 @@ fn call(path: &Path, req: Request, io: &mut CliIo<'_>) -> Result<Reply, i32> {
     }
 }
 
+/// `value` as JSON when `json` is set, otherwise as `text` renders it.
+fn json_or<T: serde::Serialize + ?Sized>(json: bool, value: &T, text: fn(&T) -> String) -> String {
+    if json {
+        format::json(value)
+    } else {
+        text(value)
+    }
+}
+
 fn render(io: &mut CliIo<'_>, reply: &Reply, rendering: &Rendering, json: bool) -> i32 {
     let names = io.names;
     let text = match (reply, rendering) {
@@ -542,20 +551,8 @@ fn render(io: &mut CliIo<'_>, reply: &Reply, rendering: &Rendering, json: bool) 
                 format::list_connections(c, o, names)
             }
         }
-        (Reply::Timeouts(t), _) => {
-            if json {
-                format::json(t)
-            } else {
-                format::timeouts(t)
-            }
-        }
-        (Reply::Daemons(d), _) => {
-            if json {
-                format::json(d)
-            } else {
-                format::daemons(d)
-            }
-        }
+        (Reply::Timeouts(t), _) => json_or(json, t, format::timeouts),
+        (Reply::Daemons(d), _) => json_or(json, &d[..], format::daemons),
         (Reply::Addrs(a), r) => {
             let filtered: Vec<_> = match r {
                 Rendering::Addrs(Some(dev)) => {
@@ -563,26 +560,10 @@ fn render(io: &mut CliIo<'_>, reply: &Reply, rendering: &Rendering, json: bool) 
                 }
                 _ => a.clone(),
             };
-            if json {
-                format::json(&filtered)
-            } else {
-                format::addrs(&filtered)
-            }
+            json_or(json, &filtered[..], format::addrs)
         }
-        (Reply::Neighs(n), _) => {
-            if json {
-                format::json(n)
-            } else {
-                format::neighs(n)
-            }
-        }
-        (Reply::Links(l), _) => {
-            if json {
-                format::json(l)
-            } else {
-                format::links(l)
-            }
-        }
+        (Reply::Neighs(n), _) => json_or(json, &n[..], format::neighs),
+        (Reply::Links(l), _) => json_or(json, &l[..], format::links),
         (Reply::Marks(m), Rendering::MarkCheck(rule)) => {
             if m.iter().any(|s| s.rule == *rule) {
                 String::new()

@@ -160,6 +160,29 @@ fn service_name(cfg: &ServiceConfig, st: &Style<'_>) -> String {
     }
 }
 
+/// The persistence timeout, its netmask (when not /32) and the one-packet flag of a service,
+/// each after a space and its `words`: `[timeout, netmask, ops]`.
+fn persistence_words(out: &mut String, cfg: &ServiceConfig, words: [&str; 3]) {
+    let [timeout, netmask, ops] = words;
+    if let Some(t) = cfg.persistent {
+        let _ = write!(out, " {timeout} {t}");
+        if cfg.netmask != Ipv4Addr::BROADCAST {
+            let _ = write!(out, " {netmask} {}", cfg.netmask);
+        }
+    }
+    if cfg.ops {
+        out.push(' ');
+        out.push_str(ops);
+    }
+}
+
+/// Each counter through [`largenum`].
+fn push_largenums(out: &mut String, values: impl IntoIterator<Item = u64>, exact: bool) {
+    for v in values {
+        out.push_str(&largenum(v, exact));
+    }
+}
+
 fn service_entry(out: &mut String, s: &ServiceStatus, st: &Style<'_>) {
     let cfg = &s.config;
     let name = service_name(cfg, st);
@@ -167,46 +190,30 @@ fn service_entry(out: &mut String, s: &ServiceStatus, st: &Style<'_>) {
     match st.fmt {
         Fmt::Rule => {
             let _ = write!(out, "-A {} -s {}", name, cfg.scheduler);
-            if let Some(t) = cfg.persistent {
-                let _ = write!(out, " -p {t}");
-                if cfg.netmask != Ipv4Addr::BROADCAST {
-                    let _ = write!(out, " -M {}", cfg.netmask);
-                }
-            }
-            if cfg.ops {
-                out.push_str(" -o");
-            }
+            persistence_words(out, cfg, ["-p", "-M", "-o"]);
             if !cfg.flags.is_empty() {
                 let _ = write!(out, " -b {}", cfg.flags.names(cfg.scheduler));
             }
         }
         Fmt::Stats => {
             let _ = write!(out, "{name:<33}");
-            for v in [s.conns, s.inpkts, s.outpkts, s.inbytes, s.outbytes] {
-                out.push_str(&largenum(v, ex));
-            }
+            push_largenums(
+                out,
+                [s.conns, s.inpkts, s.outpkts, s.inbytes, s.outbytes],
+                ex,
+            );
         }
         Fmt::Rate => {
             let _ = write!(out, "{name:<33}");
             let r = &s.rates;
-            for v in [r.cps, r.inpps, r.outpps, r.inbps, r.outbps] {
-                out.push_str(&largenum(v, ex));
-            }
+            push_largenums(out, [r.cps, r.inpps, r.outpps, r.inbps, r.outbps], ex);
         }
         _ => {
             let _ = write!(out, "{} {}", name, cfg.scheduler);
             if !cfg.flags.is_empty() {
                 let _ = write!(out, " ({})", cfg.flags.names(cfg.scheduler));
             }
-            if let Some(t) = cfg.persistent {
-                let _ = write!(out, " persistent {t}");
-                if cfg.netmask != Ipv4Addr::BROADCAST {
-                    let _ = write!(out, " mask {}", cfg.netmask);
-                }
-            }
-            if cfg.ops {
-                out.push_str(" ops");
-            }
+            persistence_words(out, cfg, ["persistent", "mask", "ops"]);
         }
     }
     out.push('\n');
@@ -243,9 +250,11 @@ fn service_entry(out: &mut String, s: &ServiceStatus, st: &Style<'_>) {
             }
             Fmt::Stats => {
                 let _ = write!(out, "  -> {dname:<28}");
-                for v in [d.conns, d.inpkts, d.outpkts, d.inbytes, d.outbytes] {
-                    out.push_str(&largenum(v, ex));
-                }
+                push_largenums(
+                    out,
+                    [d.conns, d.inpkts, d.outpkts, d.inbytes, d.outbytes],
+                    ex,
+                );
                 out.push('\n');
             }
             Fmt::Rate => {
@@ -255,8 +264,7 @@ fn service_entry(out: &mut String, s: &ServiceStatus, st: &Style<'_>) {
                     "  -> {:<28} {:>8} {:>8} {:>8}",
                     dname, r.cps, r.inpps, r.outpps
                 );
-                out.push_str(&largenum(r.inbps, ex));
-                out.push_str(&largenum(r.outbps, ex));
+                push_largenums(out, [r.inbps, r.outbps], ex);
                 out.push('\n');
             }
             Fmt::Thresholds => {

@@ -519,36 +519,47 @@ impl Cmd {
 
 fn generic_opt_check(cmd: Cmd, options: u64) -> Result<(), CtlError> {
     let row = cmd.legality().as_bytes();
+    let rules = row
+        .iter()
+        .enumerate()
+        .take(NUMBER_OF_OPT)
+        .map(|(j, &rule)| (j, rule));
+    check_legality(rules, options, cmd.name(), "command")
+}
+
+/// Checks the set `options` against `(option column, rule)` pairs of a legality row; `name`
+/// and `kind` (e.g. "command", "tunnel type") describe what the row belongs to in errors.
+fn check_legality(
+    rules: impl Iterator<Item = (usize, u8)>,
+    options: u64,
+    name: &str,
+    kind: &str,
+) -> Result<(), CtlError> {
     let mut last: Option<usize> = None;
-    for (j, &rule) in row.iter().enumerate().take(NUMBER_OF_OPT) {
-        let set = options & (1u64 << j) != 0;
-        if !set {
+    for (k, rule) in rules {
+        if options & (1u64 << k) == 0 {
             if rule == b'+' {
                 return Err(CtlError::input(format!(
-                    "You need to supply the '{}' option for the '{}' command",
-                    OPT_NAMES[j],
-                    cmd.name()
+                    "You need to supply the '{}' option for the '{}' {}",
+                    OPT_NAMES[k], name, kind
                 )));
             }
             continue;
         }
         if rule == b'x' {
             return Err(CtlError::input(format!(
-                "Illegal '{}' option with the '{}' command",
-                OPT_NAMES[j],
-                cmd.name()
+                "Illegal '{}' option with the '{}' {}",
+                OPT_NAMES[k], name, kind
             )));
         }
         if rule == b'1' {
             if let Some(l) = last {
                 return Err(CtlError::input(format!(
-                    "The option '{}' conflicts with the '{}' option in the '{}' command",
-                    OPT_NAMES[j],
-                    OPT_NAMES[l],
-                    cmd.name()
+                    "The option '{}' conflicts with the '{}' option in the '{}' {}",
+                    OPT_NAMES[k], OPT_NAMES[l], name, kind
                 )));
             }
-            last = Some(j);
+            last = Some(k);
         }
     }
     Ok(())
@@ -582,39 +593,12 @@ impl TunType {
 
 fn tunnel_opt_check(tun: TunType, options: u64) -> Result<(), CtlError> {
     const COLS: [usize; 4] = [OPT_TUN_PORT, OPT_TUN_NOCSUM, OPT_TUN_CSUM, OPT_TUN_REMCSUM];
-    let mut last: Option<usize> = None;
-    for (j, &rule) in tun.legality().as_bytes().iter().enumerate() {
-        let k = COLS[j];
-        if options & (1u64 << k) == 0 {
-            if rule == b'+' {
-                return Err(CtlError::input(format!(
-                    "You need to supply the '{}' option for the '{}' tunnel type",
-                    OPT_NAMES[k],
-                    tun.name()
-                )));
-            }
-            continue;
-        }
-        if rule == b'x' {
-            return Err(CtlError::input(format!(
-                "Illegal '{}' option with the '{}' tunnel type",
-                OPT_NAMES[k],
-                tun.name()
-            )));
-        }
-        if rule == b'1' {
-            if let Some(l) = last {
-                return Err(CtlError::input(format!(
-                    "The option '{}' conflicts with the '{}' option in the '{}' tunnel type",
-                    OPT_NAMES[k],
-                    OPT_NAMES[l],
-                    tun.name()
-                )));
-            }
-            last = Some(k);
-        }
-    }
-    Ok(())
+    let rules = tun
+        .legality()
+        .bytes()
+        .enumerate()
+        .map(|(j, rule)| (COLS[j], rule));
+    check_legality(rules, options, tun.name(), "tunnel type")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -774,6 +758,12 @@ fn string_to_number(s: &str, min: i64, max: i64) -> Option<i64> {
 }
 
 /// ipvsadm's `str_is_digit` (true for the empty string, as in C).
+/// `arg` as a number in `min..=max`, or "illegal WHAT specified".
+fn number_arg(arg: &str, min: i64, max: i64, what: &str) -> Result<i64, CtlError> {
+    string_to_number(arg, min, max)
+        .ok_or_else(|| CtlError::input(format!("illegal {what} specified")))
+}
+
 fn str_is_digit(s: &str) -> bool {
     s.bytes().all(|b| b.is_ascii_digit())
 }
@@ -1152,21 +1142,15 @@ pub fn parse_with(args: &[String], env: &ParseEnv<'_>) -> Result<IpvsCommand, Ct
             }
             Tag::Weight => {
                 st.set_option(OPT_WEIGHT)?;
-                st.weight = string_to_number(arg, 0, i64::from(MAX_WEIGHT))
-                    .ok_or_else(|| CtlError::input("illegal weight specified"))?
-                    as u32;
+                st.weight = number_arg(arg, 0, i64::from(MAX_WEIGHT), "weight")? as u32;
             }
             Tag::UThreshold => {
                 st.set_option(OPT_UTHRESHOLD)?;
-                st.u_threshold = string_to_number(arg, 0, i64::from(i32::MAX))
-                    .ok_or_else(|| CtlError::input("illegal u_threshold specified"))?
-                    as u32;
+                st.u_threshold = number_arg(arg, 0, i64::from(i32::MAX), "u_threshold")? as u32;
             }
             Tag::LThreshold => {
                 st.set_option(OPT_LTHRESHOLD)?;
-                st.l_threshold = string_to_number(arg, 0, i64::from(i32::MAX))
-                    .ok_or_else(|| CtlError::input("illegal l_threshold specified"))?
-                    as u32;
+                st.l_threshold = number_arg(arg, 0, i64::from(i32::MAX), "l_threshold")? as u32;
             }
             Tag::Connection => {
                 st.set_option(OPT_CONNECTION)?;
@@ -1184,8 +1168,7 @@ pub fn parse_with(args: &[String], env: &ParseEnv<'_>) -> Result<IpvsCommand, Ct
             }
             Tag::SyncId => {
                 st.set_option(OPT_SYNCID)?;
-                let v = string_to_number(arg, 0, 255)
-                    .ok_or_else(|| CtlError::input("illegal syncid specified"))?;
+                let v = number_arg(arg, 0, 255, "syncid")?;
                 if let Some(d) = st.daemon.as_mut() {
                     d.syncid = Some(v as u8);
                 }
@@ -1264,24 +1247,21 @@ pub fn parse_with(args: &[String], env: &ParseEnv<'_>) -> Result<IpvsCommand, Ct
             }
             Tag::McastPort => {
                 st.set_option(OPT_MCAST_PORT)?;
-                let v = string_to_number(arg, 1, 65535)
-                    .ok_or_else(|| CtlError::input("illegal mcast-port specified"))?;
+                let v = number_arg(arg, 1, 65535, "mcast-port")?;
                 if let Some(d) = st.daemon.as_mut() {
                     d.mcast_port = Some(v as u16);
                 }
             }
             Tag::McastTtl => {
                 st.set_option(OPT_MCAST_TTL)?;
-                let v = string_to_number(arg, 1, 255)
-                    .ok_or_else(|| CtlError::input("illegal mcast-ttl specified"))?;
+                let v = number_arg(arg, 1, 255, "mcast-ttl")?;
                 if let Some(d) = st.daemon.as_mut() {
                     d.mcast_ttl = Some(v as u8);
                 }
             }
             Tag::SyncMaxlen => {
                 st.set_option(OPT_SYNC_MAXLEN)?;
-                let v = string_to_number(arg, 1, 65535 - 20 - 8)
-                    .ok_or_else(|| CtlError::input("illegal sync-maxlen specified"))?;
+                let v = number_arg(arg, 1, 65535 - 20 - 8, "sync-maxlen")?;
                 if let Some(d) = st.daemon.as_mut() {
                     d.sync_maxlen = Some(v as u16);
                 }
@@ -1301,8 +1281,7 @@ pub fn parse_with(args: &[String], env: &ParseEnv<'_>) -> Result<IpvsCommand, Ct
             }
             Tag::TunPort => {
                 st.set_option(OPT_TUN_PORT)?;
-                string_to_number(arg, 1, 65535)
-                    .ok_or_else(|| CtlError::input("illegal tunnel port specified"))?;
+                number_arg(arg, 1, 65535, "tunnel port")?;
             }
             Tag::TunNoCsum => st.set_option(OPT_TUN_NOCSUM)?,
             Tag::TunCsum => st.set_option(OPT_TUN_CSUM)?,

@@ -52,6 +52,17 @@ fn ok(sock: &std::path::Path, args: &str) -> String {
     o.stdout
 }
 
+/// `lbadm ARGS` exits with `code`, prints `msg` (and a newline) on stderr and nothing on stdout.
+#[track_caller]
+fn fails(sock: &std::path::Path, args: &str, code: i32, msg: &str) {
+    let o = lbadm(sock, args);
+    assert_eq!(
+        (o.code, o.stderr.as_str(), o.stdout.as_str()),
+        (code, format!("{msg}\n").as_str(), ""),
+        "lbadm {args}"
+    );
+}
+
 #[test]
 fn ipvsadm_session_matches_reference_output() {
     let r = common::Running::start("cli");
@@ -186,14 +197,7 @@ FWM  7 sh (sh-fallback,sh-port) persistent 360
 fn errors_and_exit_codes() {
     let r = common::Running::start("cli-err");
     let s = &r.path;
-    let check = |args: &str, code: i32, msg: &str| {
-        let o = lbadm(s, args);
-        assert_eq!(
-            (o.code, o.stderr.as_str(), o.stdout.as_str()),
-            (code, format!("{msg}\n").as_str(), ""),
-            "lbadm {args}"
-        );
-    };
+    let check = |args: &str, code: i32, msg: &str| fails(s, args, code, msg);
     check(
         "-A -t 192.168.1.100",
         2,
@@ -422,14 +426,7 @@ fn binary_reports_unreachable_director() {
 fn mark_rules_iptables_and_mark_verbs() {
     let r = common::Running::start("cli-marks");
     let s = &r.path;
-    let check = |args: &str, code: i32, msg: &str| {
-        let o = lbadm(s, args);
-        assert_eq!(
-            (o.code, o.stderr.as_str(), o.stdout.as_str()),
-            (code, format!("{msg}\n").as_str(), ""),
-            "lbadm {args}"
-        );
-    };
+    let check = |args: &str, code: i32, msg: &str| fails(s, args, code, msg);
     // seeds/002 verbatim, then the fwmark service they feed.
     assert_eq!(
         ok(s, "iptables -t mangle -A PREROUTING  -d 192.168.195.200 -p tcp --dport 80 -j MARK --set-mark 10"),

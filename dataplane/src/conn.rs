@@ -53,7 +53,7 @@ const ST_UNHASHED: u8 = 2;
 
 /// Connection lookup key: the client→VIP 5-tuple (templates: cport 0, see IPVS reference §3.1).
 /// Host byte order.
-#[derive(Clone, Copy, Debug, Default, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, Eq, PartialOrd, Ord)]
 pub struct ConnKey {
     /// IP protocol number (6 TCP, 17 UDP, 0 for fwmark templates).
     pub proto: u8,
@@ -83,6 +83,13 @@ impl PartialEq for ConnKey {
     fn eq(&self, o: &Self) -> bool {
         let (a, b) = (self.words(), o.words());
         (a.0 ^ b.0) | (a.1 ^ b.1) == 0
+    }
+}
+
+// Consistent with `eq`: equal keys have equal words.
+impl std::hash::Hash for ConnKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.words().hash(h);
     }
 }
 

@@ -1068,6 +1068,7 @@ impl Engine {
 
     /// Writes Ethernet + IPv4 headers of a generated reply into the scratch buffer: back to
     /// the frame's sender, from the address it was sent to. Returns the IPv4 header offset.
+    #[allow(clippy::too_many_arguments)]
     fn reply_headers(&mut self, frame: &[u8], my_mac: MacAddr, src: Ipv4Addr, dst: Ipv4Addr, proto: u8, ip_len: usize, tos: u8, df: bool) {
         let s = &mut self.scratch;
         s[0..6].copy_from_slice(&frame[6..12]);
@@ -1126,7 +1127,7 @@ impl Engine {
         let Some(orig) = frame.get(l3..) else { return Verdict::Drop(reason) };
         let ip = Ipv4Packet::new_unchecked(orig);
         let (src, dst) = (ip.dst(), ip.src());
-        if !Ipv4Addr::from(dst).is_unicast_like() {
+        if !dst.is_unicast_like() {
             return Verdict::Drop(reason);
         }
         let orig_len = (ip.total_len() as usize).min(orig.len());

@@ -206,7 +206,7 @@ impl Snapshot {
             }
         }
         // Longest prefix first; equal prefixes keep port and configuration order.
-        self.subnets.sort_by(|x, y| y.2.cmp(&x.2));
+        self.subnets.sort_by_key(|x| std::cmp::Reverse(x.2));
     }
 
     /// The port and our own address of the connected subnet holding `ip` (longest prefix).

@@ -58,6 +58,16 @@ impl RealServerHost {
     }
 }
 
+/// Asserts that a GET of `url` from `client` is answered by the real server `name` (plumbing
+/// check, no director involved).
+#[track_caller]
+fn assert_served_by(client: &Netns, url: &str, name: &str) {
+    match curl_get(client, url, 3) {
+        Ok(body) => assert_eq!(body, name, "{url} answered by the wrong server"),
+        Err(e) => panic!("testbed plumbing broken: client -> {url}: {e}"),
+    }
+}
+
 /// One L2 segment with client, director and `n` real servers. See the module docs.
 /// Field order = drop order: servers and hosts first, the switch last.
 #[derive(Debug)]
@@ -124,10 +134,7 @@ impl OneArmed {
     pub fn check_plumbing(&self) {
         for r in &self.rs {
             let url = format!("http://{}/", r.ip);
-            match curl_get(&self.client, &url, 3) {
-                Ok(body) => assert_eq!(body, r.name, "{url} answered by the wrong server"),
-                Err(e) => panic!("testbed plumbing broken: client -> {url}: {e}"),
-            }
+            assert_served_by(&self.client, &url, &r.name);
         }
     }
 
@@ -263,10 +270,7 @@ impl TwoArmed {
     pub fn check_plumbing(&self) {
         for (i, r) in self.rs.iter().enumerate() {
             let url = format!("http://{}/", Self::rs_front_ip(i));
-            match curl_get(&self.client, &url, 3) {
-                Ok(body) => assert_eq!(body, r.name, "{url} answered by the wrong server"),
-                Err(e) => panic!("testbed plumbing broken: client -> {url}: {e}"),
-            }
+            assert_served_by(&self.client, &url, &r.name);
             let route =
                 r.ns.exec_ok(&["ip", "route", "get", Self::CLIENT_IP, "from", VIP]);
             assert!(

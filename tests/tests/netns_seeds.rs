@@ -165,6 +165,21 @@ impl Bed {
         )
     }
 
+    /// `lbadm -a SERVICE -r RIP[:PORT] -g -w 1` for rs1 and then rs2 (logged, must succeed).
+    #[track_caller]
+    fn add_both_servers(&self, service: &[&str], port: Option<u16>) {
+        for r in ["rs1", "rs2"] {
+            let rip = match port {
+                Some(port) => format!("{}:{port}", self.rs_ip(r)),
+                None => self.rs_ip(r).to_string(),
+            };
+            let mut args = vec!["-a"];
+            args.extend_from_slice(service);
+            args.extend(["-r", &rip, "-g", "-w", "1"]);
+            self.lb(&args);
+        }
+    }
+
     /// Waits until the director has resolved both real servers.
     fn wait_servers(&self) {
         let ips: Vec<&str> = self.tb.rs.iter().map(|r| r.ip.as_str()).collect();
@@ -340,18 +355,7 @@ fn seed_ppc_web_and_telnet_stick_per_service() {
     let vs80 = format!("{VIP}:80");
     let vs23 = format!("{VIP}:23");
     b.lb(&["-A", "-t", &vs80, "-s", "rr"]);
-    for r in ["rs1", "rs2"] {
-        b.lb(&[
-            "-a",
-            "-t",
-            &vs80,
-            "-r",
-            &format!("{}:80", b.rs_ip(r)),
-            "-g",
-            "-w",
-            "1",
-        ]);
-    }
+    b.add_both_servers(&["-t", &vs80], Some(80));
     b.wait_servers();
 
     // 1. rr without persistence: every refresh changes the server.
@@ -378,18 +382,7 @@ fn seed_ppc_web_and_telnet_stick_per_service() {
 
     // 3. telnet as a second persistent service.
     b.lb(&["-A", "-t", &vs23, "-s", "rr", "-p"]);
-    for r in ["rs1", "rs2"] {
-        b.lb(&[
-            "-a",
-            "-t",
-            &vs23,
-            "-r",
-            &format!("{}:23", b.rs_ip(r)),
-            "-g",
-            "-w",
-            "1",
-        ]);
-    }
+    b.add_both_servers(&["-t", &vs23], Some(23));
     b.wait_servers();
     // Other clients log in to telnet until one of them got s80: telnet's rr then hands the
     // next new client, C1, the other server (at most two such clients with two servers).
@@ -675,8 +668,7 @@ fn seed_fwm_mark_groups_http_https_and_udp() {
         );
     }
     b.lb(&["-A", "-f", "10", "-s", "rr", "-p"]);
-    b.lb(&["-a", "-f", "10", "-r", b.rs_ip("rs1"), "-g", "-w", "1"]);
-    b.lb(&["-a", "-f", "10", "-r", b.rs_ip("rs2"), "-g", "-w", "1"]);
+    b.add_both_servers(&["-f", "10"], None);
     b.wait_servers();
     let list = b.listing();
     let (line, dests) = service_block(&list, "FWM", "10").unwrap_or_else(|| b.fail("no FWM 10"));
@@ -814,18 +806,7 @@ fn seed_netmask_24_one_server_per_class_c() {
         "-M",
         "255.255.255.0",
     ]);
-    for r in ["rs1", "rs2"] {
-        b.lb(&[
-            "-a",
-            "-t",
-            &vs,
-            "-r",
-            &format!("{}:80", b.rs_ip(r)),
-            "-g",
-            "-w",
-            "1",
-        ]);
-    }
+    b.add_both_servers(&["-t", &vs], Some(80));
     b.wait_servers();
     let list = b.listing();
     let (line, _) = service_block(&list, "TCP", &vs).unwrap_or_else(|| b.fail("no VIP:80"));
@@ -921,18 +902,7 @@ fn seed_short_persistence_expires_and_reschedules() {
     );
     let vs = format!("{VIP}:80");
     b.lb(&["-A", "-t", &vs, "-s", "rr", "-p", "3"]);
-    for r in ["rs1", "rs2"] {
-        b.lb(&[
-            "-a",
-            "-t",
-            &vs,
-            "-r",
-            &format!("{}:80", b.rs_ip(r)),
-            "-g",
-            "-w",
-            "1",
-        ]);
-    }
+    b.add_both_servers(&["-t", &vs], Some(80));
     b.wait_servers();
 
     let s = b.web(C1, 80);
@@ -989,18 +959,7 @@ fn seed_short_persistence_template_kept_60s_while_controlling() {
     b.lb(&["--set", "900", "5", "300"]);
     let vs = format!("{VIP}:80");
     b.lb(&["-A", "-t", &vs, "-s", "rr", "-p", "3"]);
-    for r in ["rs1", "rs2"] {
-        b.lb(&[
-            "-a",
-            "-t",
-            &vs,
-            "-r",
-            &format!("{}:80", b.rs_ip(r)),
-            "-g",
-            "-w",
-            "1",
-        ]);
-    }
+    b.add_both_servers(&["-t", &vs], Some(80));
     b.wait_servers();
 
     let s = b.web(C1, 80);
@@ -1082,18 +1041,7 @@ fn seed_weight0_and_delete_with_persistence() {
     });
     let vs = format!("{VIP}:80");
     b.lb(&["-A", "-t", &vs, "-s", "rr", "-p"]);
-    for r in ["rs1", "rs2"] {
-        b.lb(&[
-            "-a",
-            "-t",
-            &vs,
-            "-r",
-            &format!("{}:80", b.rs_ip(r)),
-            "-g",
-            "-w",
-            "1",
-        ]);
-    }
+    b.add_both_servers(&["-t", &vs], Some(80));
     b.wait_servers();
 
     let x = b.web(C1, 80);

@@ -63,6 +63,14 @@ pub fn pseudo_header_v4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: u16) -> u3
     (s >> 16) + (s & 0xffff) + (d >> 16) + (d & 0xffff) + proto as u32 + len as u32
 }
 
+/// Folded checksum of a TCP or UDP `segment` (its checksum field as it stands) under the IPv4
+/// pseudo header: 0 when a stored checksum verifies, the value to store when the field is 0.
+#[inline]
+pub fn l4_checksum_v4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, segment: &[u8]) -> u16 {
+    let ph = pseudo_header_v4(src, dst, proto, segment.len() as u16);
+    fold(sum16(segment, ph))
+}
+
 /// Incrementally updates checksum `csum` after a 16-bit header word changed from `old` to
 /// `new` (RFC 1624 eqn. 3: `HC' = ~(~HC + ~m + m')`). For a header whose checksum was
 /// correct the result equals a full recomputation.

@@ -9,7 +9,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::ops::{BitAnd, BitOr, BitOrAssign};
 
-use super::checksum::{fold, pseudo_header_v4, sum16};
+use super::checksum::l4_checksum_v4;
 use super::ipv4::protocol;
 use super::{be16, be32, put16, put32, WireError};
 
@@ -318,9 +318,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     /// True if the checksum over the IPv4 pseudo header and the whole buffer is correct.
     #[inline]
     pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
-        let b = self.buffer.as_ref();
-        let ph = pseudo_header_v4(src, dst, protocol::TCP, b.len() as u16);
-        fold(sum16(b, ph)) == 0
+        l4_checksum_v4(src, dst, protocol::TCP, self.buffer.as_ref()) == 0
     }
 }
 
@@ -399,9 +397,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     #[inline]
     pub fn fill_checksum(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
         self.set_checksum(0);
-        let b = self.buffer.as_ref();
-        let ph = pseudo_header_v4(src, dst, protocol::TCP, b.len() as u16);
-        let c = fold(sum16(b, ph));
+        let c = l4_checksum_v4(src, dst, protocol::TCP, self.buffer.as_ref());
         self.set_checksum(c);
     }
 }

@@ -6,7 +6,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::checksum::{fold, pseudo_header_v4, sum16};
+use super::checksum::l4_checksum_v4;
 use super::ipv4::protocol;
 use super::{be16, put16, WireError};
 
@@ -105,9 +105,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         if self.checksum() == 0 {
             return true;
         }
-        let d = self.datagram();
-        let ph = pseudo_header_v4(src, dst, protocol::UDP, d.len() as u16);
-        fold(sum16(d, ph)) == 0
+        l4_checksum_v4(src, dst, protocol::UDP, self.datagram()) == 0
     }
 }
 
@@ -149,9 +147,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     #[inline]
     pub fn fill_checksum(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
         self.set_checksum(0);
-        let d = self.datagram();
-        let ph = pseudo_header_v4(src, dst, protocol::UDP, d.len() as u16);
-        let c = match fold(sum16(d, ph)) {
+        let c = match l4_checksum_v4(src, dst, protocol::UDP, self.datagram()) {
             0 => 0xffff,
             c => c,
         };
@@ -162,6 +158,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::wire::checksum::{fold, pseudo_header_v4};
     use crate::wire::ethernet::parse_l2;
     use crate::wire::ipv4::Ipv4Packet;
     use crate::wire::testrng::XorShift;
