@@ -1,74 +1,34 @@
-//! Callgrind client requests (the `CALLGRIND_*` macros of valgrind's `callgrind.h`), so a
-//! benchmark can leave EAL start-up and table filling uninstrumented and dump the counts of
-//! each measured phase separately. Outside valgrind every request is a no-op that returns 0.
-//!
-//! This is the only `unsafe` of the bench crate: valgrind recognises the "magic" rotate
-//! sequence below (amd64 `VALGRIND_DO_CLIENT_REQUEST_EXPR`); natively it leaves every register
-//! as it was (rotations by 3+13+61+51 = 128 bits) and `xchg rbx, rbx` is a no-op.
+//! Callgrind client requests, so a benchmark can leave EAL start-up and table filling
+//! uninstrumented and dump the counts of each measured phase separately. The requests
+//! themselves live in `dataplane::dpdk::prof` (the C shim includes valgrind's `callgrind.h`);
+//! outside valgrind they are no-ops.
 
-const fn tool_base(a: u8, b: u8) -> usize {
-    ((a as usize) << 24) | ((b as usize) << 16)
-}
-
-const DUMP_STATS_AT: usize = tool_base(b'C', b'T') + 3;
-const ZERO_STATS: usize = tool_base(b'C', b'T') + 1;
-const START_INSTRUMENTATION: usize = tool_base(b'C', b'T') + 4;
-const STOP_INSTRUMENTATION: usize = tool_base(b'C', b'T') + 5;
-const RUNNING_ON_VALGRIND: usize = 0x1001;
-
-#[cfg(target_arch = "x86_64")]
-#[inline(never)]
-fn request(default: usize, args: [usize; 6]) -> usize {
-    let mut result = default;
-    // SAFETY: the sequence only rotates rdi by a multiple of 64 bits (net no change, declared
-    // clobbered anyway) and exchanges rbx with itself; rax points at six readable words that
-    // valgrind may read; rdx carries the default in and the result out.
-    unsafe {
-        std::arch::asm!(
-            "rol rdi, 3",
-            "rol rdi, 13",
-            "rol rdi, 61",
-            "rol rdi, 51",
-            "xchg rbx, rbx",
-            inout("rdx") result,
-            in("rax") args.as_ptr(),
-            inout("rdi") 0usize => _,
-            options(nostack, preserves_flags),
-        );
-    }
-    result
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn request(default: usize, _args: [usize; 6]) -> usize {
-    default
-}
+use dataplane::dpdk::prof;
 
 /// True when running under valgrind.
 pub fn running_on_valgrind() -> bool {
-    request(0, [RUNNING_ON_VALGRIND, 0, 0, 0, 0, 0]) != 0
+    prof::running_on_valgrind()
 }
 
 /// Turns instrumentation on (the tool was started with `--instr-atstart=no`).
 pub fn start_instrumentation() {
-    request(0, [START_INSTRUMENTATION, 0, 0, 0, 0, 0]);
+    prof::callgrind_start();
 }
 
 /// Turns instrumentation off.
 pub fn stop_instrumentation() {
-    request(0, [STOP_INSTRUMENTATION, 0, 0, 0, 0, 0]);
+    prof::callgrind_stop();
 }
 
 /// Zeroes the counters.
 pub fn zero_stats() {
-    request(0, [ZERO_STATS, 0, 0, 0, 0, 0]);
+    prof::callgrind_zero();
 }
 
 /// Dumps the counters (to a new numbered output file) and zeroes them; `reason` is recorded
 /// in the dump's header.
 pub fn dump_stats_at(reason: &str) {
-    let c = std::ffi::CString::new(reason).unwrap_or_default();
-    request(0, [DUMP_STATS_AT, c.as_ptr() as usize, 0, 0, 0, 0]);
+    prof::callgrind_dump_at(reason);
 }
 
 /// Total instruction count (`summary:`/`totals:` line) of one callgrind output file.

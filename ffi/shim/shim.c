@@ -1,6 +1,11 @@
 /* See shim.h. */
 #include <string.h>
 #include "shim.h"
+#include <pthread.h>
+#include <time.h>
+#ifdef HAVE_CALLGRIND
+#include <valgrind/callgrind.h>
+#endif
 
 int shim_rte_errno(void) { return rte_errno; }
 unsigned shim_rte_lcore_id(void) { return rte_lcore_id(); }
@@ -99,3 +104,34 @@ unsigned shim_ring_dequeue_burst(struct rte_ring *r, void **objs, unsigned n)
 	return rte_ring_dequeue_burst(r, objs, n, NULL);
 }
 unsigned shim_ring_count(const struct rte_ring *r) { return rte_ring_count(r); }
+
+#ifdef HAVE_CALLGRIND
+int shim_running_on_valgrind(void) { return RUNNING_ON_VALGRIND; }
+void shim_callgrind_start(void) { CALLGRIND_START_INSTRUMENTATION; }
+void shim_callgrind_stop(void) { CALLGRIND_STOP_INSTRUMENTATION; }
+void shim_callgrind_zero(void) { CALLGRIND_ZERO_STATS; }
+void shim_callgrind_dump_at(const char *reason) { CALLGRIND_DUMP_STATS_AT(reason); }
+#else
+int shim_running_on_valgrind(void) { return 0; }
+void shim_callgrind_start(void) {}
+void shim_callgrind_stop(void) {}
+void shim_callgrind_zero(void) {}
+void shim_callgrind_dump_at(const char *reason) { (void)reason; }
+#endif
+
+int shim_thread_cpu_clock(unsigned long thread, int *clock_id)
+{
+	clockid_t id;
+	int r = pthread_getcpuclockid((pthread_t)thread, &id);
+	if (r == 0)
+		*clock_id = (int)id;
+	return r;
+}
+
+uint64_t shim_clock_ns(int clock_id)
+{
+	struct timespec ts;
+	if (clock_gettime((clockid_t)clock_id, &ts) != 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}

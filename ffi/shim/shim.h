@@ -75,4 +75,14 @@ unsigned shim_ring_enqueue_burst(struct rte_ring *r, void *const *objs, unsigned
 unsigned shim_ring_dequeue_burst(struct rte_ring *r, void **objs, unsigned n);
 unsigned shim_ring_count(const struct rte_ring *r);
 
+/* Profiling hooks for benchmarks: callgrind client requests (no-ops when valgrind's
+ * headers were absent at build time or outside valgrind) and per-thread CPU clocks. */
+int shim_running_on_valgrind(void);
+void shim_callgrind_start(void);
+void shim_callgrind_stop(void);
+void shim_callgrind_zero(void);
+void shim_callgrind_dump_at(const char *reason);
+int shim_thread_cpu_clock(unsigned long thread, int *clock_id);
+uint64_t shim_clock_ns(int clock_id);
+
 #endif

@@ -15,6 +15,7 @@
 mod eal;
 mod mbuf;
 mod port;
+pub mod prof;
 mod ring;
 
 pub use eal::{lcore_id, tsc, tsc_hz, Eal, EalError};
