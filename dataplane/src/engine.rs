@@ -205,7 +205,19 @@ struct Dests<'a> {
     merged: Option<&'a MergedCounts>,
 }
 
-impl Dests<'_> {
+impl<'a> Dests<'a> {
+    /// The servers `slots` of `snap`, counted by this worker's `counters` or, with several
+    /// workers, by the counts merged over all of them.
+    #[inline]
+    fn new(
+        slots: &'a [u32],
+        snap: &'a Snapshot,
+        counters: &'a WorkerCounters,
+        merged: &'a Option<(Arc<MergedCounts>, usize)>,
+    ) -> Self {
+        Dests { slots, snap, counters: &counters.servers, merged: merged.as_ref().map(|m| &*m.0) }
+    }
+
     /// (active, inactive) of destination `i`: over all workers when merged.
     #[inline]
     fn conns(&self, i: usize) -> (u32, u32) {
@@ -384,13 +396,13 @@ impl Engine {
                     if old.services[i].sched_flags != svc.sched_flags {
                         s.set_flags(svc.sched_flags);
                     }
-                    let od = Dests { slots: &old.services[i].servers, snap: &old, counters: &self.counters.servers, merged: self.merged.as_ref().map(|m| &*m.0) };
-                    let nd = Dests { slots: &svc.servers, snap: &self.snap, counters: &self.counters.servers, merged: self.merged.as_ref().map(|m| &*m.0) };
+                    let od = Dests::new(&old.services[i].servers, &old, &self.counters, &self.merged);
+                    let nd = Dests::new(&svc.servers, &self.snap, &self.counters, &self.merged);
                     s.update(&od, &nd);
                     Some(s)
                 }
                 None => {
-                    let nd = Dests { slots: &svc.servers, snap: &self.snap, counters: &self.counters.servers, merged: self.merged.as_ref().map(|m| &*m.0) };
+                    let nd = Dests::new(&svc.servers, &self.snap, &self.counters, &self.merged);
                     Scheduler::with_dests(&svc.scheduler, svc.sched_flags, &nd)
                 }
             };
@@ -546,16 +558,7 @@ impl Engine {
             return None;
         }
         self.conns.touch(idx, now);
-        let frame: &mut [u8; 54] = frame.get_mut(..54)?.try_into().ok()?;
-        let old = u16::from_be_bytes([frame[24], frame[25]]);
-        let new = checksum::update16(old, u16::from(ttl) << 8, u16::from(ttl - 1) << 8);
-        frame[24..26].copy_from_slice(&new.to_be_bytes());
-        frame[22] = ttl - 1;
-        frame[..12].copy_from_slice(&f.hdr);
-        if let Some(c) = self.counters.servers.get_mut(slot as usize) {
-            c.inpkts += 1;
-            c.inbytes += total as u64;
-        }
+        self.rewrite_dr(frame, 14, &f, slot, total as u64);
         if let Some(c) = self.counters.ports.get_mut(in_port as usize) {
             c.rx += 1;
         }
@@ -953,7 +956,7 @@ impl Engine {
     /// Runs the service's scheduler; returns a real-server slot.
     fn schedule(&mut self, si: usize, key: &ConnKey) -> Option<u32> {
         let svc = self.snap.services.get(si)?;
-        let dests = Dests { slots: &svc.servers, snap: &self.snap, counters: &self.counters.servers, merged: self.merged.as_ref().map(|m| &*m.0) };
+        let dests = Dests::new(&svc.servers, &self.snap, &self.counters, &self.merged);
         let sched = self.scheds.get_mut(si)?.as_mut()?;
         let input = SchedInput { caddr: key.caddr, cport: key.cport, vaddr: key.vaddr };
         let i = sched.schedule(&dests, &input)?;
@@ -985,15 +988,19 @@ impl Engine {
             let m = f.mtu.to_be_bytes();
             return self.emit_icmp_error(frame, l3, my_mac, msg_type::DEST_UNREACH, CODE_FRAG_NEEDED, [0, 0, m[0], m[1]], DropReason::MtuExceeded);
         }
-        // TTL - 1: the TTL is the high byte of header word 4 (RFC 1624 incremental update).
-        if let Some(c) = frame.get_mut(l3 + 10..l3 + 12) {
-            let old = u16::from_be_bytes([c[0], c[1]]);
-            let proto = 0; // the low byte (protocol) does not change
-            let new = checksum::update16(old, u16::from(ttl) << 8 | proto, u16::from(ttl - 1) << 8 | proto);
-            c.copy_from_slice(&new.to_be_bytes());
-        }
-        if let Some(t) = frame.get_mut(l3 + 8) {
-            *t = ttl - 1;
+        self.rewrite_dr(frame, l3, &f, slot, ip_len);
+        Verdict::Forward(f.port)
+    }
+
+    /// The DR rewrite itself, shared by the fast and the full path: TTL − 1 with the
+    /// incremental checksum update, the new Ethernet addresses, the server's counters. The
+    /// caller has checked the IPv4 header at `l3`, TTL > 1 and the MTU.
+    #[inline(always)]
+    fn rewrite_dr(&mut self, frame: &mut [u8], l3: usize, f: &Fwd, slot: u32, ip_len: u64) {
+        // Only the fixed 20-byte header: a slice of known length lets the compiler drop the
+        // bounds checks of the view's accessors.
+        if let Some(ip) = frame.get_mut(l3..l3 + 20) {
+            Ipv4Packet::new_unchecked(ip).decrement_ttl_incremental();
         }
         if let Some(h) = frame.get_mut(..12) {
             h.copy_from_slice(&f.hdr);
@@ -1002,7 +1009,6 @@ impl Engine {
             c.inpkts += 1;
             c.inbytes += ip_len;
         }
-        Verdict::Forward(f.port)
     }
 
     /// ICMP addressed to one of our addresses: answer echo requests in place; forward errors

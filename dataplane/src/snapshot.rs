@@ -221,12 +221,6 @@ impl Snapshot {
         self.local.get(&ip).is_some_and(|m| port < 64 && m & (1u64 << port) != 0)
     }
 
-    /// True when `ip` is an address of the director (on any port).
-    #[inline]
-    pub fn is_local(&self, ip: Ipv4Addr) -> bool {
-        self.local.contains_key(&ip)
-    }
-
     /// The MAC of port `id`.
     #[inline]
     pub fn port_mac(&self, id: u16) -> Option<MacAddr> {
