@@ -492,7 +492,6 @@ impl Engine {
             buf.push(crate::worker::ConnRow {
                 key: *e.key(),
                 server: e.server,
-                svc: e.svc,
                 state: e.state,
                 flags: e.flags,
                 expires_secs: left,
@@ -810,7 +809,7 @@ impl Engine {
         };
         // Created in NONE with the INACTIVE flag, then the first packet runs the state machine
         // (IPVS: bind counts it inactive, the SYN moves it to SYN_RECV = active).
-        let init = ConnInit { server: slot, svc: si, state: TcpState::None as u8, flags: F_INACTIVE, timeout: self.timeouts.new_conn };
+        let init = ConnInit { server: slot, state: TcpState::None as u8, flags: F_INACTIVE, timeout: self.timeouts.new_conn };
         let idx = match self.conns.insert(key, init, now) {
             Ok(i) => i,
             Err(_) => return Err(Refusal::Drop(DropReason::TableFull)),
@@ -942,7 +941,7 @@ impl Engine {
         }
         let slot = self.schedule(si as usize, key).ok_or(Refusal::Unreachable(DropReason::NoDestination))?;
         let timeout = crate::timer::secs_to_ticks(secs, self.ticks_per_sec);
-        let init = ConnInit { server: slot, svc: si, state: TEMPLATE_STATE_NONE, flags: F_TEMPLATE, timeout };
+        let init = ConnInit { server: slot, state: TEMPLATE_STATE_NONE, flags: F_TEMPLATE, timeout };
         let t = match self.conns.insert(tkey, init, now) {
             Ok(t) => t,
             Err(_) => return Err(Refusal::Drop(DropReason::TableFull)),

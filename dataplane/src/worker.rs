@@ -77,8 +77,6 @@ pub struct ConnRow {
     pub key: crate::conn::ConnKey,
     /// Real-server slot.
     pub server: u32,
-    /// Service index in the worker's snapshot.
-    pub svc: u32,
     /// State byte.
     pub state: u8,
     /// Flags byte.

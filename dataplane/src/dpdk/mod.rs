@@ -12,6 +12,7 @@
 //! - Concurrency: a port queue is used by one thread at a time (the worker that owns it);
 //!   mempools and rings are multi-thread safe as DPDK documents.
 
+pub mod cpu;
 mod eal;
 mod mbuf;
 mod port;
