@@ -23,7 +23,8 @@ use control::model::{Config, ConfigCommand};
 use dataplane::counters::DropReason;
 use dataplane::director::{compile, TICKS_PER_SEC};
 use dataplane::dpdk::{tsc, Eal, MbufBatch, Mempool, Port, PortConfig, Ring};
-use dataplane::engine::{Engine, EngineConfig, Verdict};
+use dataplane::engine::{Engine, EngineConfig};
+use dataplane::worker::{prefetch_burst, process_burst, BURST};
 use dataplane::neigh::{NeighParams, NeighTable};
 use dataplane::snapshot::PortInfo;
 use dataplane::wire::MacAddr;
@@ -107,8 +108,8 @@ impl EngineLoop {
     pub fn pass(&mut self) -> u64 {
         let port = self.port;
         let id = port.id();
-        let mut rx: MbufBatch<32> = MbufBatch::new();
-        let mut tx: MbufBatch<32> = MbufBatch::new();
+        let mut rx: MbufBatch<BURST> = MbufBatch::new();
+        let mut txs: Vec<MbufBatch<BURST>> = (0..=id).map(|_| MbufBatch::new()).collect();
         let mut n = 0u64;
         match self.engine.as_mut() {
             None => loop {
@@ -126,30 +127,11 @@ impl EngineLoop {
                     break;
                 }
                 let now = (self.processed >> 20) as u32;
-                for mut m in rx.drain() {
-                    let verdict = if m.segments() != 1 {
-                        Verdict::Drop(DropReason::MultiSegment)
-                    } else {
-                        engine.process(m.data_mut(), id, now)
-                    };
-                    match verdict {
-                        Verdict::Forward(_) | Verdict::Reply => {}
-                        Verdict::Emit { len, .. } => {
-                            let len = len as usize;
-                            if !m.set_len(len) {
-                                continue;
-                            }
-                            let Some(src) = engine.scratch().get(..len) else { continue };
-                            m.data_mut().copy_from_slice(src);
-                        }
-                        Verdict::Consumed | Verdict::Drop(_) => continue,
-                    }
-                    if let Err(m) = tx.push(m) {
-                        drop(m);
-                        engine.count_drop(DropReason::TxFull);
-                    }
-                }
-                port.tx_burst(0, &mut tx);
+                // Exactly the worker's burst code (prefetch, three engine stages, TX batch).
+                prefetch_burst(&rx);
+                process_burst(engine, &mut rx, Some(id), now, &mut txs);
+                let tx = &mut txs[id as usize];
+                port.tx_burst(0, tx);
                 if !tx.is_empty() {
                     for _ in 0..tx.len() {
                         engine.count_drop(DropReason::TxFull);

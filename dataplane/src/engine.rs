@@ -72,6 +72,16 @@ pub enum Verdict {
     Drop(DropReason),
 }
 
+/// What burst stages 1 and 2 ([`Engine::prepare`], [`Engine::prefetch_entry`]) found out
+/// about one frame, for stage 3 ([`Engine::process_prepared`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Prep {
+    key: ConnKey,
+    hash: u64,
+    cand: u32,
+    fast: bool,
+}
+
 /// Something a worker learned about a neighbour, for the control side's table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NeighEvent {
@@ -500,64 +510,105 @@ impl Engine {
         None
     }
 
-    /// Decides one frame received on `in_port` at tick `now`, rewriting it in place.
+    /// Decides one frame received on `in_port` at tick `now`, rewriting it in place. The same
+    /// as the three burst stages ([`Self::prepare`], [`Self::prefetch_entry`],
+    /// [`Self::process_prepared`]) back to back.
     #[inline]
     pub fn process(&mut self, frame: &mut [u8], in_port: u16, now: u32) -> Verdict {
-        if let Some(v) = self.fast_path(frame, in_port, now) {
-            return v;
-        }
-        self.slow_path(frame, in_port, now)
+        let mut p = Prep::default();
+        self.prepare(frame, in_port, &mut p);
+        self.prefetch_entry(&mut p);
+        self.process_prepared(frame, in_port, now, &p)
     }
 
-    /// The common case in one compact function: an ACK (no SYN/FIN/RST) of an ESTABLISHED
-    /// TCP connection to a resolved server, IPv4 without options or fragmentation, within
-    /// the MTU. Such a packet changes no state and no counter move; only the idle timer is
-    /// refreshed and the frame rewritten. Anything else (or anything that fails a check)
-    /// returns `None` and goes through the full path, which re-parses from scratch.
+    /// Burst stage 1 (read-only): does `frame` look like a packet of an established flow (an
+    /// ACK without SYN/FIN/RST to one of our addresses, IPv4 without options or
+    /// fragmentation, a good header checksum, our MAC)? If so, record its key and hash in `p`
+    /// and prefetch the index bucket. Run it over a whole burst before stage 2, so that the
+    /// cache misses of different packets overlap.
     #[inline(always)]
-    fn fast_path(&mut self, frame: &mut [u8], in_port: u16, now: u32) -> Option<Verdict> {
+    pub fn prepare(&self, frame: &[u8], in_port: u16, p: &mut Prep) {
         use tcp_flags::{ACK, FIN, RST, SYN};
-        let h: &[u8; 54] = frame.get(..54)?.try_into().ok()?;
-        // Ethernet IPv4, IHL 5, TCP, not a fragment (MF clear, offset 0).
-        if h[12] != 0x08 || h[13] != 0x00 || h[14] != 0x45 || h[23] != 6 || (h[20] & 0x3f) | h[21] != 0 {
-            return None;
+        p.fast = false;
+        let Some(h) = frame.first_chunk::<54>() else { return };
+        // Ethernet IPv4 (0x0800), version 4 + IHL 5 at byte 14; TCP; not a fragment.
+        let w12 = u32::from_le_bytes([h[12], h[13], h[14], h[15]]) & 0x00ff_ffff;
+        let frag = u16::from_be_bytes([h[20], h[21]]) & 0x3fff;
+        if w12 != 0x0045_0008 || h[23] != 6 || frag != 0 {
+            return;
         }
-        let flags = h[47];
-        if flags & (SYN | FIN | RST) != 0 || flags & ACK == 0 || h[46] >> 4 < 5 {
-            return None;
+        if h[47] & (SYN | FIN | RST | ACK) != ACK || h[46] < 0x50 {
+            return;
         }
         let total = u16::from_be_bytes([h[16], h[17]]) as usize;
         if total < 40 || 14 + total > frame.len() {
-            return None;
+            return;
         }
-        let port = self.snap.ports.get(in_port as usize)?;
-        if h[..6] != port.mac.0 || !ipv4_header_ok(&h[14..34]) {
-            return None;
+        let Some(port) = self.snap.ports.get(in_port as usize) else { return };
+        if h[..6] != port.mac.0 {
+            return;
+        }
+        let Some(ip) = h[14..].first_chunk::<20>() else { return };
+        if !ipv4_header_ok(ip) {
+            return;
         }
         let dst = u32::from_be_bytes([h[30], h[31], h[32], h[33]]);
         if !self.is_local(dst) {
-            return None;
+            return;
         }
-        let key = ConnKey {
+        p.key = ConnKey {
             proto: PROTO_TCP,
             caddr: u32::from_be_bytes([h[26], h[27], h[28], h[29]]),
             cport: u16::from_be_bytes([h[34], h[35]]),
             vaddr: dst,
             vport: u16::from_be_bytes([h[36], h[37]]),
         };
-        let ttl = h[22];
-        let idx = self.conns.lookup(&key)?;
+        p.hash = self.conns.hash(&p.key);
+        p.fast = true;
+        self.conns.prefetch_bucket(p.hash);
+    }
+
+    /// Burst stage 2: take the connection-table candidate for a frame stage 1 accepted and
+    /// prefetch its entry.
+    #[inline(always)]
+    pub fn prefetch_entry(&self, p: &mut Prep) {
+        p.cand = if p.fast { self.conns.candidate(p.hash) } else { NO_INDEX };
+    }
+
+    /// Burst stage 3: decide the frame (as [`Self::process`] does), using what stages 1 and
+    /// 2 found. Earlier frames of the burst may have changed the table since: the candidate
+    /// is only a hint, checked before use.
+    #[inline(always)]
+    pub fn process_prepared(&mut self, frame: &mut [u8], in_port: u16, now: u32, p: &Prep) -> Verdict {
+        if p.fast {
+            if let Some(v) = self.fast_path(frame, in_port, now, p) {
+                return v;
+            }
+        }
+        self.slow_path(frame, in_port, now)
+    }
+
+    /// The common case in one compact function: an ACK of an ESTABLISHED TCP connection to
+    /// a resolved server, within the MTU, that stage 1 accepted. Such a packet changes no
+    /// state and no counter move; only the idle timer is refreshed and the frame rewritten.
+    /// Anything else returns `None` and goes through the full path, which re-parses from
+    /// scratch.
+    #[inline(always)]
+    fn fast_path(&mut self, frame: &mut [u8], in_port: u16, now: u32, p: &Prep) -> Option<Verdict> {
+        let h = frame.first_chunk::<54>()?;
+        let (ttl, total) = (h[22], u16::from_be_bytes([h[16], h[17]]));
+        let idx = self.conns.lookup_hinted(&p.key, p.hash, p.cand)?;
         let e = self.conns.get(idx)?;
         if e.state != TcpState::Established as u8 {
             return None;
         }
         let slot = e.server;
         let f = *self.fwd.get(slot as usize)?;
-        if f.state != FWD_OK || ttl <= 1 || total > f.mtu as usize {
+        if f.state != FWD_OK || ttl <= 1 || total > f.mtu {
             return None;
         }
         self.conns.touch(idx, now);
-        self.rewrite_dr(frame, 14, &f, slot, total as u64);
+        self.rewrite_dr(frame, 14, &f, slot, u64::from(total));
         if let Some(c) = self.counters.ports.get_mut(in_port as usize) {
             c.rx += 1;
         }

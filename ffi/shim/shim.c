@@ -1,4 +1,5 @@
 /* See shim.h. */
+#include <stddef.h>
 #include <string.h>
 #include "shim.h"
 #include <pthread.h>
@@ -38,10 +39,22 @@ int shim_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **mbufs, uns
 }
 void shim_pktmbuf_free(struct rte_mbuf *m) { rte_pktmbuf_free(m); }
 void shim_pktmbuf_free_bulk(struct rte_mbuf **mbufs, unsigned n) { rte_pktmbuf_free_bulk(mbufs, n); }
-uint8_t *shim_pktmbuf_mtod(struct rte_mbuf *m) { return rte_pktmbuf_mtod(m, uint8_t *); }
-uint16_t shim_pktmbuf_data_len(const struct rte_mbuf *m) { return m->data_len; }
+/*
+ * The dataplane reads these rte_mbuf fields directly (dataplane::dpdk::mbuf, field offsets
+ * as constants) instead of calling a shim function per packet. The build fails here if a
+ * DPDK version moves them.
+ */
+_Static_assert(offsetof(struct rte_mbuf, buf_addr) == 0, "rte_mbuf.buf_addr moved");
+_Static_assert(offsetof(struct rte_mbuf, data_off) == 16, "rte_mbuf.data_off moved");
+_Static_assert(offsetof(struct rte_mbuf, nb_segs) == 20, "rte_mbuf.nb_segs moved");
+_Static_assert(offsetof(struct rte_mbuf, port) == 22, "rte_mbuf.port moved");
+_Static_assert(offsetof(struct rte_mbuf, pkt_len) == 36, "rte_mbuf.pkt_len moved");
+_Static_assert(offsetof(struct rte_mbuf, data_len) == 40, "rte_mbuf.data_len moved");
+_Static_assert(sizeof(((struct rte_mbuf *)0)->data_off) == 2 && sizeof(((struct rte_mbuf *)0)->nb_segs) == 2
+	&& sizeof(((struct rte_mbuf *)0)->data_len) == 2 && sizeof(((struct rte_mbuf *)0)->buf_addr) == 8,
+	"rte_mbuf field sizes changed");
+
 uint32_t shim_pktmbuf_pkt_len(const struct rte_mbuf *m) { return m->pkt_len; }
-uint16_t shim_pktmbuf_nb_segs(const struct rte_mbuf *m) { return m->nb_segs; }
 uint16_t shim_pktmbuf_tailroom(const struct rte_mbuf *m) { return rte_pktmbuf_tailroom(m); }
 uint16_t shim_pktmbuf_headroom_of(const struct rte_mbuf *m) { return rte_pktmbuf_headroom(m); }
 uint8_t *shim_pktmbuf_append(struct rte_mbuf *m, uint16_t len) { return (uint8_t *)rte_pktmbuf_append(m, len); }
@@ -52,7 +65,6 @@ uint16_t shim_mbuf_port(const struct rte_mbuf *m) { return m->port; }
 void shim_mbuf_set_port(struct rte_mbuf *m, uint16_t port) { m->port = port; }
 uint32_t shim_mbuf_rss_hash(const struct rte_mbuf *m) { return m->hash.rss; }
 int shim_mbuf_has_rss_hash(const struct rte_mbuf *m) { return (m->ol_flags & RTE_MBUF_F_RX_RSS_HASH) != 0; }
-void shim_mbuf_prefetch_data(struct rte_mbuf *m) { rte_prefetch0(rte_pktmbuf_mtod(m, void *)); }
 
 /*
  * rte_pktmbuf_pool_create() cannot take mempool flags; without hugepages the pool

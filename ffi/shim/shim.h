@@ -48,10 +48,7 @@ struct rte_mbuf *shim_pktmbuf_alloc(struct rte_mempool *mp);
 int shim_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **mbufs, unsigned n);
 void shim_pktmbuf_free(struct rte_mbuf *m);
 void shim_pktmbuf_free_bulk(struct rte_mbuf **mbufs, unsigned n);
-uint8_t *shim_pktmbuf_mtod(struct rte_mbuf *m);
-uint16_t shim_pktmbuf_data_len(const struct rte_mbuf *m);
 uint32_t shim_pktmbuf_pkt_len(const struct rte_mbuf *m);
-uint16_t shim_pktmbuf_nb_segs(const struct rte_mbuf *m);
 uint16_t shim_pktmbuf_tailroom(const struct rte_mbuf *m);
 uint16_t shim_pktmbuf_headroom_of(const struct rte_mbuf *m);
 uint8_t *shim_pktmbuf_append(struct rte_mbuf *m, uint16_t len);
@@ -62,7 +59,6 @@ uint16_t shim_mbuf_port(const struct rte_mbuf *m);
 void shim_mbuf_set_port(struct rte_mbuf *m, uint16_t port);
 uint32_t shim_mbuf_rss_hash(const struct rte_mbuf *m);
 int shim_mbuf_has_rss_hash(const struct rte_mbuf *m);
-void shim_mbuf_prefetch_data(struct rte_mbuf *m);
 
 /* Mempool. */
 struct rte_mempool *shim_pktmbuf_pool_create(const char *name, unsigned n,

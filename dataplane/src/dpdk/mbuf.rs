@@ -5,6 +5,12 @@ use std::ptr::NonNull;
 
 use super::{DpdkError, Eal};
 
+// Offsets in struct rte_mbuf (DPDK 22.11), checked by `_Static_assert`s in ffi/shim/shim.c.
+const MBUF_BUF_ADDR: usize = 0;
+const MBUF_DATA_OFF: usize = 16;
+const MBUF_NB_SEGS: usize = 20;
+const MBUF_DATA_LEN: usize = 40;
+
 /// A packet-buffer pool (`rte_mempool` of mbufs). Thread safe; per-lcore caches are used by
 /// EAL threads.
 #[derive(Debug)]
@@ -93,23 +99,48 @@ unsafe impl Send for Mbuf {}
 
 impl Mbuf {
     /// The packet bytes.
-    #[inline]
+    #[inline(always)]
     pub fn data(&self) -> &[u8] {
-        // SAFETY: mtod points at data_len initialised bytes inside the buffer owned by self.
-        unsafe {
-            let m = self.ptr.as_ptr();
-            std::slice::from_raw_parts(ffi::shim_pktmbuf_mtod(m), ffi::shim_pktmbuf_data_len(m) as usize)
-        }
+        let (p, len) = self.data_ptr_len();
+        // SAFETY: buf_addr + data_off points at data_len initialised bytes inside the buffer
+        // owned by self (single segment).
+        unsafe { std::slice::from_raw_parts(p, len) }
     }
 
     /// The packet bytes, writable.
-    #[inline]
+    #[inline(always)]
     pub fn data_mut(&mut self) -> &mut [u8] {
+        let (p, len) = self.data_ptr_len();
         // SAFETY: as in data(); &mut self guarantees exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(p, len) }
+    }
+
+    /// Address of the first data byte (`rte_pktmbuf_mtod`) and the segment's length, read
+    /// straight from the mbuf (offsets checked against DPDK's headers when the shim builds).
+    #[inline(always)]
+    fn data_ptr_len(&self) -> (*mut u8, usize) {
+        let m = self.ptr.as_ptr().cast::<u8>();
+        // SAFETY: the offsets are those of buf_addr (u64 pointer), data_off and data_len (u16)
+        // in struct rte_mbuf (static assertions in ffi/shim/shim.c); the mbuf is owned by self
+        // and its header is 8-byte aligned.
         unsafe {
-            let m = self.ptr.as_ptr();
-            std::slice::from_raw_parts_mut(ffi::shim_pktmbuf_mtod(m), ffi::shim_pktmbuf_data_len(m) as usize)
+            let buf = m.add(MBUF_BUF_ADDR).cast::<*mut u8>().read();
+            let off = m.add(MBUF_DATA_OFF).cast::<u16>().read();
+            let len = m.add(MBUF_DATA_LEN).cast::<u16>().read();
+            (buf.add(usize::from(off)), usize::from(len))
         }
+    }
+
+    /// Prefetches the mbuf header (before reading its data pointer).
+    #[inline(always)]
+    pub fn prefetch_header(&self) {
+        super::cpu::prefetch(self.ptr.as_ptr().cast::<u8>());
+    }
+
+    /// Prefetches the first cache line of packet data.
+    #[inline(always)]
+    pub fn prefetch_data(&self) {
+        super::cpu::prefetch(self.data_ptr_len().0);
     }
 
     /// Packet length in bytes.
@@ -126,10 +157,11 @@ impl Mbuf {
     }
 
     /// Number of segments (the dataplane only accepts 1).
-    #[inline]
+    #[inline(always)]
     pub fn segments(&self) -> u16 {
-        // SAFETY: reads a field of an mbuf owned by self.
-        unsafe { ffi::shim_pktmbuf_nb_segs(self.ptr.as_ptr()) }
+        // SAFETY: nb_segs is a u16 at MBUF_NB_SEGS (checked in the shim) of an mbuf owned by
+        // self.
+        unsafe { self.ptr.as_ptr().cast::<u8>().add(MBUF_NB_SEGS).cast::<u16>().read() }
     }
 
     /// Input port id.
@@ -159,12 +191,6 @@ impl Mbuf {
         }
     }
 
-    /// Prefetches the first cache line of packet data.
-    #[inline]
-    pub fn prefetch(&self) {
-        // SAFETY: prefetch of an address inside the mbuf; no memory is accessed architecturally.
-        unsafe { ffi::shim_mbuf_prefetch_data(self.ptr.as_ptr()) }
-    }
 
     /// Appends `n` bytes at the tail and returns them, or `None` without enough tailroom.
     #[inline]
@@ -290,6 +316,29 @@ impl<const N: usize> MbufBatch<N> {
     pub fn drain(&mut self) -> impl Iterator<Item = Mbuf> + '_ {
         let n = std::mem::replace(&mut self.len, 0);
         self.slots[..n].iter_mut().filter_map(Option::take)
+    }
+
+    /// The mbufs held, in order.
+    #[inline]
+    pub fn iter(&self) -> impl Iterator<Item = &Mbuf> + '_ {
+        self.slots[..self.len].iter().flatten()
+    }
+
+    /// Offers every mbuf to `f` in order; those it gives back stay (in order), the others
+    /// are gone (`f` kept or freed them).
+    #[inline]
+    pub fn retain_with(&mut self, mut f: impl FnMut(Mbuf) -> Option<Mbuf>) {
+        let n = std::mem::replace(&mut self.len, 0);
+        for i in 0..n {
+            if let Some(m) = self.slots.get_mut(i).and_then(Option::take) {
+                if let Some(m) = f(m) {
+                    if let Some(slot) = self.slots.get_mut(self.len) {
+                        *slot = Some(m);
+                        self.len += 1;
+                    }
+                }
+            }
+        }
     }
 
     /// Drops (frees) every mbuf held.
