@@ -191,13 +191,15 @@ const FWD_NO_ROUTE: u8 = 2;
 /// Server MAC not resolved.
 const FWD_UNRESOLVED: u8 = 3;
 
-/// Verifies an IPv4 header checksum (one's-complement sum of the header is 0xffff).
+/// Verifies an IPv4 header checksum (one's-complement sum of the header is 0xffff). The
+/// one's-complement sum does not depend on byte order (RFC 1071), so a 20-byte header is
+/// summed as five native 32-bit words (no byte swaps).
 #[inline]
 fn ipv4_header_ok(h: &[u8]) -> bool {
-    if h.len() == 20 {
-        let w = |i: usize| u64::from(u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
-        let mut s = w(0) + w(4) + w(8) + w(12) + w(16);
-        s = (s & 0xffff_ffff) + (s >> 32);
+    if let Some(h) = h.first_chunk::<20>().filter(|_| h.len() == 20) {
+        let w = |i: usize| u64::from(u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
+        let s = w(0) + w(4) + w(8) + w(12) + w(16);
+        let mut s = (s & 0xffff_ffff) + (s >> 32);
         s = (s & 0xffff) + (s >> 16);
         s = (s & 0xffff) + (s >> 16);
         s = (s & 0xffff) + (s >> 16);
@@ -1571,6 +1573,29 @@ mod tests {
         assert_eq!(e.process(&mut f, 0, 0), Verdict::Drop(DropReason::TableFull));
         let mut f = tcp(46000, ACK);
         assert_eq!(e.process(&mut f, 0, 0), Verdict::Forward(0));
+    }
+
+    #[test]
+    fn header_checksum_check_agrees_with_the_reference_sum() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for i in 0..20_000 {
+            let mut h = [0u8; 20];
+            for b in h.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            if i % 2 == 0 {
+                // Make half of them valid.
+                h[10] = 0;
+                h[11] = 0;
+                let c = checksum::fold(checksum::sum16(&h, 0));
+                h[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            assert_eq!(ipv4_header_ok(&h), checksum::fold(checksum::sum16(&h, 0)) == 0, "{h:?}");
+            assert_eq!(ipv4_header_ok(&h), i % 2 == 0 || checksum::fold(checksum::sum16(&h, 0)) == 0);
+        }
     }
 
     #[test]
