@@ -46,7 +46,7 @@ enum Cmd {
     },
     /// One benchmark process.
     Run {
-        #[arg(long, value_parser = ["director", "loop", "iofloor"])]
+        #[arg(long, value_parser = ["director", "loop", "iofloor", "memif", "pcap"])]
         mode: String,
         #[arg(long, default_value = "established-hot")]
         scenario: String,
@@ -115,6 +115,8 @@ fn main() -> Result<()> {
             let mode = match mode.as_str() {
                 "director" => Mode::Director,
                 "loop" => Mode::Loop,
+                "memif" => Mode::Memif,
+                "pcap" => Mode::Pcap,
                 _ => Mode::Iofloor,
             };
             let a = RunArgs { mode, scenario: sc, packets, runs, chunk, memory: memory_of(&memory), callgrind };
