@@ -155,7 +155,7 @@ pub fn main(a: GenArgs) -> Result<()> {
             }
             Some("SETUP") => {
                 let t = traffic.as_ref().context("SETUP before MAC")?;
-                let c = g.setup(t, &a.scenario, deadline)?;
+                let c = g.setup(t, &a.scenario, &cmds, deadline)?;
                 answer(&format!("SETUP-DONE {}", serde_json::to_string(&c)?))?;
             }
             Some("RUN") => {
@@ -271,7 +271,14 @@ impl Gen {
 
     /// Sends `count` packets `f(i)` with at most [`SETUP_INFLIGHT`] in flight, then waits for
     /// them to come back. Packets not back after 200 ms without progress count as lost.
-    fn phase(&mut self, t: &Traffic, count: u64, deadline: Instant, mut f: impl FnMut(u64) -> (Tuple, PacketKind)) -> Result<()> {
+    fn phase(
+        &mut self,
+        t: &Traffic,
+        count: u64,
+        cmds: &Receiver<String>,
+        deadline: Instant,
+        mut f: impl FnMut(u64) -> (Tuple, PacketKind),
+    ) -> Result<()> {
         let len = t.frame_len();
         let (sent0, fwd0) = (self.c.sent, self.c.forwarded);
         let mut next = 0u64;
@@ -286,6 +293,11 @@ impl Gen {
                 break;
             }
             anyhow::ensure!(Instant::now() < deadline, "generator: time limit reached during setup");
+            match cmds.try_recv() {
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => anyhow::bail!("generator: the parent went away during setup"),
+                Ok(c) => anyhow::bail!("generator: {c:?} during setup"),
+            }
             if (self.c.sent, self.c.forwarded) != (stall.1, stall.2) {
                 stall = (Instant::now(), self.c.sent, self.c.forwarded);
             }
@@ -320,21 +332,21 @@ impl Gen {
     }
 
     /// Phases 1-3 of the scenario.
-    fn setup(&mut self, t: &Traffic, s: &Scenario, deadline: Instant) -> Result<GenCounts> {
+    fn setup(&mut self, t: &Traffic, s: &Scenario, cmds: &Receiver<String>, deadline: Instant) -> Result<GenCounts> {
         let started = Instant::now();
         self.c = GenCounts::default();
         let flows = s.traffic.flows as u64;
-        self.phase(t, flows, deadline, |i| {
+        self.phase(t, flows, cmds, deadline, |i| {
             let tup = t.flow(i as u32);
             (tup, Traffic::open_kind(&tup))
         })?;
         let bg = s.background(t);
         anyhow::ensure!(bg <= t.background_capacity(), "table too large for the clients' port space");
-        self.phase(t, bg, deadline, |i| {
+        self.phase(t, bg, cmds, deadline, |i| {
             let tup = t.background(i);
             (tup, Traffic::open_kind(&tup))
         })?;
-        self.phase(t, flows, deadline, |i| {
+        self.phase(t, flows, cmds, deadline, |i| {
             let tup = t.flow(i as u32);
             (tup, Traffic::data_kind(&tup))
         })?;

@@ -258,3 +258,85 @@ pub fn run(a: &RunArgs, window_packets: u64, r: &mut RunResult) -> Result<()> {
     let _ = std::fs::remove_file(&socket);
     result
 }
+
+/// Yardstick over memif: `dpdk-testpmd` io forwarding (`--port-topology=loop`, one
+/// forwarding lcore on CPU 0) on a memif client port, fed by the same generator process
+/// (CPU 1) that feeds the director in the memif mode, for `secs` seconds. Rate = testpmd's
+/// `Rx-pps` per period (median after the first), per busy second of its forwarding lcore
+/// as in [`crate::yardstick::run`]. Returns the measurement and the generator's counts.
+pub fn testpmd_io(secs: u64, memory: Memory) -> Result<(crate::yardstick::Testpmd, GenCounts)> {
+    let socket = std::env::temp_dir().join(format!("director-bench-tp-{}.memif", std::process::id()));
+    let _ = std::fs::remove_file(&socket);
+    let mem = if memory == Memory::Huge { "huge" } else { "nohuge" };
+    let gargs: Vec<String> = ["--scenario", "established-hot", "--frames", "65536", "--memory", mem, "--lcore", "1", "--max-secs", "120"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut g = GenProc::spawn(&socket, &gargs)?;
+    g.expect("READY", Duration::from_secs(60))?;
+    let prefix = format!("tpm{}", std::process::id());
+    let mut args: Vec<String> = ["-l", "0,1", "--main-lcore", "1", "--no-pci", "--log-level", "3", "--no-telemetry", "--file-prefix", &prefix]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    match memory {
+        Memory::Huge => args.extend(["--in-memory".to_string(), "-m".into(), "256".into()]),
+        Memory::NoHuge => args.extend(["--no-huge".to_string(), "-m".into(), "256".into(), "--no-shconf".into()]),
+    }
+    args.push(format!("--vdev={}", memif_vdev("client", &socket)));
+    args.extend(
+        ["--", "--forward-mode=io", "--port-topology=loop", "--nb-cores=1", "--stats-period=1", "--total-num-mbufs=16384"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let log_path = std::env::temp_dir().join(format!("bench-testpmd-memif-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path)?;
+    let mut tp = Command::new("dpdk-testpmd")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting dpdk-testpmd")?;
+    let result = (|| -> Result<(crate::yardstick::Testpmd, GenCounts)> {
+        std::thread::sleep(Duration::from_secs(2));
+        g.send(&format!("RAW 02:00:00:00:00:01 {}", secs + 1))?;
+        std::thread::sleep(Duration::from_millis(1500));
+        let s0 = crate::yardstick::worker_runtime(tp.id());
+        std::thread::sleep(Duration::from_secs(secs.saturating_sub(1).max(1)));
+        let s1 = crate::yardstick::worker_runtime(tp.id());
+        let c = counts(&g.expect("RUN-DONE", Duration::from_secs(secs + 30))?)?;
+        let on_cpu = match (s0, s1) {
+            (Some((r0, w0)), Some((r1, w1))) => Some((r1 - r0) as f64 / (w1 - w0).as_nanos().max(1) as f64),
+            _ => None,
+        };
+        Ok((crate::yardstick::Testpmd { mode: "io".into(), vdevs: "net_memif0 (director-gen)".into(), mpps: 0.0, wall_mpps: 0.0, on_cpu, periods: Vec::new() }, c))
+    })();
+    // Stop testpmd (SIGINT, then kill after 20 s), by its PID.
+    let _ = Command::new("kill").args(["-INT", &tp.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tp.try_wait().ok().flatten().is_none() {
+        if Instant::now() > deadline {
+            let _ = tp.kill();
+            let _ = tp.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    g.quit();
+    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&log_path);
+    let _ = std::fs::remove_file(&socket);
+    let (mut t, c) = result?;
+    // Periods while the generator was sending: skip the idle ones and the first busy one.
+    let periods = crate::yardstick::parse_rx_pps(&text, 1);
+    let steady: Vec<f64> = periods.iter().copied().filter(|v| *v > 0.0).skip(1).collect();
+    anyhow::ensure!(!steady.is_empty(), "testpmd on memif printed no rates:\n{}", text.lines().rev().take(15).collect::<Vec<_>>().join("\n"));
+    t.wall_mpps = rig::median(&steady);
+    t.mpps = match t.on_cpu {
+        Some(f) if f > 0.05 => t.wall_mpps / f.min(1.0),
+        _ => t.wall_mpps,
+    };
+    t.periods = periods;
+    Ok((t, c))
+}

@@ -3,8 +3,8 @@
 //! - `director-bench all [--quick] [--out DIR]`: everything `make bench` runs — testpmd
 //!   yardstick, io floor, every scenario in mode (a) and (b) natively, then callgrind — each
 //!   benchmark in its own process (one EAL per process), and writes the report.
-//! - `director-bench run --mode director|loop|iofloor --scenario NAME [...]`: one process's
-//!   work; prints `RESULT {json}`.
+//! - `director-bench run --mode director|loop|iofloor|memif|pcap --scenario NAME [...]`: one
+//!   process's work; prints `RESULT {json}` (`memif` starts the `director-gen` process).
 //! - `director-bench list`: scenario names.
 
 use std::io::Read;
@@ -163,6 +163,7 @@ fn child(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
         if started.elapsed() > limit {
             let _ = c.kill();
             let _ = c.wait();
+            remove_temp_files(c.id());
             break false;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -172,6 +173,21 @@ fn child(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
     let tail: Vec<&str> = err.lines().rev().take(12).collect();
     let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
     (ok, out, if started.elapsed() > limit { format!("timed out after {limit:?}\n{tail}") } else { tail })
+}
+
+/// Removes what a benchmark process killed by [`child`] could not clean up itself: its
+/// control socket, memif socket, pcap file and generator log (all named with its PID).
+fn remove_temp_files(pid: u32) {
+    let tmp = std::env::temp_dir();
+    for name in [
+        format!("director-bench-{pid}.sock"),
+        format!("director-bench-{pid}.memif"),
+        format!("director-bench-{pid}.pcap"),
+        format!("director-bench-{pid}.pcap.tmp"),
+        format!("director-gen-{pid}.log"),
+    ] {
+        let _ = std::fs::remove_file(tmp.join(name));
+    }
 }
 
 fn parse_result(out: &str) -> Option<RunResult> {
@@ -338,6 +354,32 @@ fn all(quick: bool, out: &Path, with_callgrind: bool, only: Option<&str>) -> Res
             engine_loop,
             ..ScenarioResults::default()
         });
+    }
+
+    // 2b. The director fed by the other inputs: a generator process over memif and a
+    // net_pcap infinite_rx replay (established-flow scenarios only: both replay frames).
+    let input_scenarios: &[&str] = if quick { &["established-hot"] } else { &["established-hot", "established-64k-of-1M"] };
+    let mut inputs_ran = false;
+    for name in input_scenarios {
+        if only.is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
+        inputs_ran = true;
+        for mode in ["memif", "pcap"] {
+            if let Some(r) = plan.native(mode, name, &mut c.errors) {
+                c.inputs.push(r);
+            }
+        }
+    }
+    if inputs_ran {
+        match bench::memif_run::testpmd_io(secs, memory) {
+            Ok((t, g)) => {
+                eprintln!("  testpmd io       memif     {:.2} Mpps (generator process: sent {}, back {})", t.mpps, g.sent, g.forwarded + g.other);
+                c.testpmd_memif_io = Some(t);
+                c.testpmd_memif_gen = Some(g);
+            }
+            Err(e) => c.errors.push(format!("testpmd io on memif: {e:#}")),
+        }
     }
 
     // 3. Callgrind, two processes at a time (no timing is running any more).
