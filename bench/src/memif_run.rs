@@ -291,7 +291,10 @@ pub fn testpmd_io(secs: u64, memory: Memory) -> Result<(crate::yardstick::Testpm
     );
     let log_path = std::env::temp_dir().join(format!("bench-testpmd-memif-{}.log", std::process::id()));
     let log = std::fs::File::create(&log_path)?;
-    let mut tp = Command::new("dpdk-testpmd")
+    // Line-buffered (stdbuf), so the log shows when forwarding has started.
+    let mut tp = Command::new("stdbuf")
+        .arg("-oL")
+        .arg("dpdk-testpmd")
         .args(&args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -299,11 +302,21 @@ pub fn testpmd_io(secs: u64, memory: Memory) -> Result<(crate::yardstick::Testpm
         .spawn()
         .context("starting dpdk-testpmd")?;
     let result = (|| -> Result<(crate::yardstick::Testpmd, GenCounts)> {
-        std::thread::sleep(Duration::from_secs(2));
-        g.send(&format!("RAW 02:00:00:00:00:01 {}", secs + 1))?;
-        std::thread::sleep(Duration::from_millis(1500));
+        // testpmd checks the links (the memif client connects on a timer) before it starts
+        // forwarding and printing statistics: wait for its first statistics block.
+        let ready = Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_to_string(&log_path).unwrap_or_default().contains("Rx-pps") {
+            anyhow::ensure!(Instant::now() < ready, "testpmd on memif did not start forwarding in 30 s");
+            anyhow::ensure!(tp.try_wait()?.is_none(), "testpmd exited early");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // The generator sends for secs + 4 s; testpmd's CPU share is taken over `secs`
+        // seconds inside, its rates over the statistics periods in between (the first and the
+        // last, partial, dropped; testpmd prints about every 1-2 s here).
+        g.send(&format!("RAW 02:00:00:00:00:01 {}", secs + 4))?;
+        std::thread::sleep(Duration::from_secs(1));
         let s0 = crate::yardstick::worker_runtime(tp.id());
-        std::thread::sleep(Duration::from_secs(secs.saturating_sub(1).max(1)));
+        std::thread::sleep(Duration::from_secs(secs));
         let s1 = crate::yardstick::worker_runtime(tp.id());
         let c = counts(&g.expect("RUN-DONE", Duration::from_secs(secs + 30))?)?;
         let on_cpu = match (s0, s1) {
@@ -325,12 +338,15 @@ pub fn testpmd_io(secs: u64, memory: Memory) -> Result<(crate::yardstick::Testpm
     }
     g.quit();
     let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let _ = std::fs::remove_file(&log_path);
+    if std::env::var_os("BENCH_KEEP_LOGS").is_none() {
+        let _ = std::fs::remove_file(&log_path);
+    }
     let _ = std::fs::remove_file(&socket);
     let (mut t, c) = result?;
-    // Periods while the generator was sending: skip the idle ones and the first busy one.
+    // Periods while the generator was sending, without the first and the last (partial).
     let periods = crate::yardstick::parse_rx_pps(&text, 1);
-    let steady: Vec<f64> = periods.iter().copied().filter(|v| *v > 0.0).skip(1).collect();
+    let busy: Vec<f64> = periods.iter().copied().filter(|v| *v > 0.0).collect();
+    let steady: Vec<f64> = busy.iter().copied().skip(1).take(busy.len().saturating_sub(2)).collect();
     anyhow::ensure!(!steady.is_empty(), "testpmd on memif printed no rates:\n{}", text.lines().rev().take(15).collect::<Vec<_>>().join("\n"));
     t.wall_mpps = rig::median(&steady);
     t.mpps = match t.on_cpu {

@@ -124,13 +124,16 @@ impl Collected {
         );
         if let Some(t) = &self.testpmd_memif_io {
             let g = self.testpmd_memif_gen.as_ref();
+            let bp = g.filter(|g| g.bursts > 0).map(|g| g.short_bursts as f64 / g.bursts as f64);
             let _ = writeln!(
                 m,
-                "Yardstick of the memif input: testpmd io (`--port-topology=loop`, 1 forwarding core) on a memif port fed by the same generator: **{:.2} Mpps** (wall {:.2}; generator sent {}, got back {}).\n",
+                "Yardstick of the memif input: testpmd io (`--port-topology=loop`, 1 forwarding core on CPU 0) on a memif port fed by the same generator: **{:.2} Mpps** (wall {:.2}; generator sent {}, got back {}, back-pressure {}{}).\n",
                 t.mpps,
                 t.wall_mpps,
                 g.map_or(0, |g| g.sent),
-                g.map_or(0, |g| g.forwarded + g.other)
+                g.map_or(0, |g| g.forwarded + g.other),
+                f(bp, 2),
+                if bp.is_some_and(|b| b < 0.5) { ": the generator, not testpmd, set this rate, so it is a lower bound of testpmd's" } else { "" }
             );
         }
         let _ = writeln!(

@@ -69,6 +69,14 @@ enum Cmd {
     },
     /// Scenario names.
     List,
+    /// testpmd io on a memif port fed by director-gen (the memif yardstick) alone.
+    MemifYardstick {
+        /// Seconds of measurement.
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
+        #[arg(long, value_parser = ["huge", "nohuge"], default_value = "huge")]
+        memory: String,
+    },
     /// Rewrite report.json, report.md and the plots from a details.json.
     Report {
         /// details.json of an earlier `all`.
@@ -124,6 +132,11 @@ fn main() -> Result<()> {
             println!("RESULT {}", serde_json::to_string(&r)?);
             // EAL objects are left to process exit.
             std::process::exit(0);
+        }
+        Cmd::MemifYardstick { secs, memory } => {
+            let (t, g) = bench::memif_run::testpmd_io(secs, memory_of(&memory))?;
+            println!("{}", serde_json::to_string(&serde_json::json!({"testpmd": t, "generator": g}))?);
+            Ok(())
         }
         Cmd::Report { from, out } => {
             let c: Collected = serde_json::from_str(&std::fs::read_to_string(&from)?)?;
