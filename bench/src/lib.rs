@@ -11,6 +11,11 @@
 //! | [`yardstick`] | `dpdk-testpmd` io / macswap runs |
 //! | [`report`] | report.json, report.md, details.json and the PNG plots |
 //! | [`valgrind`] | callgrind client requests |
+//! | [`vdev_rig`] | the real `Director` on EAL `--vdev` ports (memif, pcap), measured from outside |
+//! | [`memif_gen`] | the `director-gen` generator process: memif server, setup phases, pktgen-style blast |
+//! | [`memif_run`] | input (2): director + generator process over `net_memif` |
+//! | [`pcap`] | classic libpcap file writer |
+//! | [`pcap_run`] | input (3): director on `net_pcap` with `infinite_rx=1` |
 //!
 //! The driver is the `director-bench` binary (`make bench`); docs/benchmarks.md explains the
 //! method and the numbers.
@@ -19,9 +24,14 @@ pub mod cpu;
 pub mod director_run;
 pub mod engine_loop;
 pub mod gen;
+pub mod memif_gen;
+pub mod memif_run;
+pub mod pcap;
+pub mod pcap_run;
 pub mod report;
 pub mod rig;
 pub mod run;
 pub mod scenario;
 pub mod valgrind;
+pub mod vdev_rig;
 pub mod yardstick;

@@ -39,6 +39,16 @@ pub struct Collected {
     pub control_scale: Option<String>,
     /// Wall seconds of the whole run.
     pub wall_secs: f64,
+    /// The director fed by other inputs (memif generator process, net_pcap replay): one
+    /// result per scenario and mode, reported as `<scenario>/<mode>`.
+    #[serde(default)]
+    pub inputs: Vec<RunResult>,
+    /// testpmd io on a memif port fed by the generator process (yardstick of the memif mode).
+    #[serde(default)]
+    pub testpmd_memif_io: Option<Testpmd>,
+    /// The generator's counts during that testpmd run.
+    #[serde(default)]
+    pub testpmd_memif_gen: Option<crate::memif_gen::GenCounts>,
 }
 
 /// All results of one scenario.
@@ -84,6 +94,115 @@ impl Collected {
         }
     }
 
+    /// Table entries of an input-mode result: what the engine loop held for the same
+    /// scenario, else the scenario's figure.
+    fn table_entries_of(&self, r: &RunResult) -> u64 {
+        self.scenarios
+            .iter()
+            .find(|s| s.name == r.name)
+            .and_then(|s| s.engine_loop.as_ref().and_then(|l| l.table_len))
+            .unwrap_or(r.table_entries)
+    }
+
+    /// The "other inputs" section of report.md.
+    fn inputs_markdown(&self, m: &mut String) {
+        if self.inputs.is_empty() && self.testpmd_memif_io.is_none() {
+            return;
+        }
+        let io = self.testpmd_io.as_ref().map(|t| t.mpps);
+        let ms = self.testpmd_macswap.as_ref().map(|t| t.mpps);
+        let tpm = self.testpmd_memif_io.as_ref().map(|t| t.mpps);
+        let _ = writeln!(m, "## Other inputs: memif generator process, net_pcap replay\n");
+        let _ = writeln!(
+            m,
+            "The real director (as (a): Director::start, one worker on CPU 0, control socket) fed by (2) `memif`: the \
+             `director-gen` process (own EAL, CPU 1) over `net_memif`, sending pre-built frames as fast as the port takes \
+             them, or (3) `pcap`: `net_pcap` with `infinite_rx=1` replaying a file of the measured frames (TX drops). \
+             Mpps and cycles/packet: forwarded packets over the worker's on-CPU time in windows of at least the stated \
+             number of forwarded packets, median of runs. \"back-pressure\": share of the generator's bursts the port \
+             took only partly (near 1 = the director, not the generator, was the bottleneck).\n"
+        );
+        if let Some(t) = &self.testpmd_memif_io {
+            let g = self.testpmd_memif_gen.as_ref();
+            let bp = g.filter(|g| g.bursts > 0).map(|g| g.short_bursts as f64 / g.bursts as f64);
+            let _ = writeln!(
+                m,
+                "Yardstick of the memif input: testpmd io (`--port-topology=loop`, 1 forwarding core on CPU 0) on a memif port fed by the same generator: **{:.2} Mpps** (wall {:.2}; generator sent {}, got back {}, back-pressure {}{}).\n",
+                t.mpps,
+                t.wall_mpps,
+                g.map_or(0, |g| g.sent),
+                g.map_or(0, |g| g.forwarded + g.other),
+                f(bp, 2),
+                if bp.is_some_and(|b| b < 0.5) { ": the generator, not testpmd, set this rate, so it is a lower bound of testpmd's" } else { "" }
+            );
+        }
+        let _ = writeln!(
+            m,
+            "| scenario | input | bytes | active flows | table entries | frames | window | Mpps | cycles/pkt | wall Mpps | on-CPU | Mpps (a) ring | ×testpmd io | ×testpmd macswap | ×testpmd io on memif | back-pressure | drops in windows |"
+        );
+        let _ = writeln!(m, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+        for r in &self.inputs {
+            let a = self.scenarios.iter().find(|s| s.name == r.name).and_then(|s| s.director.as_ref()).and_then(|d| d.mpps);
+            let info = r.input.as_ref();
+            let bp = info.map(|i| {
+                let (b, s) = i.generator_runs.iter().fold((0u64, 0u64), |a, g| (a.0 + g.bursts, a.1 + g.short_bursts));
+                if b == 0 { "–".to_string() } else { format!("{:.2}", s as f64 / b as f64) }
+            });
+            let _ = writeln!(
+                m,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.name,
+                input_mode(r),
+                r.packet_bytes,
+                human(r.active_flows as u64),
+                self.table_entries_of(r),
+                info.map_or(0, |i| i.frames),
+                info.map_or(0, |i| i.window),
+                f(r.mpps, 2),
+                f(r.cycles_per_packet, 0),
+                f(r.wall_mpps, 2),
+                f(r.on_cpu, 2),
+                f(a, 2),
+                f(Self::ratio(r.mpps, io), 3),
+                f(Self::ratio(r.mpps, ms), 3),
+                if input_mode(r) == "memif" { f(Self::ratio(r.mpps, tpm), 3) } else { String::new() },
+                bp.unwrap_or_else(|| "–".into()),
+                if r.drops.is_empty() { "none".to_string() } else { format!("{:?}", r.drops) },
+            );
+        }
+        let _ = writeln!(m);
+        for r in &self.inputs {
+            if let Some(i) = &r.input {
+                let _ = writeln!(
+                    m,
+                    "- {}/{} ({:?}): `{}`; setup {:.1} s created {} connections ({} expected; ActiveConn {}, InActConn {}, PersistConn {}); port rx/tx over the windows {}/{}; runs (forwarded / busy ns / wall cycles): {}{}",
+                    r.name,
+                    input_mode(r),
+                    r.memory,
+                    i.vdev,
+                    i.setup_secs,
+                    i.setup_counts.0,
+                    i.expected_conns,
+                    i.setup_counts.1,
+                    i.setup_counts.2,
+                    i.setup_counts.3,
+                    i.port_delta.0,
+                    i.port_delta.1,
+                    r.samples.iter().map(|x| format!("{}/{}/{}", x.out, x.cpu_ns, x.cycles)).collect::<Vec<_>>().join(", "),
+                    if i.generator_runs.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; generator per run (sent / forwarded back / s): {}",
+                            i.generator_runs.iter().map(|g| format!("{}/{}/{:.2}", g.sent, g.forwarded, g.secs)).collect::<Vec<_>>().join(", ")
+                        )
+                    }
+                );
+            }
+        }
+        let _ = writeln!(m);
+    }
+
     /// The report.json value (schema fixed by the issue).
     pub fn report_json(&self) -> serde_json::Value {
         let scenarios: Vec<_> = self
@@ -105,6 +224,19 @@ impl Collected {
                     "cps": if s.new_connections { mpps.map(|m| m * 1e6) } else { None },
                 })
             })
+            .chain(self.inputs.iter().map(|r| {
+                json!({
+                    "name": format!("{}/{}", r.name, input_mode(r)),
+                    "packet_bytes": r.packet_bytes,
+                    "active_flows": r.active_flows,
+                    "table_entries": self.table_entries_of(r),
+                    "workers": r.workers,
+                    "mpps": r.mpps,
+                    "cycles_per_packet": r.cycles_per_packet,
+                    "instructions_per_packet": null,
+                    "cps": null,
+                })
+            }))
             .collect();
         let bpc = self
             .scenarios
@@ -184,6 +316,7 @@ impl Collected {
         }
         let bpc = self.report_json()["bytes_per_connection"].as_f64();
         let _ = writeln!(m, "\nBytes per connection entry (entry + its share of the hash index): {}\n", f(bpc, 1));
+        self.inputs_markdown(&mut m);
         let _ = writeln!(m, "## Details\n");
         for s in &self.scenarios {
             for r in [&s.director, &s.engine_loop].into_iter().flatten() {
@@ -284,6 +417,17 @@ impl Collected {
             true,
         )?;
         Ok(())
+    }
+}
+
+/// `memif` or `pcap` (the input of a result from [`Collected::inputs`]).
+fn input_mode(r: &RunResult) -> &'static str {
+    match r.mode {
+        crate::run::Mode::Memif => "memif",
+        crate::run::Mode::Pcap => "pcap",
+        crate::run::Mode::Director => "director",
+        crate::run::Mode::Loop => "loop",
+        crate::run::Mode::Iofloor => "iofloor",
     }
 }
 

@@ -128,7 +128,7 @@ pub fn run(mode: &str, vdevs: &[&str], secs: u64, memory: Memory, interactive_tx
 }
 
 /// On-CPU nanoseconds (schedstat) of testpmd's forwarding lcore thread, and when read.
-fn worker_runtime(pid: u32) -> Option<(u64, Instant)> {
+pub fn worker_runtime(pid: u32) -> Option<(u64, Instant)> {
     let dir = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     for t in dir.flatten() {
         let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();

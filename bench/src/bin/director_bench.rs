@@ -3,8 +3,8 @@
 //! - `director-bench all [--quick] [--out DIR]`: everything `make bench` runs — testpmd
 //!   yardstick, io floor, every scenario in mode (a) and (b) natively, then callgrind — each
 //!   benchmark in its own process (one EAL per process), and writes the report.
-//! - `director-bench run --mode director|loop|iofloor --scenario NAME [...]`: one process's
-//!   work; prints `RESULT {json}`.
+//! - `director-bench run --mode director|loop|iofloor|memif|pcap --scenario NAME [...]`: one
+//!   process's work; prints `RESULT {json}` (`memif` starts the `director-gen` process).
 //! - `director-bench list`: scenario names.
 
 use std::io::Read;
@@ -46,7 +46,7 @@ enum Cmd {
     },
     /// One benchmark process.
     Run {
-        #[arg(long, value_parser = ["director", "loop", "iofloor"])]
+        #[arg(long, value_parser = ["director", "loop", "iofloor", "memif", "pcap"])]
         mode: String,
         #[arg(long, default_value = "established-hot")]
         scenario: String,
@@ -69,6 +69,14 @@ enum Cmd {
     },
     /// Scenario names.
     List,
+    /// testpmd io on a memif port fed by director-gen (the memif yardstick) alone.
+    MemifYardstick {
+        /// Seconds of measurement.
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
+        #[arg(long, value_parser = ["huge", "nohuge"], default_value = "huge")]
+        memory: String,
+    },
     /// Rewrite report.json, report.md and the plots from a details.json.
     Report {
         /// details.json of an earlier `all`.
@@ -115,6 +123,8 @@ fn main() -> Result<()> {
             let mode = match mode.as_str() {
                 "director" => Mode::Director,
                 "loop" => Mode::Loop,
+                "memif" => Mode::Memif,
+                "pcap" => Mode::Pcap,
                 _ => Mode::Iofloor,
             };
             let a = RunArgs { mode, scenario: sc, packets, runs, chunk, memory: memory_of(&memory), callgrind };
@@ -122,6 +132,11 @@ fn main() -> Result<()> {
             println!("RESULT {}", serde_json::to_string(&r)?);
             // EAL objects are left to process exit.
             std::process::exit(0);
+        }
+        Cmd::MemifYardstick { secs, memory } => {
+            let (t, g) = bench::memif_run::testpmd_io(secs, memory_of(&memory))?;
+            println!("{}", serde_json::to_string(&serde_json::json!({"testpmd": t, "generator": g}))?);
+            Ok(())
         }
         Cmd::Report { from, out } => {
             let c: Collected = serde_json::from_str(&std::fs::read_to_string(&from)?)?;
@@ -161,6 +176,7 @@ fn child(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
         if started.elapsed() > limit {
             let _ = c.kill();
             let _ = c.wait();
+            remove_temp_files(c.id());
             break false;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -170,6 +186,21 @@ fn child(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
     let tail: Vec<&str> = err.lines().rev().take(12).collect();
     let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
     (ok, out, if started.elapsed() > limit { format!("timed out after {limit:?}\n{tail}") } else { tail })
+}
+
+/// Removes what a benchmark process killed by [`child`] could not clean up itself: its
+/// control socket, memif socket, pcap file and generator log (all named with its PID).
+fn remove_temp_files(pid: u32) {
+    let tmp = std::env::temp_dir();
+    for name in [
+        format!("director-bench-{pid}.sock"),
+        format!("director-bench-{pid}.memif"),
+        format!("director-bench-{pid}.pcap"),
+        format!("director-bench-{pid}.pcap.tmp"),
+        format!("director-gen-{pid}.log"),
+    ] {
+        let _ = std::fs::remove_file(tmp.join(name));
+    }
 }
 
 fn parse_result(out: &str) -> Option<RunResult> {
@@ -336,6 +367,32 @@ fn all(quick: bool, out: &Path, with_callgrind: bool, only: Option<&str>) -> Res
             engine_loop,
             ..ScenarioResults::default()
         });
+    }
+
+    // 2b. The director fed by the other inputs: a generator process over memif and a
+    // net_pcap infinite_rx replay (established-flow scenarios only: both replay frames).
+    let input_scenarios: &[&str] = if quick { &["established-hot"] } else { &["established-hot", "established-64k-of-1M"] };
+    let mut inputs_ran = false;
+    for name in input_scenarios {
+        if only.is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
+        inputs_ran = true;
+        for mode in ["memif", "pcap"] {
+            if let Some(r) = plan.native(mode, name, &mut c.errors) {
+                c.inputs.push(r);
+            }
+        }
+    }
+    if inputs_ran {
+        match bench::memif_run::testpmd_io(secs, memory) {
+            Ok((t, g)) => {
+                eprintln!("  testpmd io       memif     {:.2} Mpps (generator process: sent {}, back {})", t.mpps, g.sent, g.forwarded + g.other);
+                c.testpmd_memif_io = Some(t);
+                c.testpmd_memif_gen = Some(g);
+            }
+            Err(e) => c.errors.push(format!("testpmd io on memif: {e:#}")),
+        }
     }
 
     // 3. Callgrind, two processes at a time (no timing is running any more).
