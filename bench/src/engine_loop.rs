@@ -1,5 +1,5 @@
 //! Mode (b), the engine loop: one thread does what a worker does for one port —
-//! `rx_burst(32)` on a `net_ring` port → [`Engine::process`] per mbuf → `tx_burst` → bounded
+//! `rx_burst(32)` on a `net_ring` port → `worker::process_burst` (prefetch, the engine's three stages) → `tx_burst` → bounded
 //! expiry — over a ring preloaded with generated frames, and stops when the ring is empty.
 //! No director threads, no control socket, no idle polling: the instruction count of a pass
 //! depends only on the packets, which is what callgrind's difference of two packet counts

@@ -6,7 +6,7 @@
 //! | [`scenario`] | named scenarios and the open → fill → establish → measure phases |
 //! | [`rig`] | EAL arguments (hugepages or not), pools, rings, the mbuf store |
 //! | [`director_run`] | mode (a): the real `Director` on a ring port, configured through its control socket |
-//! | [`engine_loop`] | mode (b): rx_burst → `Engine::process` → tx_burst in one thread; with no engine, the io floor |
+//! | [`engine_loop`] | mode (b): rx_burst → `worker::process_burst` → tx_burst in one thread; with no engine, the io floor |
 //! | [`run`] | one benchmark process (native timing, or callgrind phases) → `RESULT {json}` |
 //! | [`yardstick`] | `dpdk-testpmd` io / macswap runs |
 //! | [`report`] | report.json, report.md, details.json and the PNG plots |

@@ -282,7 +282,7 @@ impl Collected {
         let _ = writeln!(
             m,
             "Mpps and cycles/packet: (a) the real director (Director::start + control socket) on a ring port, median of runs. \
-             Engine loop: (b) rx_burst → Engine::process → tx_burst in one thread on the same PMD. \
+             Engine loop: (b) rx_burst → worker::process_burst (the worker's burst code) → tx_burst in one thread on the same PMD. \
              Instructions/packet: callgrind on (b), difference of two packet counts; \"above floor\" subtracts the io floor.\n"
         );
         let _ = writeln!(

@@ -19,7 +19,7 @@ use crate::scenario::{self, Dataplane, Scenario};
 pub enum Mode {
     /// (a) The real director on a ring port, configured through its control socket.
     Director,
-    /// (b) rx_burst → Engine::process → tx_burst in one thread.
+    /// (b) rx_burst → worker::process_burst → tx_burst in one thread.
     Loop,
     /// rx_burst → tx_burst in one thread (io floor).
     Iofloor,
