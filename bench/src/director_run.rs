@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use control::ipvsadm::IpvsCommand;
-use control::proto::{client, Op, Reply, Request};
+use control::proto::{Op, Reply};
 use dataplane::director::{Director, DirectorOptions};
 use dataplane::dpdk::{tsc, Eal, MbufBatch, Mempool, Port, Ring};
 use dataplane::wire::arp::{op, ArpPacket};
@@ -46,10 +45,7 @@ pub struct DirectorRig {
     servers: std::collections::HashMap<std::net::Ipv4Addr, MacAddr>,
 }
 
-fn ctl(socket: &PathBuf, op: Op) -> Result<Reply> {
-    let resp = client::request_with_timeout(socket, &Request { v: 1, op }, Duration::from_secs(20)).context("control socket")?;
-    resp.result.map_err(|e| anyhow::anyhow!("control request refused: {e:?}"))
-}
+use crate::vdev_rig::ctl;
 
 impl DirectorRig {
     /// Starts EAL (`-l 0`) and a director with `capacity` connection entries; the ring port
@@ -130,19 +126,7 @@ impl DirectorRig {
     /// Applies the generated configuration through the control socket and answers the ARP
     /// probes for every real server until all are REACHABLE.
     pub fn configure(&mut self, traffic: &Traffic) -> Result<()> {
-        let cfg = traffic.config();
-        for a in &cfg.addrs {
-            ctl(&self.socket, Op::AddrAdd { addr: a.addr, prefix_len: a.prefix_len, dev: a.dev.clone() })?;
-        }
-        for m in &cfg.marks {
-            ctl(&self.socket, Op::MarkAdd(m.clone()))?;
-        }
-        for (svc, servers) in &cfg.services {
-            ctl(&self.socket, Op::Ipvs(IpvsCommand::AddService(svc.clone())))?;
-            for s in servers {
-                ctl(&self.socket, Op::Ipvs(IpvsCommand::AddServer { service: svc.key, server: s.clone() }))?;
-            }
-        }
+        crate::vdev_rig::apply_config(&self.socket, traffic)?;
         self.servers = traffic.servers().into_iter().collect();
         let servers = self.servers.clone();
         let port_mac = self.mac();

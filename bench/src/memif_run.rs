@@ -29,8 +29,8 @@ use dataplane::wire::MacAddr;
 use crate::gen::Traffic;
 use crate::memif_gen::GenCounts;
 use crate::rig::{self, Memory};
-use crate::run::{RunArgs, RunResult, Sample};
-use crate::vdev_rig::{drops_delta, window, InputInfo, VdevDirector};
+use crate::run::{RunArgs, RunResult};
+use crate::vdev_rig::{drops_delta, sample_between, window, InputInfo, VdevDirector};
 
 /// The generator child process and its line protocol.
 pub struct GenProc {
@@ -204,16 +204,9 @@ pub fn run(a: &RunArgs, window_packets: u64, r: &mut RunResult) -> Result<()> {
         let setup = counts(&g.expect("SETUP-DONE", Duration::from_secs(300))?)?;
         let mut info = InputInfo { vdev: vdev.clone(), frames, window: window_packets, ..InputInfo::default() };
         info.setup_secs = t0.elapsed().as_secs_f64();
-        info.expected_conns = s.traffic.flows as u64 + s.background(&t);
-        info.setup_counts = d.conn_counts()?;
         info.generator_setup = Some(setup.clone());
         r.prepare_secs = info.setup_secs;
-        anyhow::ensure!(
-            info.setup_counts.0 >= info.expected_conns,
-            "setup created {} connections, {} expected (generator: {setup:?})",
-            info.setup_counts.0,
-            info.expected_conns
-        );
+        info.check_setup(d.conn_counts()?, s.traffic.flows as u64 + s.background(&t), &format!(" (generator: {setup:?})"))?;
         r.tsc_hz = rig::tsc_hz();
         let drops0 = d.drops()?;
         let first = d.sample(&port);
@@ -234,21 +227,11 @@ pub fn run(a: &RunArgs, window_packets: u64, r: &mut RunResult) -> Result<()> {
             let (s0, s1) = res?;
             last = s1;
             if run > 0 {
-                r.samples.push(Sample {
-                    packets: w,
-                    out: s1.stats.tx_packets - s0.stats.tx_packets,
-                    cycles: s1.tsc - s0.tsc,
-                    cpu_ns: s1.cpu_ns - s0.cpu_ns,
-                });
+                r.samples.push(sample_between(w, &s0, &s1));
                 info.generator_runs.push(c);
             }
         }
-        info.port_delta = (
-            last.stats.rx_packets - first.stats.rx_packets,
-            last.stats.tx_packets - first.stats.tx_packets,
-            last.stats.rx_nombuf - first.stats.rx_nombuf,
-            last.stats.tx_errors - first.stats.tx_errors,
-        );
+        info.set_port_delta(&first, &last);
         r.drops = drops_delta(&drops0, &d.drops()?);
         r.input = Some(info);
         Ok(())

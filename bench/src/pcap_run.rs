@@ -39,9 +39,9 @@ use dataplane::wire::{Frame, MacAddr};
 use crate::gen::{Traffic, DIP};
 use crate::memif_gen::measured_frames;
 use crate::rig::{self, Store};
-use crate::run::{RunArgs, RunResult, Sample};
+use crate::run::{RunArgs, RunResult};
 use crate::scenario::{self, Dataplane, Pumped};
-use crate::vdev_rig::{drops_delta, window, InputInfo, VdevDirector};
+use crate::vdev_rig::{drops_delta, sample_between, window, InputInfo, VdevDirector};
 
 /// The records of the pcap file: one ARP reply from every real server to the director
 /// (`dst_mac` = the traffic's destination), then `n` measured frames.
@@ -137,14 +137,7 @@ pub fn run(a: &RunArgs, window_packets: u64, r: &mut RunResult) -> Result<()> {
         std::thread::sleep(Duration::from_millis(200));
         info.setup_secs = t0.elapsed().as_secs_f64();
         r.prepare_secs = info.setup_secs;
-        info.expected_conns = s.traffic.flows as u64 + s.background(&t);
-        info.setup_counts = d.conn_counts()?;
-        anyhow::ensure!(
-            info.setup_counts.0 >= info.expected_conns,
-            "setup created {} connections, {} expected",
-            info.setup_counts.0,
-            info.expected_conns
-        );
+        info.check_setup(d.conn_counts()?, s.traffic.flows as u64 + s.background(&t), "")?;
         r.tsc_hz = rig::tsc_hz();
         let drops0 = d.drops()?;
         let first = d.sample(&port);
@@ -154,20 +147,10 @@ pub fn run(a: &RunArgs, window_packets: u64, r: &mut RunResult) -> Result<()> {
             let (s0, s1) = window(&d, &port, w, Duration::from_millis(1), Duration::from_secs(120))?;
             last = s1;
             if run > 0 {
-                r.samples.push(Sample {
-                    packets: w,
-                    out: s1.stats.tx_packets - s0.stats.tx_packets,
-                    cycles: s1.tsc - s0.tsc,
-                    cpu_ns: s1.cpu_ns - s0.cpu_ns,
-                });
+                r.samples.push(sample_between(w, &s0, &s1));
             }
         }
-        info.port_delta = (
-            last.stats.rx_packets - first.stats.rx_packets,
-            last.stats.tx_packets - first.stats.tx_packets,
-            last.stats.rx_nombuf - first.stats.rx_nombuf,
-            last.stats.tx_errors - first.stats.tx_errors,
-        );
+        info.set_port_delta(&first, &last);
         r.drops = drops_delta(&drops0, &d.drops()?);
         r.input = Some(info);
         Ok(())

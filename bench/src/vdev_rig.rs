@@ -38,6 +38,25 @@ pub fn ctl(socket: &Path, op: Op) -> Result<Reply> {
     resp.result.map_err(|e| anyhow::anyhow!("control request refused: {e:?}"))
 }
 
+/// Applies `traffic`'s configuration through the control socket: addresses, mark rules,
+/// services and their servers (modes (a), memif and pcap alike).
+pub fn apply_config(socket: &Path, traffic: &Traffic) -> Result<()> {
+    let cfg = traffic.config();
+    for a in &cfg.addrs {
+        ctl(socket, Op::AddrAdd { addr: a.addr, prefix_len: a.prefix_len, dev: a.dev.clone() })?;
+    }
+    for m in &cfg.marks {
+        ctl(socket, Op::MarkAdd(m.clone()))?;
+    }
+    for (svc, servers) in &cfg.services {
+        ctl(socket, Op::Ipvs(IpvsCommand::AddService(svc.clone())))?;
+        for s in servers {
+            ctl(socket, Op::Ipvs(IpvsCommand::AddServer { service: svc.key, server: s.clone() }))?;
+        }
+    }
+    Ok(())
+}
+
 /// EAL is up (on its thread, waiting); the director is not started yet.
 pub struct VdevEal {
     eal: &'static Eal,
@@ -151,20 +170,7 @@ impl VdevEal {
 impl VdevDirector {
     /// Applies the generated configuration (addresses, mark rules, services, servers).
     pub fn configure(&self, traffic: &Traffic) -> Result<()> {
-        let cfg = traffic.config();
-        for a in &cfg.addrs {
-            ctl(&self.socket, Op::AddrAdd { addr: a.addr, prefix_len: a.prefix_len, dev: a.dev.clone() })?;
-        }
-        for m in &cfg.marks {
-            ctl(&self.socket, Op::MarkAdd(m.clone()))?;
-        }
-        for (svc, servers) in &cfg.services {
-            ctl(&self.socket, Op::Ipvs(IpvsCommand::AddService(svc.clone())))?;
-            for s in servers {
-                ctl(&self.socket, Op::Ipvs(IpvsCommand::AddServer { service: svc.key, server: s.clone() }))?;
-            }
-        }
-        Ok(())
+        apply_config(&self.socket, traffic)
     }
 
     /// Waits (at most `limit`) until every address in `servers` is REACHABLE, then for the
@@ -258,6 +264,38 @@ pub fn window(d: &VdevDirector, port: &Port, packets: u64, poll: Duration, limit
             started.elapsed() < limit,
             "only {} of {packets} packets forwarded in {limit:?}",
             s1.stats.tx_packets - s0.stats.tx_packets
+        );
+    }
+}
+
+/// A measured window as a run sample: `packets` asked for, what left the port, wall TSC
+/// cycles and worker on-CPU time between the two samples.
+pub fn sample_between(packets: u64, s0: &Snap, s1: &Snap) -> crate::run::Sample {
+    crate::run::Sample {
+        packets,
+        out: s1.stats.tx_packets - s0.stats.tx_packets,
+        cycles: s1.tsc - s0.tsc,
+        cpu_ns: s1.cpu_ns - s0.cpu_ns,
+    }
+}
+
+impl InputInfo {
+    /// Records the connection counts after the setup phases and fails unless every expected
+    /// connection was created.
+    pub fn check_setup(&mut self, counts: (u64, u64, u64, u64), expected: u64, detail: &str) -> Result<()> {
+        self.expected_conns = expected;
+        self.setup_counts = counts;
+        anyhow::ensure!(counts.0 >= expected, "setup created {} connections, {expected} expected{detail}", counts.0);
+        Ok(())
+    }
+
+    /// Records the port counters' change from `first` to `last`.
+    pub fn set_port_delta(&mut self, first: &Snap, last: &Snap) {
+        self.port_delta = (
+            last.stats.rx_packets - first.stats.rx_packets,
+            last.stats.tx_packets - first.stats.tx_packets,
+            last.stats.rx_nombuf - first.stats.rx_nombuf,
+            last.stats.tx_errors - first.stats.tx_errors,
         );
     }
 }
