@@ -1594,7 +1594,9 @@ mod tests {
                 h[10..12].copy_from_slice(&c.to_be_bytes());
             }
             assert_eq!(ipv4_header_ok(&h), checksum::fold(checksum::sum16(&h, 0)) == 0, "{h:?}");
-            assert_eq!(ipv4_header_ok(&h), i % 2 == 0 || checksum::fold(checksum::sum16(&h, 0)) == 0);
+            if i % 2 == 0 {
+                assert!(ipv4_header_ok(&h), "a header with its checksum filled in is accepted: {h:?}");
+            }
         }
     }
 
