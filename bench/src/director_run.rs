@@ -78,6 +78,7 @@ impl DirectorRig {
                 no_huge: memory == Memory::NoHuge,
                 idle_sleep_us: 0,
                 config: None,
+                ..Default::default()
             };
             match Director::start(eal, opts) {
                 Ok(d) => {

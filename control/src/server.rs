@@ -120,6 +120,7 @@ pub struct Controller<B: Backend> {
     config: Config,
     backend: B,
     stats: StatsBook,
+    health: Option<crate::health::engine::Link>,
 }
 
 impl<B: Backend> Controller<B> {
@@ -132,7 +133,52 @@ impl<B: Backend> Controller<B> {
             config,
             backend,
             stats: StatsBook::new(),
+            health: None,
         }
+    }
+
+    /// Connects the health checker engine: from now on it gets the checker definitions
+    /// whenever they change (and now).
+    pub fn attach_health(&mut self, mut link: crate::health::engine::Link) {
+        link.update(&self.config);
+        self.health = Some(link);
+    }
+
+    /// Makes `next` (already published) the configuration of record and tells the health
+    /// checker engine if its checkers changed.
+    fn adopt(&mut self, next: Config) {
+        self.config = next;
+        if let Some(link) = &mut self.health {
+            link.update(&self.config);
+        }
+    }
+
+    /// Applies checker verdicts (see [`crate::health::model::apply_verdicts`]) to a copy of
+    /// the configuration, publishes it if the pool changed, and returns the events. On error
+    /// nothing changed.
+    pub fn health_report(
+        &mut self,
+        verdicts: &[crate::health::Verdict],
+    ) -> Result<Vec<crate::health::HealthEvent>, CtlError> {
+        let mut next = self.config.clone();
+        let events = crate::health::model::apply_verdicts(&mut next, verdicts, Instant::now())?;
+        if next != self.config {
+            self.backend.publish(&next)?;
+            self.adopt(next);
+        }
+        Ok(events)
+    }
+
+    /// `lbadm check show`.
+    pub fn checks(
+        &self,
+        only: Option<&ServiceKey>,
+    ) -> Result<crate::health::report::ChecksReport, CtlError> {
+        crate::health::report::build(
+            &self.config,
+            self.health.as_ref().map(|l| l.board().as_ref()),
+            only,
+        )
     }
 
     /// The current configuration.
@@ -176,7 +222,7 @@ impl<B: Backend> Controller<B> {
         self.backend
             .publish(&next)
             .map_err(|error| TransactionError { index: None, error })?;
-        self.config = next;
+        self.adopt(next);
         Ok(())
     }
 
@@ -197,7 +243,7 @@ impl<B: Backend> Controller<B> {
             return Ok(Reply::Batch(results));
         }
         match self.backend.publish(&next) {
-            Ok(()) => self.config = next,
+            Ok(()) => self.adopt(next),
             Err(e) if atomic => return Err(e),
             Err(e) => {
                 for r in results.iter_mut().filter(|r| r.is_ok()) {
@@ -221,9 +267,28 @@ impl<B: Backend> Controller<B> {
                 .into_iter()
                 .map(|s| ServiceDump {
                     config: s.config.clone(),
-                    servers: s.servers.clone(),
+                    servers: match self.config.health().service(&s.config.key) {
+                        // Managed: the servers as configured, whatever their health.
+                        Some(st) => st
+                            .servers
+                            .iter()
+                            .map(|h| crate::model::ServerConfig {
+                                id: s
+                                    .server(h.spec.addr, h.spec.port)
+                                    .map_or(ServerId(u32::MAX), |p| p.id),
+                                addr: h.spec.addr,
+                                port: h.spec.port,
+                                fwd: h.spec.fwd,
+                                weight: h.spec.weight,
+                                u_threshold: h.spec.u_threshold,
+                                l_threshold: h.spec.l_threshold,
+                            })
+                            .collect(),
+                        None => s.servers.clone(),
+                    },
                 })
                 .collect(),
+            health: crate::health::model::dump(&self.config),
         }
     }
 
@@ -319,6 +384,8 @@ impl<B: Backend> Controller<B> {
                 Ok(Reply::Ok)
             }
             Op::ConfigShow => Ok(Reply::Config(self.dump())),
+            Op::Apply(cmds) => self.apply(&cmds).map(|_| Reply::Ok),
+            Op::CheckShow { service } => self.checks(service.as_ref()).map(Reply::Checks),
         };
         match result {
             Ok(r) => Response::ok(r),
@@ -422,7 +489,7 @@ impl<B: Backend> Controller<B> {
         }
         if !changes.is_empty() {
             match self.backend.publish(&next) {
-                Ok(()) => self.config = next,
+                Ok(()) => self.adopt(next),
                 Err(e) => {
                     for i in changes {
                         results[i] = Err(e.clone());
@@ -640,10 +707,19 @@ pub fn serve<B: Backend + 'static>(
     controller: Controller<B>,
     stop: Arc<AtomicBool>,
 ) -> io::Result<()> {
+    serve_shared(path, Arc::new(Mutex::new(controller)), stop)
+}
+
+/// [`serve`] for a controller other threads share too (the health checker engine applies
+/// its verdicts through the same lock, see [`start_health`]).
+pub fn serve_shared<B: Backend + 'static>(
+    path: &Path,
+    ctl: Arc<Mutex<Controller<B>>>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<()> {
     let listener = bind(path)?;
     let ino = std::fs::symlink_metadata(path).map(|m| m.ino()).ok();
     listener.set_nonblocking(true)?;
-    let ctl = Arc::new(Mutex::new(controller));
     let active = Arc::new(AtomicUsize::new(0));
     let mut clients: Vec<JoinHandle<()>> = Vec::new();
     let mut last_tick = Instant::now();
@@ -698,4 +774,21 @@ pub fn serve<B: Backend + 'static>(
         let _ = std::fs::remove_file(path);
     }
     Ok(())
+}
+
+/// Starts the health checker engine ([`crate::health::engine`]) for the shared controller:
+/// it gets the checker definitions from the controller and applies its verdicts through
+/// [`Controller::health_report`] under the controller's lock. Stops when `stop` is set.
+pub fn start_health<B: Backend + 'static>(
+    ctl: &Arc<Mutex<Controller<B>>>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<JoinHandle<()>> {
+    let (link, input) = crate::health::engine::link();
+    lock(ctl).attach_health(link);
+    let c = Arc::clone(ctl);
+    crate::health::engine::spawn(
+        input,
+        Box::new(move |verdicts| lock(&c).health_report(verdicts)),
+        stop,
+    )
 }

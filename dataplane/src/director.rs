@@ -60,6 +60,9 @@ pub struct DirectorOptions {
     /// A configuration file (lbadm lines, see `control::config_file`) applied as one
     /// transaction before the workers start; a bad file makes [`Director::start`] fail.
     pub config: Option<PathBuf>,
+    /// A keepalived.conf (`control::keepalived`) applied as one transaction after `config`;
+    /// a bad file makes [`Director::start`] fail with `FILE:LINE: reason`.
+    pub keepalived: Option<PathBuf>,
 }
 
 impl Default for DirectorOptions {
@@ -74,6 +77,7 @@ impl Default for DirectorOptions {
             no_huge: false,
             idle_sleep_us: 0,
             config: None,
+            keepalived: None,
         }
     }
 }
@@ -451,7 +455,22 @@ impl Director {
                 .map_err(|e| anyhow::anyhow!("configuration file {}", e.message))?;
             eprintln!("director: {} command(s) loaded from {}", n, file.display());
         }
+        if let Some(file) = &opts.keepalived {
+            let (n, warnings) = control::keepalived::apply_file(&mut controller, file)
+                .map_err(|e| anyhow::anyhow!("keepalived configuration {}", e.message))?;
+            for w in warnings {
+                log::warn!("{w}");
+            }
+            eprintln!("director: {} command(s) loaded from {}", n, file.display());
+        }
         let mut threads = Vec::new();
+        // The health checker engine (its own thread; never a worker) applies its verdicts
+        // through the same controller the control socket serves.
+        let controller = Arc::new(Mutex::new(controller));
+        threads.push(
+            control::server::start_health(&controller, shared.stop.clone())
+                .context("spawning the health checker thread")?,
+        );
         {
             let path = path.clone();
             threads.push(
@@ -476,7 +495,7 @@ impl Director {
                     .name("control".into())
                     .spawn(move || {
                         r2.store(true, Ordering::SeqCst);
-                        if let Err(e) = control::server::serve(&socket, controller, stop.clone()) {
+                        if let Err(e) = control::server::serve_shared(&socket, controller, stop.clone()) {
                             eprintln!("director: control socket {}: {e}", socket.display());
                             stop.store(true, Ordering::SeqCst);
                         }

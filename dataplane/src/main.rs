@@ -46,9 +46,17 @@ struct Opts {
     /// line stops the director with the file name, line number and reason.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// keepalived.conf applied at start after --config: its virtual_server,
+    /// virtual_server_group and real_server blocks with their health checkers (global_defs
+    /// and vrrp_* blocks are skipped). A bad line stops the director with FILE:LINE: reason.
+    #[arg(long, value_name = "FILE")]
+    keepalived: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
+    // One timestamped line per event on stderr (health-check state changes, warnings);
+    // RUST_LOG overrides the level.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let all: Vec<String> = std::env::args().collect();
     let (eal_args, app_args) = match all.iter().position(|a| a == "--") {
         Some(i) => (all[..i].to_vec(), std::iter::once(all[0].clone()).chain(all[i + 1..].iter().cloned()).collect()),
@@ -71,6 +79,7 @@ fn main() -> Result<()> {
             no_huge,
             idle_sleep_us: opts.idle_sleep_us,
             config: opts.config,
+            keepalived: opts.keepalived,
         },
     )?;
     let stop = d.shared().clone();

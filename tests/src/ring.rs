@@ -67,6 +67,7 @@ impl Rig {
                 no_huge: true,
                 idle_sleep_us: 0,
                 config: None,
+                ..Default::default()
             },
         )
         .expect("director start");
