@@ -1101,10 +1101,14 @@ fn build(p: &mut Parser<'_>) -> R<Vec<Located>> {
             return Err(p.err(sched_loc, format!("scheduler {sched} is not available in this director")));
         }
         let flag_list = vs.flags.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>().join(",");
-        let flags = SchedFlags::parse(&flag_list, &sched).map_err(|e| {
-            let l = vs.flags.first().map_or(vs.loc, |(_, l)| *l);
-            p.err(l, format!("{}: {}", flag_list, e.message))
-        })?;
+        let flags = if flag_list.is_empty() {
+            SchedFlags::default()
+        } else {
+            SchedFlags::parse(&flag_list, &sched).map_err(|e| {
+                let l = vs.flags.first().map_or(vs.loc, |(_, l)| *l);
+                p.err(l, format!("{}: {}", flag_list, e.message))
+            })?
+        };
         // Persistence (keepalived's corrections).
         let mut persistence = vs.persistence;
         if vs.granularity.is_some() && persistence.is_none() {

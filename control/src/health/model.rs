@@ -1183,3 +1183,281 @@ pub fn dump(cfg: &Config) -> Vec<ServiceHealthDump> {
 pub fn is_direct_routing(f: FwdMethod) -> bool {
     f == FwdMethod::Route
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::spec::{MiscCheck, SEC};
+    use crate::model::{Protocol, ServiceSpec};
+
+    const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+
+    fn key() -> ServiceKey {
+        ServiceKey::Addr {
+            proto: Protocol::Tcp,
+            addr: VIP,
+            port: 80,
+        }
+    }
+
+    fn rs(h: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 0, 0, h)
+    }
+
+    fn cfg(servers: &[(u8, u32)]) -> Config {
+        let mut c = Config::new(vec!["dpdk0".into()], 64);
+        c.apply(&ConfigCommand::AddService(ServiceSpec::new(key()))).unwrap();
+        for &(h, w) in servers {
+            let mut s = ServerSpec::new(rs(h), 80);
+            s.weight = w;
+            c.apply(&ConfigCommand::AddServer { service: key(), server: s }).unwrap();
+        }
+        c
+    }
+
+    fn tcp_check(h: u8) -> ConfigCommand {
+        ConfigCommand::AddCheck(AddCheck {
+            service: key(),
+            addr: rs(h),
+            port: 80,
+            spec: CheckSpec::new(CheckKind::Tcp),
+            server: ServerHealthOpts::default(),
+        })
+    }
+
+    fn pool(c: &Config) -> Vec<(u8, u32)> {
+        let mut v: Vec<(u8, u32)> = c
+            .service(&key())
+            .unwrap()
+            .servers
+            .iter()
+            .map(|s| (s.addr.octets()[3], s.weight))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn id_of(c: &Config, h: u8) -> CheckId {
+        c.health().service(&key()).unwrap().server(rs(h), 80).unwrap().checks[0].id
+    }
+
+    fn verdict(c: &mut Config, h: u8, up: bool) -> Vec<HealthEvent> {
+        let id = id_of(c, h);
+        apply_verdicts(c, &[Verdict { id, up, dynamic_weight: None }], Instant::now()).unwrap()
+    }
+
+    #[test]
+    fn a_failing_server_leaves_the_pool_and_comes_back_with_its_slot_and_weight() {
+        let mut c = cfg(&[(11, 3), (12, 1)]);
+        c.apply(&tcp_check(11)).unwrap();
+        c.apply(&tcp_check(12)).unwrap();
+        assert_eq!(pool(&c), vec![(11, 3), (12, 1)], "checkers start up (no alpha)");
+        let slot = c.service(&key()).unwrap().server(rs(11), 80).unwrap().id;
+        let ev = verdict(&mut c, 11, false);
+        assert_eq!(pool(&c), vec![(12, 1)]);
+        assert!(matches!(ev[..], [HealthEvent::Server { up: false, inhibit: false, .. }]), "{ev:?}");
+        assert_eq!(ev[0].to_string(), "Removing service 10.0.0.11:80 from VS TCP 10.0.0.1:80");
+        assert!(c.trash().any(|(_, s)| s.id == slot), "deleted like -d: into the trash");
+        let ev = verdict(&mut c, 11, true);
+        assert_eq!(ev[0].to_string(), "Adding service 10.0.0.11:80 to VS TCP 10.0.0.1:80");
+        assert_eq!(pool(&c), vec![(11, 3), (12, 1)]);
+        assert_eq!(c.service(&key()).unwrap().server(rs(11), 80).unwrap().id, slot, "same slot back");
+        // A repeated verdict changes nothing.
+        let g = c.generation();
+        assert!(verdict(&mut c, 11, true).is_empty());
+        assert_eq!(c.generation(), g);
+    }
+
+    #[test]
+    fn inhibit_on_failure_keeps_weight_zero_and_the_configured_weight_survives() {
+        let mut c = cfg(&[(11, 4)]);
+        let mut cmd = tcp_check(11);
+        if let ConfigCommand::AddCheck(a) = &mut cmd {
+            a.server.inhibit_on_failure = Some(true);
+        }
+        c.apply(&cmd).unwrap();
+        for _ in 0..3 {
+            let ev = verdict(&mut c, 11, false);
+            assert_eq!(ev[0].to_string(), "Disabling service 10.0.0.11:80 of VS TCP 10.0.0.1:80");
+            assert_eq!(pool(&c), vec![(11, 0)]);
+            verdict(&mut c, 11, true);
+            assert_eq!(pool(&c), vec![(11, 4)]);
+        }
+        // -e while down: accepted, takes effect when it comes back; save shows it.
+        verdict(&mut c, 11, false);
+        let mut s = ServerSpec::new(rs(11), 80);
+        s.weight = 7;
+        c.apply(&ConfigCommand::EditServer { service: key(), server: s }).unwrap();
+        assert_eq!(pool(&c), vec![(11, 0)]);
+        assert_eq!(dump(&c)[0].servers[0].spec.weight, 7);
+        verdict(&mut c, 11, true);
+        assert_eq!(pool(&c), vec![(11, 7)]);
+    }
+
+    #[test]
+    fn quorum_loss_puts_the_sorry_server_alone_in_the_pool_and_back() {
+        let mut c = cfg(&[(11, 1), (12, 1)]);
+        c.apply(&tcp_check(11)).unwrap();
+        c.apply(&tcp_check(12)).unwrap();
+        let health = ServiceHealth {
+            quorum: 2,
+            sorry_server: Some(SorryServer { addr: Ipv4Addr::LOCALHOST, port: 8080, inhibit: false }),
+            quorum_down: Some("/bin/echo down".into()),
+            ..Default::default()
+        };
+        c.apply(&ConfigCommand::SetServiceHealth { service: key(), health }).unwrap();
+        assert_eq!(pool(&c), vec![(11, 1), (12, 1)]);
+        let ev = verdict(&mut c, 11, false);
+        assert_eq!(ev.len(), 2, "{ev:?}");
+        assert_eq!(
+            ev[1].to_string(),
+            "Lost quorum 2-0=2 > 1 for VS TCP 10.0.0.1:80; adding sorry server 127.0.0.1:80"
+        );
+        assert_eq!(ev[1].script(), Some("/bin/echo down"));
+        assert_eq!(pool(&c), vec![(1, 1)], "only the sorry server (port reset to the service port)");
+        // While the sorry server serves, transitions change no pool entry.
+        let ev = verdict(&mut c, 12, false);
+        assert!(matches!(ev[0], HealthEvent::Server { held: true, .. }));
+        assert_eq!(pool(&c), vec![(1, 1)]);
+        verdict(&mut c, 12, true);
+        let ev = verdict(&mut c, 11, true);
+        assert_eq!(
+            ev[1].to_string(),
+            "Gained quorum 2+0=2 <= 2 for VS TCP 10.0.0.1:80; removing sorry server 127.0.0.1:80"
+        );
+        assert_eq!(pool(&c), vec![(11, 1), (12, 1)]);
+    }
+
+    #[test]
+    fn hysteresis_damps_quorum_changes() {
+        let mut c = cfg(&[(11, 1), (12, 1), (13, 1), (14, 1)]);
+        for h in 11..=14 {
+            c.apply(&tcp_check(h)).unwrap();
+        }
+        let health = ServiceHealth { quorum: 3, hysteresis: 1, ..Default::default() };
+        c.apply(&ConfigCommand::SetServiceHealth { service: key(), health }).unwrap();
+        let st = |c: &Config| c.health().service(&key()).unwrap().quorum_up;
+        assert!(st(&c));
+        verdict(&mut c, 11, false);
+        verdict(&mut c, 12, false);
+        assert!(st(&c), "2 >= quorum - hysteresis");
+        verdict(&mut c, 13, false);
+        assert!(!st(&c), "1 < 2: lost");
+        verdict(&mut c, 13, true);
+        verdict(&mut c, 12, true);
+        assert!(!st(&c), "3 < quorum + hysteresis");
+        verdict(&mut c, 11, true);
+        assert!(st(&c), "4: gained");
+    }
+
+    #[test]
+    fn misc_dynamic_weights_and_alpha() {
+        let mut c = cfg(&[(11, 5)]);
+        let mut spec = CheckSpec::new(CheckKind::Misc(MiscCheck { path: "/bin/true".into(), timeout_us: SEC, dynamic: true }));
+        spec.timing.alpha = true;
+        c.apply(&ConfigCommand::AddCheck(AddCheck {
+            service: key(),
+            addr: rs(11),
+            port: 80,
+            spec,
+            server: ServerHealthOpts::default(),
+        }))
+        .unwrap();
+        assert_eq!(pool(&c), vec![], "alpha: down until a check passes");
+        let id = id_of(&c, 11);
+        let ev = apply_verdicts(&mut c, &[Verdict { id, up: true, dynamic_weight: Some(3) }], Instant::now()).unwrap();
+        assert!(matches!(ev[0], HealthEvent::Server { up: true, .. }));
+        assert_eq!(pool(&c), vec![(11, 3)]);
+        let ev = apply_verdicts(&mut c, &[Verdict { id, up: true, dynamic_weight: Some(10) }], Instant::now()).unwrap();
+        assert_eq!(ev[0].to_string(), "Changing weight from 3 to 10 for active service 10.0.0.11:80 of VS TCP 10.0.0.1:80");
+        assert_eq!(pool(&c), vec![(11, 10)]);
+        apply_verdicts(&mut c, &[Verdict { id, up: true, dynamic_weight: None }], Instant::now()).unwrap();
+        assert_eq!(pool(&c), vec![(11, 5)], "exit 0: the configured weight");
+    }
+
+    #[test]
+    fn deleting_the_last_checker_restores_the_configured_pool() {
+        let mut c = cfg(&[(11, 2), (12, 1)]);
+        c.apply(&tcp_check(11)).unwrap();
+        verdict(&mut c, 11, false);
+        assert_eq!(pool(&c), vec![(12, 1)]);
+        c.apply(&ConfigCommand::DelCheck(DelCheck { service: key(), addr: rs(11), port: 80, kind: Some("tcp".into()) }))
+            .unwrap();
+        assert_eq!(pool(&c), vec![(11, 2), (12, 1)]);
+        assert!(c.health().is_empty(), "no checker, default settings: unmanaged again");
+        assert_eq!(
+            c.apply(&ConfigCommand::DelCheck(DelCheck { service: key(), addr: rs(11), port: 80, kind: None })),
+            Err(no_checker())
+        );
+    }
+
+    #[test]
+    fn operator_commands_on_a_managed_service() {
+        let mut c = cfg(&[(11, 1)]);
+        c.apply(&tcp_check(11)).unwrap();
+        // -a joins the managed set (no checker: always alive).
+        c.apply(&ConfigCommand::AddServer { service: key(), server: ServerSpec::new(rs(12), 80) }).unwrap();
+        assert_eq!(pool(&c), vec![(11, 1), (12, 1)]);
+        assert!(c.health().service(&key()).unwrap().server(rs(12), 80).is_some());
+        // -d of a down server: it and its checker go.
+        verdict(&mut c, 11, false);
+        assert_eq!(c.health().check_count(), 1);
+        c.apply(&ConfigCommand::DeleteServer { service: key(), addr: rs(11), port: 80 }).unwrap();
+        assert_eq!(c.health().check_count(), 0);
+        assert_eq!(
+            c.apply(&ConfigCommand::DeleteServer { service: key(), addr: rs(11), port: 80 }),
+            Err(CtlError::no_such_destination())
+        );
+        // -D forgets the health state.
+        c.apply(&tcp_check(12)).unwrap();
+        c.apply(&ConfigCommand::DeleteService(key())).unwrap();
+        assert!(c.health().is_empty());
+    }
+
+    #[test]
+    fn refused_commands_change_nothing() {
+        let mut c = cfg(&[(11, 1)]);
+        c.apply(&tcp_check(11)).unwrap();
+        let before = c.clone();
+        assert_eq!(c.apply(&tcp_check(11)), Err(checker_exists()));
+        assert_eq!(c.apply(&tcp_check(99)), Err(CtlError::no_such_destination()));
+        let bad = ServiceHealth { quorum: 1, hysteresis: 1, ..Default::default() };
+        assert!(c.apply(&ConfigCommand::SetServiceHealth { service: key(), health: bad }).is_err());
+        let clash = ServiceHealth {
+            sorry_server: Some(SorryServer { addr: rs(11), port: 80, inhibit: false }),
+            ..Default::default()
+        };
+        assert!(c.apply(&ConfigCommand::SetServiceHealth { service: key(), health: clash }).is_err());
+        assert_eq!(c, before);
+        // A fwmark service's checker needs a port to connect to.
+        c.apply(&ConfigCommand::AddService(ServiceSpec { persistent: Some(60), ..ServiceSpec::new(ServiceKey::Fwmark(7)) }))
+            .unwrap();
+        c.apply(&ConfigCommand::AddServer { service: ServiceKey::Fwmark(7), server: ServerSpec::new(rs(11), 0) }).unwrap();
+        let mut a = AddCheck {
+            service: ServiceKey::Fwmark(7),
+            addr: rs(11),
+            port: 0,
+            spec: CheckSpec::new(CheckKind::Tcp),
+            server: ServerHealthOpts::default(),
+        };
+        assert_eq!(c.apply(&ConfigCommand::AddCheck(a.clone())).unwrap_err().exit_code, 2);
+        a.spec.target.connect_port = Some(443);
+        c.apply(&ConfigCommand::AddCheck(a)).unwrap();
+        let d = probe_defs(&c);
+        assert!(d.iter().any(|d| d.dst == SocketAddrV4::new(rs(11), 443)));
+    }
+
+    #[test]
+    fn probe_sources_come_from_the_servers_subnet() {
+        let mut c = cfg(&[(11, 1)]);
+        for (a, l) in [(Ipv4Addr::new(10, 0, 0, 2), 24), (VIP, 32), (Ipv4Addr::new(192, 0, 2, 1), 24)] {
+            c.apply(&ConfigCommand::AddAddr(crate::model::AddrConfig { addr: a, prefix_len: l, dev: "dpdk0".into() }))
+                .unwrap();
+        }
+        c.apply(&tcp_check(11)).unwrap();
+        let d = &probe_defs(&c)[0];
+        assert_eq!((d.source, d.source_explicit), (Some(Ipv4Addr::new(10, 0, 0, 2)), false));
+        assert_eq!(d.dst, SocketAddrV4::new(rs(11), 80));
+        assert_eq!(source_for(&c, Ipv4Addr::new(198, 51, 100, 1)), None);
+    }
+}
