@@ -424,7 +424,7 @@ impl Director {
         };
         let events = Arc::new(ArrayQueue::new(4096));
         let shared = Arc::new(Shared {
-            published: Published::new(Snapshot { ports: infos.clone(), ..Snapshot::default() }),
+            published: Published::new(Snapshot { ports: infos.clone(), host_leg: service.is_some(), ..Snapshot::default() }),
             stop: Arc::new(AtomicBool::new(false)),
             neigh_events: events.clone(),
             mailboxes: (0..nworkers).map(|_| Mailbox::new(1024)).collect(),
