@@ -566,7 +566,12 @@ const POLL: Duration = Duration::from_millis(100);
 const ACCEPT_POLL: Duration = Duration::from_millis(10);
 const TICK_EVERY: Duration = Duration::from_secs(1);
 
-fn lock<B: Backend>(m: &Mutex<Controller<B>>) -> MutexGuard<'_, Controller<B>> {
+/// A controller shared by the socket server and other slow-path threads.
+pub type SharedController<B> = Arc<Mutex<Controller<B>>>;
+
+/// Locks a shared controller (a poisoned lock is taken over: every change is applied to a
+/// clone and swapped in whole, so the controller is never left half-changed).
+pub fn lock<B: Backend>(m: &Mutex<Controller<B>>) -> MutexGuard<'_, Controller<B>> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -710,11 +715,12 @@ pub fn serve<B: Backend + 'static>(
     serve_shared(path, Arc::new(Mutex::new(controller)), stop)
 }
 
-/// [`serve`] for a controller other threads share too (the health checker engine applies
-/// its verdicts through the same lock, see [`start_health`]).
+/// [`serve`] over a controller that other slow-path threads share (the kernel leg's address
+/// sync, health checkers): they lock it for one change at a time, exactly as a client
+/// request does, so their changes and the socket's requests are serialised.
 pub fn serve_shared<B: Backend + 'static>(
     path: &Path,
-    ctl: Arc<Mutex<Controller<B>>>,
+    ctl: SharedController<B>,
     stop: Arc<AtomicBool>,
 ) -> io::Result<()> {
     let listener = bind(path)?;

@@ -67,7 +67,9 @@ impl Rig {
                 no_huge: true,
                 idle_sleep_us: 0,
                 config: None,
-                ..Default::default()
+                // In-process on the test machine's own namespace: no host interfaces.
+                kernel_if: false,
+                ..DirectorOptions::default()
             },
         )
         .expect("director start");
