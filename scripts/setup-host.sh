@@ -16,7 +16,8 @@ set -euo pipefail
 
 PACKAGES=(dpdk dpdk-dev libdpdk-dev clang libclang-dev pkg-config ethtool iproute2
           iputils-ping netcat-openbsd curl apache2-utils tcpdump python3 valgrind
-          fonts-dejavu-core)
+          fonts-dejavu-core
+          nginx openssl)          # health-check tests: real web servers, TLS with a test CA
 HUGEPAGES_WANTED=512          # 2 MiB pages -> 1 GiB: room for a few 256 MiB directors
 HUGE_MNT=/dev/hugepages
 
@@ -37,7 +38,15 @@ if ((${#missing[@]})); then
     say "installing missing packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
+    # Packages such as nginx must not start system services: the tests run their own
+    # instances in namespaces. A policy-rc.d that denies starts is put in place for the
+    # install unless the machine already has one.
+    own_policy=0
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && own_policy=1
+    fi
     apt-get install -y -q --no-install-recommends "${missing[@]}"
+    ((own_policy)) && rm -f /usr/sbin/policy-rc.d
 else
     say "packages: all ${#PACKAGES[@]} present"
 fi
