@@ -44,6 +44,9 @@ pub struct HealthCounters {
     pub probes: u64,
     /// Probes that failed.
     pub probe_failures: u64,
+    /// Time spent in probes, summed (microseconds): divided by `probes`, the mean probe
+    /// duration (connect, request, script run).
+    pub probe_us: u64,
     /// Checkers that went up.
     pub checks_up: u64,
     /// Checkers that went down.
@@ -77,6 +80,8 @@ pub struct Counters {
     pub probes: AtomicU64,
     /// See [`HealthCounters`].
     pub probe_failures: AtomicU64,
+    /// See [`HealthCounters`].
+    pub probe_us: AtomicU64,
     /// See [`HealthCounters`].
     pub checks_up: AtomicU64,
     /// See [`HealthCounters`].
@@ -192,6 +197,7 @@ impl Board {
             checkers: l(&c.checkers),
             probes: l(&c.probes),
             probe_failures: l(&c.probe_failures),
+            probe_us: l(&c.probe_us),
             checks_up: l(&c.checks_up),
             checks_down: l(&c.checks_down),
             servers_up: l(&c.servers_up),

@@ -1,6 +1,7 @@
-//! The checker engine: one thread ("health") running a single-threaded tokio runtime, one
-//! task per checker, all I/O non-blocking, so ten thousand checkers cost ten thousand timers
-//! and a handful of sockets in flight, not threads.
+//! The checker engine: a tokio runtime on at most two threads (all named "health", plus
+//! the "health" thread that drives it), one task per checker, all I/O non-blocking, so ten
+//! thousand checkers cost ten thousand timers and a handful of sockets in flight, not
+//! threads.
 //!
 //! Data flow:
 //! - definitions: the controller keeps a [`Link`]; after every change it sends the current
@@ -48,6 +49,8 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// notify_up/notify_down/quorum_up/quorum_down scripts are killed after this long.
 pub const SCRIPT_LIMIT: Duration = Duration::from_secs(60);
 const STOP_POLL: Duration = Duration::from_millis(100);
+/// Most runtime threads the engine uses.
+const MAX_WORKERS: usize = 2;
 
 /// Applies a batch of verdicts to the configuration and publishes it; returns the events.
 pub type Apply = Box<dyn FnMut(&[Verdict]) -> Result<Vec<HealthEvent>, CtlError> + Send>;
@@ -113,10 +116,15 @@ fn raise_nofile() {
 /// Starts the engine thread. It runs until `stop` is set.
 pub fn spawn(input: EngineInput, apply: Apply, stop: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
     raise_nofile();
-    let rt = tokio::runtime::Builder::new_current_thread()
+    // Two runtime threads where the host has two cores: probing is mostly kernel work
+    // (connect, close) and spreads over both; the workers' lcores are not touched (they are
+    // EAL-pinned, these threads are ordinary host threads).
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .max_blocking_threads(2)
-        .thread_name("health-apply")
+        .thread_name("health")
         .build()?;
     std::thread::Builder::new().name("health".into()).spawn(move || {
         rt.block_on(run(input, apply, stop));
@@ -306,6 +314,10 @@ async fn checker(
                 (Outcome { ok, reason }, s)
             }
         };
+        board
+            .counters
+            .probe_us
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         board.record(def.id, outcome.ok, outcome.reason.clone(), step.transition.is_some());
         match step.transition {
             Some(true) => {
