@@ -256,11 +256,7 @@ impl Service {
                 std::thread::sleep(IDLE);
             }
         }
-        for (t, i) in self.taps.iter().zip(&self.leg.ifaces) {
-            if t.is_some() {
-                self.bus.remove(&i.vdev);
-            }
-        }
+        // Dropping `self` removes the TAPs.
     }
 
     /// Writes a batch of host-bound frames into interface `i`; what the TAP refuses is
@@ -323,6 +319,19 @@ impl Service {
             Err(e) => {
                 log_line(&format!("kernel interface {} could not be recreated: {e:#}", iface.name));
                 // Try again at the address-sync thread's next check.
+            }
+        }
+    }
+}
+
+impl Drop for Service {
+    /// Removes the TAP devices (their interfaces disappear) while the pool they receive into
+    /// is still alive: at the end of [`Service::run`], or when start-up fails after creating
+    /// them.
+    fn drop(&mut self) {
+        for (t, i) in self.taps.iter_mut().zip(&self.leg.ifaces) {
+            if t.take().is_some() {
+                self.bus.remove(&i.vdev);
             }
         }
     }
