@@ -126,6 +126,8 @@ fn host_stack_reaches_the_segment_and_addresses_have_one_truth() {
     );
     tb.client.exec_ok(&["ping", "-c", "1", "-W", "2", extra]);
     let vs = format!("{extra}:80");
+    // A DR real server holds every VIP it serves on lo.
+    tb.rs[0].ns.exec_ok(&["ip", "addr", "add", &format!("{extra}/32"), "dev", "lo"]);
     d.lbadm_ok(&["-A", "-t", &vs, "-s", "rr"]);
     d.lbadm_ok(&["-a", "-t", &vs, "-r", &tb.rs[0].ip, "-g"]);
     assert_eq!(curl_get(&tb.client, &format!("http://{extra}/"), 5).as_deref(), Ok("rs1"));
@@ -316,7 +318,7 @@ fn health_sh_v2_verbatim_removes_and_restores_a_dead_real_server() {
 fn health_sh_v1_verbatim_removes_and_restores_a_dead_real_server() {
     let Some(_serial) = require_root_and_tools() else { return };
     let script = include_str!("../data/health-v1.sh");
-    run_health_script(script, "172.16.0", 16, "172.16.0.1", ["172.16.0.7", "172.16.0.8"], ["1", "1"], false);
+    run_health_script(script, "172.16.0", 16, "172.16.0.1", ["172.16.0.7", "172.16.0.8"], ["2", "1"], false);
 }
 
 /// Downloads `bytes` through the VIP and returns MB/s (checks the digest the server sent).
