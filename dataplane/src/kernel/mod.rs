@@ -48,6 +48,8 @@ pub const RING_SLOTS: u32 = 2048;
 const IDLE: Duration = Duration::from_micros(100);
 /// Packets per burst on the service thread.
 const BURST: usize = 32;
+/// How often the service thread reads the TAPs' own error counters.
+const TAP_STATS: Duration = Duration::from_secs(1);
 
 /// One port's kernel interface: what never changes, and its counters (written by the
 /// service and address-sync threads, read by `lbadm link show`).
@@ -69,7 +71,8 @@ pub struct Iface {
     pub to_host_errors: AtomicU64,
     /// Frames the host sent out of the interface, queued for the port.
     pub from_host: AtomicU64,
-    /// Frames from the host dropped as malformed (runt, over the port's MTU, scattered).
+    /// Frames from the host dropped as malformed (runt, over the port's MTU, scattered):
+    /// by the service thread, and by the TAP device itself (a frame larger than one mbuf).
     pub from_host_malformed: AtomicU64,
     /// Frames from the host dropped because the queue to the port was full.
     pub from_host_full: AtomicU64,
@@ -83,6 +86,12 @@ pub struct Iface {
     pub kernel_mtu: AtomicU32,
     /// True when the kernel reported a MAC other than the port's.
     pub mac_changed: AtomicBool,
+    /// The interface's MAC as the kernel last reported it, when it differs from the port's
+    /// (a port without a usable MAC, or a host that changed it), as a 48-bit number; 0 when
+    /// they agree. The service thread then rewrites the port's MAC into it on the way in and
+    /// back on the way out, so the host keeps receiving and the segment keeps seeing the
+    /// port's MAC.
+    pub kernel_mac: AtomicU64,
     /// Set by the address-sync thread when the interface is gone; the service thread
     /// recreates it and clears the flag.
     pub recreate: AtomicBool,
@@ -120,6 +129,10 @@ pub struct Service {
     to_host: Vec<Arc<Ring>>,
     /// Frames from the host, for worker 0 to transmit (single consumer: worker 0).
     from_host: Arc<Ring>,
+    /// Per interface: frames the service thread dropped itself, and the receive errors of
+    /// the TAPs it replaced (the current TAP's are added when reported).
+    own_malformed: Vec<u64>,
+    past_tap_errors: Vec<u64>,
 }
 
 /// Creates the `net_tap` device of one port and starts it with the port's MTU.
@@ -178,6 +191,7 @@ impl Service {
                 up: AtomicBool::new(false),
                 kernel_mtu: AtomicU32::new(0),
                 mac_changed: AtomicBool::new(false),
+                kernel_mac: AtomicU64::new(0),
                 recreate: AtomicBool::new(false),
             });
         }
@@ -199,7 +213,17 @@ impl Service {
             .map(|w| rings(&format!("to_host_{w}"), true, true).map(Arc::new))
             .collect::<Result<Vec<_>>>()?;
         let from_host = Arc::new(rings("from_host", true, true)?);
-        Ok(Service { leg: Arc::new(Leg { ifaces, by_port }), taps, bus, pool, to_host, from_host })
+        let n = ifaces.len();
+        Ok(Service {
+            leg: Arc::new(Leg { ifaces, by_port }),
+            taps,
+            bus,
+            pool,
+            to_host,
+            from_host,
+            own_malformed: vec![0; n],
+            past_tap_errors: vec![0; n],
+        })
     }
 
     /// The interfaces and their counters.
@@ -224,6 +248,7 @@ impl Service {
     pub fn run(mut self, stop: &AtomicBool) {
         let mut batch: MbufBatch<BURST> = MbufBatch::new();
         let mut per_tap: Vec<MbufBatch<BURST>> = self.taps.iter().map(|_| MbufBatch::new()).collect();
+        let mut stats_at = std::time::Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let mut moved = 0;
             for ring in &self.to_host {
@@ -252,15 +277,17 @@ impl Service {
                     self.recreate(i);
                 }
             }
+            if stats_at.elapsed() >= TAP_STATS {
+                stats_at = std::time::Instant::now();
+                for i in 0..self.taps.len() {
+                    self.report_malformed(i);
+                }
+            }
             if moved == 0 {
                 std::thread::sleep(IDLE);
             }
         }
-        for (t, i) in self.taps.iter().zip(&self.leg.ifaces) {
-            if t.is_some() {
-                self.bus.remove(&i.vdev);
-            }
-        }
+        // Dropping `self` removes the TAPs.
     }
 
     /// Writes a batch of host-bound frames into interface `i`; what the TAP refuses is
@@ -270,6 +297,16 @@ impl Service {
             return;
         }
         let iface = &self.leg.ifaces[i];
+        let kmac = iface.kernel_mac.load(Ordering::Relaxed);
+        if kmac != 0 {
+            let k = mac_bytes(kmac);
+            for m in b.iter_mut() {
+                let d = m.data_mut();
+                if d.len() >= 12 && d[..6] == iface.mac.0 {
+                    d[..6].copy_from_slice(&k);
+                }
+            }
+        }
         let sent = match self.taps.get(i).copied().flatten() {
             Some(tap) => tap.tx_burst(0, b),
             None => 0,
@@ -281,7 +318,7 @@ impl Service {
 
     /// Reads what the host sent out of interface `i`, drops malformed frames (counted) and
     /// queues the rest for worker 0, tagged with the DPDK port. Returns how many were read.
-    fn read_from_host(&self, i: usize, batch: &mut MbufBatch<BURST>) -> usize {
+    fn read_from_host(&mut self, i: usize, batch: &mut MbufBatch<BURST>) -> usize {
         let Some(tap) = self.taps.get(i).copied().flatten() else { return 0 };
         let n = tap.rx_burst(0, batch);
         if n == 0 {
@@ -292,15 +329,25 @@ impl Service {
         // Ethernet header, the port's MTU, and room for one VLAN tag.
         let max = iface.mtu as usize + 14 + 4;
         let mut bad = 0u64;
+        let kmac = mac_bytes(iface.kernel_mac.load(Ordering::Relaxed));
+        let mac = iface.mac.0;
         batch.retain_with(|mut m| {
             if m.segments() != 1 || m.len() < 14 || m.len() > max {
                 bad += 1;
                 return None;
             }
+            // The segment knows the port's MAC, whatever the interface's is.
+            let d = m.data_mut();
+            if kmac != [0; 6] && d[6..12] == kmac {
+                d[6..12].copy_from_slice(&mac);
+            }
             m.set_port(port);
             Some(m)
         });
-        iface.from_host_malformed.fetch_add(bad, Ordering::Relaxed);
+        self.own_malformed[i] += bad;
+        if bad > 0 {
+            self.report_malformed(i);
+        }
         let queued = self.from_host.enqueue(batch);
         iface.from_host.fetch_add(queued as u64, Ordering::Relaxed);
         iface.from_host_full.fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -308,10 +355,19 @@ impl Service {
         n
     }
 
+    /// Publishes interface `i`'s malformed count: the service thread's own drops plus the
+    /// receive errors of its TAPs (frames the TAP could not fit into one mbuf).
+    fn report_malformed(&self, i: usize) {
+        let tap = self.taps[i].map_or(0, |t| t.stats().rx_errors);
+        let n = self.own_malformed[i] + self.past_tap_errors[i] + tap;
+        self.leg.ifaces[i].from_host_malformed.store(n, Ordering::Relaxed);
+    }
+
     /// Replaces interface `i`'s TAP by a new one (after it was deleted underneath us).
     fn recreate(&mut self, i: usize) {
         let iface = &self.leg.ifaces[i];
-        if self.taps[i].take().is_some() {
+        if let Some(old) = self.taps[i].take() {
+            self.past_tap_errors[i] += old.stats().rx_errors;
             self.bus.remove(&iface.vdev);
         }
         match create_tap(&mut self.bus, iface, &self.pool) {
@@ -326,6 +382,30 @@ impl Service {
             }
         }
     }
+}
+
+impl Drop for Service {
+    /// Removes the TAP devices (their interfaces disappear) while the pool they receive into
+    /// is still alive: at the end of [`Service::run`], or when start-up fails after creating
+    /// them.
+    fn drop(&mut self) {
+        for (t, i) in self.taps.iter_mut().zip(&self.leg.ifaces) {
+            if t.take().is_some() {
+                self.bus.remove(&i.vdev);
+            }
+        }
+    }
+}
+
+/// A MAC address kept in the low 48 bits of a number, as bytes.
+fn mac_bytes(v: u64) -> [u8; 6] {
+    let b = v.to_be_bytes();
+    [b[2], b[3], b[4], b[5], b[6], b[7]]
+}
+
+/// A MAC address as the low 48 bits of a number.
+pub(crate) fn mac_number(m: &[u8]) -> u64 {
+    m.iter().take(6).fold(0u64, |a, &b| (a << 8) | u64::from(b))
 }
 
 /// One line on stderr, for the slow-path threads of the kernel leg.
