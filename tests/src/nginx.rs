@@ -244,7 +244,7 @@ impl NginxBed {
         }
         for r in &rs {
             let got = curl_get(&client, &format!("http://{}/", r.ip), 3);
-            assert_eq!(got.as_deref(), Ok(format!("{}\n", r.name).as_str()), "plumbing: client -> {}", r.ip);
+            assert_eq!(got.as_deref().map(str::trim_end), Ok(r.name.as_str()), "plumbing: client -> {}", r.ip);
         }
         NginxBed { rs, client, director_ns, switch, dir }
     }

@@ -141,14 +141,18 @@ fn kill_nginx_under_traffic_leaves_rotation_in_bound_and_comes_back_within_one_d
 
     // After the transition no client request reaches rs1: its SYNs from the client, counted
     // on rs1 itself, are zero (the checker's own probes come from the director's address).
+    let client_syns = |tb: &NginxBed, file: &str| -> usize {
+        let cap = tb.dir.join(file);
+        let mut tcpdump = tb.rs[0].ns.spawn_logged(
+            &["tcpdump", "-i", "eth0", "-nn", "-l", "-p", &format!("tcp[tcpflags] & tcp-syn != 0 and src host {} and dst port 80", NginxBed::CLIENT_IP)],
+            &cap,
+        );
+        std::thread::sleep(Duration::from_secs(3));
+        tcpdump.stop(Duration::from_secs(2));
+        std::fs::read_to_string(&cap).unwrap_or_default().lines().filter(|l| l.contains(" > ")).count()
+    };
     let cap = tb.dir.join("rs1-syns.txt");
-    let mut tcpdump = tb.rs[0].ns.spawn_logged(
-        &["tcpdump", "-i", "eth0", "-nn", "-l", "-p", &format!("tcp[tcpflags] & tcp-syn != 0 and src host {} and dst port 80", NginxBed::CLIENT_IP)],
-        &cap,
-    );
-    std::thread::sleep(Duration::from_secs(3));
-    tcpdump.stop(Duration::from_secs(2));
-    let syns = std::fs::read_to_string(&cap).unwrap_or_default().lines().filter(|l| l.contains(" > ")).count();
+    let syns = client_syns(&tb, "rs1-syns.txt");
     let (before, after, failed_after): (usize, usize, usize) = {
         let l = log.lock().unwrap();
         let before = l.iter().filter(|(t, r)| *t < removed && *t > killed && r.is_err()).count();
@@ -174,6 +178,9 @@ fn kill_nginx_under_traffic_leaves_rotation_in_bound_and_comes_back_within_one_d
         wait_until(Duration::from_secs(5), || log.lock().unwrap().iter().any(|(t, r)| *t > restarted && r.as_deref() == Ok("rs1"))),
         "no request reached rs1 after it came back"
     );
+    // The same capture sees the clients' SYNs once rs1 is back (it does count them).
+    let back = client_syns(&tb, "rs1-syns-back.txt");
+    assert!(back > 0, "tcpdump saw no client SYN on rs1 after its return");
     stop.store(true, Ordering::SeqCst);
     traffic.join().unwrap();
     let show = d.lbadm_ok(&["check", "show"]);
@@ -228,7 +235,7 @@ fn http_get_and_ssl_get_fail_on_bad_status_digest_and_certificates() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|s| s["service"]["Addr"]["port"].as_u64() == Some(svc_port))
+            .find(|s| s["service"]["addr"]["port"].as_u64() == Some(svc_port))
             .and_then(|s| s["servers"].as_array().unwrap().iter().find(|r| r["addr"] == ip))
             .map(|r| r["checks"][0]["runtime"]["reason"].as_str().unwrap_or("").to_string())
             .unwrap_or_default()
@@ -257,7 +264,7 @@ fn misc_check_weights_inhibit_and_quorum_with_a_local_sorry_server() {
         d.lbadm_ok(&["-a", "-t", &vs, "-r", &r.ip, "-g", "-w", "2"]);
     }
     tb.wait_neigh(&d);
-    let state = |i: usize| tb.dir.join(format!("status{i}"));
+    let state = |i: usize| tb.dir.join(&format!("status{i}"));
     let script = tb.dir.join("check.sh");
     std::fs::write(&script, "#!/bin/sh\nexit $(cat \"$1\")\n").unwrap();
     tests::util::run_ok(&["chmod", "755", script.to_str().unwrap()]);
