@@ -814,12 +814,23 @@ pub fn start_health<B: Backend + 'static>(
     ctl: &Arc<Mutex<Controller<B>>>,
     stop: Arc<AtomicBool>,
 ) -> io::Result<JoinHandle<()>> {
+    start_health_on(ctl, stop, None)
+}
+
+/// [`start_health`] with the engine's threads restricted to `cpus` (see
+/// [`crate::health::engine::spawn_on`]).
+pub fn start_health_on<B: Backend + 'static>(
+    ctl: &Arc<Mutex<Controller<B>>>,
+    stop: Arc<AtomicBool>,
+    cpus: Option<Vec<usize>>,
+) -> io::Result<JoinHandle<()>> {
     let (link, input) = crate::health::engine::link();
     lock(ctl).attach_health(link);
     let c = Arc::clone(ctl);
-    crate::health::engine::spawn(
+    crate::health::engine::spawn_on(
         input,
         Box::new(move |verdicts| lock(&c).health_report(verdicts)),
         stop,
+        cpus,
     )
 }

@@ -542,11 +542,17 @@ impl Director {
                     .context("spawning the address-sync thread")?,
             );
         }
-        // The health checker engine (its own thread; never a worker) applies its verdicts
-        // through the same controller the control socket serves.
+        // The health checker engine (its own threads, kept off the workers' CPUs; lcore ids
+        // are taken as CPU ids, as with -l/-c) applies its verdicts through the same
+        // controller the control socket serves.
+        let worker_cpus: Vec<usize> = lcores.iter().map(|&l| l as usize).collect();
         threads.push(
-            control::server::start_health(&controller, shared.stop.clone())
-                .context("spawning the health checker thread")?,
+            control::server::start_health_on(
+                &controller,
+                shared.stop.clone(),
+                control::health::engine::cpus_except(&worker_cpus),
+            )
+            .context("spawning the health checker thread")?,
         );
         {
             let path = path.clone();

@@ -115,18 +115,73 @@ fn raise_nofile() {
 
 /// Starts the engine thread. It runs until `stop` is set.
 pub fn spawn(input: EngineInput, apply: Apply, stop: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
+    spawn_on(input, apply, stop, None)
+}
+
+/// The online CPUs (/sys/devices/system/cpu/online) except `excluded`; `None` if that
+/// leaves none or the list cannot be read.
+pub fn cpus_except(excluded: &[usize]) -> Option<Vec<usize>> {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/online").ok()?;
+    cpu_list_except(&text, excluded)
+}
+
+/// Parses a kernel CPU list ("0-3,6,8-9") and drops `excluded`; `None` if malformed or empty.
+pub fn cpu_list_except(text: &str, excluded: &[usize]) -> Option<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.parse::<usize>().ok()?, b.parse::<usize>().ok()?),
+            None => {
+                let a = part.parse::<usize>().ok()?;
+                (a, a)
+            }
+        };
+        cpus.extend((a..=b.min(a + 4096)).filter(|c| !excluded.contains(c)));
+    }
+    (!cpus.is_empty()).then_some(cpus)
+}
+
+/// Restricts the calling thread to `cpus` (best effort).
+fn pin(cpus: &[usize]) {
+    use nix::sched::{sched_setaffinity, CpuSet};
+    let mut set = CpuSet::new();
+    for &c in cpus {
+        let _ = set.set(c);
+    }
+    let _ = sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+}
+
+/// [`spawn`] with every engine thread (and so every script it starts) restricted to `cpus`.
+/// The director passes the CPUs that are not worker lcores: threads it spawns inherit the
+/// main lcore's affinity otherwise and would compete with worker 0.
+pub fn spawn_on(
+    input: EngineInput,
+    apply: Apply,
+    stop: Arc<AtomicBool>,
+    cpus: Option<Vec<usize>>,
+) -> io::Result<JoinHandle<()>> {
     raise_nofile();
-    // Two runtime threads where the host has two cores: probing is mostly kernel work
-    // (connect, close) and spreads over both; the workers' lcores are not touched (they are
-    // EAL-pinned, these threads are ordinary host threads).
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS));
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // Two runtime threads where two CPUs are available: probing is mostly kernel work
+    // (connect, close) and spreads over both.
+    let n = cpus.as_ref().map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        Vec::len,
+    );
+    let workers = n.clamp(1, MAX_WORKERS);
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder
         .worker_threads(workers)
         .enable_all()
         .max_blocking_threads(2)
-        .thread_name("health")
-        .build()?;
+        .thread_name("health");
+    if let Some(c) = cpus.clone() {
+        builder.on_thread_start(move || pin(&c));
+    }
+    let rt = builder.build()?;
     std::thread::Builder::new().name("health".into()).spawn(move || {
+        if let Some(c) = &cpus {
+            pin(c);
+        }
         rt.block_on(run(input, apply, stop));
         // Dropping the runtime aborts every task; script children die with kill_on_drop.
         rt.shutdown_timeout(Duration::from_millis(200));
@@ -429,5 +484,19 @@ fn event(e: &HealthEvent, board: &Arc<Board>) {
                 warn!("script \"{cmd}\": {reason}");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpu_list_except;
+
+    #[test]
+    fn cpu_lists_parse_and_exclude_worker_cpus() {
+        assert_eq!(cpu_list_except("0-3,6,8-9\n", &[1, 8]), Some(vec![0, 2, 3, 6, 9]));
+        assert_eq!(cpu_list_except("0-1", &[0]), Some(vec![1]));
+        // Every CPU a worker: nothing left to pin to.
+        assert_eq!(cpu_list_except("0-1", &[0, 1]), None);
+        assert_eq!(cpu_list_except("0-x", &[]), None);
     }
 }
