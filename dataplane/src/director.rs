@@ -512,23 +512,19 @@ impl Director {
             eprintln!("director: {} command(s) loaded from {}", n, file.display());
         }
         let mut threads = Vec::new();
-        if let Some(service) = service {
+        // The kernel leg's two slow-path threads, until the stop flag.
+        let spawn_until_stop = |name: &str, f: Box<dyn FnOnce(&AtomicBool) + Send>| {
             let stop = shared.stop.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name("kernel-leg".into())
-                    .spawn(move || service.run(&stop))
-                    .context("spawning the kernel-leg thread")?,
-            );
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || f(&stop))
+                .with_context(|| format!("spawning the {name} thread"))
+        };
+        if let Some(service) = service {
+            threads.push(spawn_until_stop("kernel-leg", Box::new(move |stop| service.run(stop)))?);
         }
         if let Some(sync) = addr_sync {
-            let stop = shared.stop.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name("addr-sync".into())
-                    .spawn(move || sync.run(&stop))
-                    .context("spawning the address-sync thread")?,
-            );
+            threads.push(spawn_until_stop("addr-sync", Box::new(move |stop| sync.run(stop)))?);
         }
         {
             let path = path.clone();

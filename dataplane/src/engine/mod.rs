@@ -658,52 +658,26 @@ impl Engine {
             Verdict::Drop(r) | Verdict::Emit { reason: r, .. } => self.counters.drop(r),
             _ => {}
         }
-        let pc = self.counters.ports.get_mut(in_port as usize);
-        match v {
-            Verdict::Drop(_) => {
-                if let Some(c) = pc {
-                    c.rx += 1;
-                    c.dropped += 1;
-                }
-            }
-            Verdict::Emit { .. } => {
-                if let Some(c) = pc {
-                    c.rx += 1;
+        if let Some(c) = self.counters.ports.get_mut(in_port as usize) {
+            c.rx += 1;
+            match v {
+                Verdict::Drop(_) => c.dropped += 1,
+                Verdict::Emit { .. } => {
                     c.dropped += 1;
                     c.replied += 1;
                 }
-            }
-            Verdict::Forward(out) => {
-                if let Some(c) = pc {
-                    c.rx += 1;
-                }
-                if let Some(c) = self.counters.ports.get_mut(out as usize) {
-                    c.forwarded += 1;
-                }
-            }
-            Verdict::Reply => {
-                if let Some(c) = pc {
-                    c.rx += 1;
-                    c.replied += 1;
-                }
-            }
-            Verdict::Consumed => {
-                if let Some(c) = pc {
-                    c.rx += 1;
-                }
-            }
-            Verdict::Host => {
-                if let Some(c) = pc {
-                    c.rx += 1;
-                    c.to_host += 1;
-                }
-            }
-            Verdict::ReplyAndHost { .. } => {
-                if let Some(c) = pc {
-                    c.rx += 1;
+                Verdict::Reply => c.replied += 1,
+                Verdict::Host => c.to_host += 1,
+                Verdict::ReplyAndHost { .. } => {
                     c.replied += 1;
                     c.to_host += 1;
                 }
+                Verdict::Forward(_) | Verdict::Consumed => {}
+            }
+        }
+        if let Verdict::Forward(out) = v {
+            if let Some(c) = self.counters.ports.get_mut(out as usize) {
+                c.forwarded += 1;
             }
         }
         v
