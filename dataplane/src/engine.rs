@@ -377,6 +377,12 @@ impl Engine {
         self.counters.drop(r);
     }
 
+    /// [`Engine::count_drop`] for a packet of `port` (arrival, or egress for TX drops).
+    #[inline]
+    pub fn count_drop_at(&mut self, port: u16, r: DropReason) {
+        self.counters.drop_at(port, r);
+    }
+
     /// Switches to a new configuration snapshot (between bursts). Scheduler state of services
     /// that still exist is kept and told about server-list changes.
     pub fn set_snapshot(&mut self, new: Arc<Snapshot>) {
@@ -631,7 +637,7 @@ impl Engine {
             v => v,
         };
         match v {
-            Verdict::Drop(r) | Verdict::Emit { reason: r, .. } => self.counters.drop(r),
+            Verdict::Drop(r) | Verdict::Emit { reason: r, .. } => self.counters.drop_at(in_port, r),
             _ => {}
         }
         let pc = self.counters.ports.get_mut(in_port as usize);

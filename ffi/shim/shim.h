@@ -21,6 +21,8 @@
 #include <rte_eth_ring.h>
 #include <rte_version.h>
 #include <rte_log.h>
+#include <rte_pdump.h>
+#include <rte_telemetry.h>
 
 /* Thread-local values. */
 int shim_rte_errno(void);
