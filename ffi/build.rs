@@ -17,6 +17,7 @@ const STATIC_WHOLE_ARCHIVE: &[&str] = &[
     "rte_net_memif",
     "rte_net_pcap",
     "rte_net_null",
+    "rte_net_tap",
     "rte_net_virtio",
     "rte_net_ixgbe",
     "rte_net_i40e",
@@ -46,6 +47,9 @@ fn main() {
     } else {
         // rte_eth_from_ring lives in the ring PMD, which pkg-config's shared --libs omits.
         println!("cargo:rustc-link-lib=dylib=rte_net_ring");
+        // rte_vdev_init (hot-plugging the kernel leg's net_tap ports) lives in the vdev bus
+        // driver, which pkg-config's shared --libs omits as well.
+        println!("cargo:rustc-link-lib=dylib=rte_bus_vdev");
     }
 
     let mut build = cc::Build::new();
@@ -81,7 +85,8 @@ fn main() {
              pdump_init|pdump_uninit|set_application_usage_hook|\
              telemetry_register_cmd|tel_data_start_dict|tel_data_start_array|tel_data_string|\
              tel_data_add_dict_string|tel_data_add_dict_u64|tel_data_add_dict_int|tel_data_add_dict_container|\
-             tel_data_add_array_string|tel_data_add_array_u64|tel_data_add_array_int|tel_data_alloc|tel_data_free)",
+             tel_data_add_array_string|tel_data_add_array_u64|tel_data_add_array_int|tel_data_alloc|tel_data_free|\
+             vdev_init|vdev_uninit|eth_dev_get_port_by_name)",
         )
         .allowlist_type(
             "rte_(eth_conf|eth_dev_info|eth_stats|ether_addr|eth_link|eth_rxconf|eth_txconf|\

@@ -115,11 +115,17 @@ pub enum DropReason {
     TxFull,
     /// A reply could not be built (no mbuf).
     NoMbuf,
+    /// For the host, over the kernel leg's packets-per-second cap (`--kernel-pps`).
+    HostPoliced,
+    /// For the host, but the queue to the kernel leg's thread was full.
+    HostQueueFull,
+    /// For a local real server, but the director runs without kernel interfaces.
+    NoKernelInterface,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = DropReason::NoMbuf as usize + 1;
+    pub const COUNT: usize = DropReason::NoKernelInterface as usize + 1;
 
     /// All reasons in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -152,6 +158,9 @@ impl DropReason {
         DropReason::MtuExceeded,
         DropReason::TxFull,
         DropReason::NoMbuf,
+        DropReason::HostPoliced,
+        DropReason::HostQueueFull,
+        DropReason::NoKernelInterface,
     ];
 
     /// Stable snake_case name.
@@ -186,6 +195,9 @@ impl DropReason {
             DropReason::MtuExceeded => "mtu_exceeded",
             DropReason::TxFull => "tx_full",
             DropReason::NoMbuf => "no_mbuf",
+            DropReason::HostPoliced => "host_policed",
+            DropReason::HostQueueFull => "host_queue_full",
+            DropReason::NoKernelInterface => "no_kernel_interface",
         }
     }
 }
@@ -230,6 +242,8 @@ pub struct PortCounters {
     pub replied: u64,
     /// Frames dropped after arriving on this port.
     pub dropped: u64,
+    /// Frames (or copies) handed to the host through this port's kernel interface.
+    pub to_host: u64,
 }
 
 /// Everything one worker counts.
@@ -345,6 +359,7 @@ impl WorkerCounters {
             a.forwarded += b.forwarded;
             a.replied += b.replied;
             a.dropped += b.dropped;
+            a.to_host += b.to_host;
         }
         for (a, b) in self.servers.iter_mut().zip(o.servers.iter()) {
             a.merge(b);

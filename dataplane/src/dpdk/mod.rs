@@ -20,6 +20,7 @@ mod port;
 pub mod prof;
 mod ring;
 pub mod telemetry;
+pub mod vdev;
 
 pub use eal::{lcore_id, set_usage_text, tsc, tsc_hz, version, Eal, EalError};
 pub use mbuf::{Mbuf, MbufBatch, Mempool};
