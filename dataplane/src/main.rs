@@ -128,6 +128,9 @@ fn main() -> Result<()> {
         None => None,
     };
     ctrlc::set_handler(move || stop.stop.store(true, Ordering::SeqCst)).context("installing signal handler")?;
+    for p in d.ports() {
+        log::info!("port {}: DPDK device {} (port id {}, MAC {})", p.name(), p.device_name(), p.id(), dataplane::wire::MacAddr(p.mac()));
+    }
     log::info!("running ({} worker(s), {} port(s))", d.workers(), d.ports().len());
     d.run_until_stopped(&eal);
     if let Some(t) = exporter {

@@ -217,6 +217,10 @@ fn director_ports(out: &mut String, s: &Sample) {
         names.iter().enumerate().map(|(i, n)| (vec![("port", n.as_str())], f(i))).collect()
     };
     let p = &s.ports;
+    head(out, "director_port_info", "The port's DPDK device name and port id (for dpdk-dumpcap -i; value 1).", "gauge");
+    for x in p {
+        series(out, "director_port_info", &[("device", &x.device), ("port", &x.name), ("port_id", &x.id.to_string())], 1);
+    }
     family(out, "director_port_up", "Whether the port's link is up.", "gauge", &per_port(&|i| u64::from(p[i].link.up)));
     family(
         out,
@@ -273,9 +277,54 @@ fn director_ports(out: &mut String, s: &Sample) {
             series(out, "director_port_drops_total", &[("port", &port.name), ("reason", reason)], v);
         }
     }
-    // Kernel leg (issue 10): per-port counters of the exception path (frames handed to and
-    // received from the port's `dpdkN` TAP, and its drops) go here, labelled `port`, once
-    // the kernel leg has landed.
+    // The kernel leg: the port's host interface (`dpdkN`), where it exists.
+    let legs: Vec<(&str, crate::sample::KernelSample)> = p.iter().filter_map(|x| x.kernel.map(|k| (x.name.as_str(), k))).collect();
+    let kernel = |f: &dyn Fn(&crate::sample::KernelSample) -> u64| -> Vec<(Vec<(&str, &str)>, u64)> {
+        legs.iter().map(|(n, k)| (vec![("port", *n)], f(k))).collect()
+    };
+    family(out, "director_kernel_interface_up", "Whether the port's kernel interface is administratively up.", "gauge", &kernel(&|k| u64::from(k.up)));
+    family(
+        out,
+        "director_kernel_to_host_packets_total",
+        "Frames handed to the host through the port's kernel interface.",
+        "counter",
+        &kernel(&|k| k.to_host),
+    );
+    family(
+        out,
+        "director_kernel_to_host_errors_total",
+        "Frames for the host the kernel interface refused (down or gone).",
+        "counter",
+        &kernel(&|k| k.to_host_errors),
+    );
+    family(
+        out,
+        "director_kernel_from_host_packets_total",
+        "Frames the host sent out of the kernel interface, queued for the port.",
+        "counter",
+        &kernel(&|k| k.from_host),
+    );
+    family(
+        out,
+        "director_kernel_from_host_malformed_total",
+        "Frames from the host dropped as malformed (runt, over the MTU).",
+        "counter",
+        &kernel(&|k| k.from_host_malformed),
+    );
+    family(
+        out,
+        "director_kernel_from_host_dropped_total",
+        "Frames from the host dropped because the queue to the port was full.",
+        "counter",
+        &kernel(&|k| k.from_host_full),
+    );
+    family(
+        out,
+        "director_kernel_interface_recreated_total",
+        "Times the kernel interface was recreated after being deleted.",
+        "counter",
+        &kernel(&|k| k.recreated),
+    );
 }
 
 fn director_workers(out: &mut String, s: &Sample) {
@@ -437,11 +486,13 @@ mod tests {
             ports: vec![PortSample {
                 name: "dpdk0".into(),
                 id: 0,
+                device: "net_af_packet0".into(),
                 stats: Default::default(),
                 link: Default::default(),
                 mtu: 1500,
                 counters: Default::default(),
                 drops: [0; DropReason::COUNT],
+                kernel: Some(crate::sample::KernelSample { up: true, to_host: 4, ..Default::default() }),
             }],
             workers: vec![WorkerSample { index: 0, lcore: 0, counters: Some(wc), busy_ratio: Some(0.25) }],
             totals: Totals { conns: 27, inpkts: 270, inbytes: 27000 },
@@ -501,6 +552,7 @@ node_ipvs_backend_weight{local_address=\"198.51.100.100\",local_mark=\"\",local_
         assert!(text.contains("director_worker_busy_seconds_total{lcore=\"0\",worker=\"0\"} 1\n"), "{text}");
         assert!(text.contains("director_worker_busy_ratio{lcore=\"0\",worker=\"0\"} 0.25\n"), "{text}");
         assert!(text.contains("director_port_drops_total{port=\"dpdk0\",reason=\"no_service\"} 0\n"), "{text}");
+        assert!(text.contains("director_kernel_to_host_packets_total{port=\"dpdk0\"} 4\n"), "{text}");
         assert!(text.contains("director_service_info{local_address=\"\",local_mark=\"0000000A\",local_port=\"0\",netmask=\"255.255.255.255\",proto=\"FWM\",scheduler=\"rr\"} 1\n"), "{text}");
         // Every series line belongs to the family declared last (series of a family are contiguous).
         let mut current = "";

@@ -62,6 +62,8 @@ pub struct PortSample {
     pub name: String,
     /// Port id.
     pub id: u16,
+    /// DPDK device name (what `dpdk-dumpcap -i` takes, besides the port id).
+    pub device: String,
     /// NIC counters.
     pub stats: PortStats,
     /// Link.
@@ -72,6 +74,42 @@ pub struct PortSample {
     pub counters: PortCounters,
     /// Dataplane drops by reason ([`DropReason`] order), summed over workers.
     pub drops: [u64; DropReason::COUNT],
+    /// The port's kernel interface (`crate::kernel`), if the kernel leg runs.
+    pub kernel: Option<KernelSample>,
+}
+
+/// Counters of a port's kernel interface (the kernel leg).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelSample {
+    /// Administratively up, as the kernel last reported.
+    pub up: bool,
+    /// Frames written into the interface (to the host).
+    pub to_host: u64,
+    /// Frames the TAP refused.
+    pub to_host_errors: u64,
+    /// Frames the host sent out of the interface.
+    pub from_host: u64,
+    /// Frames from the host dropped as malformed.
+    pub from_host_malformed: u64,
+    /// Frames from the host dropped because the queue to the port was full.
+    pub from_host_full: u64,
+    /// Times the interface was recreated.
+    pub recreated: u64,
+}
+
+impl KernelSample {
+    fn of(i: &crate::kernel::Iface) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        KernelSample {
+            up: i.up.load(Relaxed),
+            to_host: i.to_host.load(Relaxed),
+            to_host_errors: i.to_host_errors.load(Relaxed),
+            from_host: i.from_host.load(Relaxed),
+            from_host_malformed: i.from_host_malformed.load(Relaxed),
+            from_host_full: i.from_host_full.load(Relaxed),
+            recreated: i.recreated.load(Relaxed),
+        }
+    }
 }
 
 /// One worker.
@@ -215,11 +253,13 @@ impl Sampler {
                 PortSample {
                     name: p.name(),
                     id: p.id(),
+                    device: p.device_name(),
                     stats: p.stats(),
                     link: p.link(),
                     mtu: p.mtu(),
                     counters: total.ports.get(i).copied().unwrap_or_default(),
                     drops: total.port_drops.get(i).copied().unwrap_or([0; DropReason::COUNT]),
+                    kernel: self.path.leg.as_ref().and_then(|l| l.iface_of_port(p.id())).map(KernelSample::of),
                 }
             })
             .collect();

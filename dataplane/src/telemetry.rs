@@ -201,11 +201,13 @@ mod tests {
             ports: vec![PortSample {
                 name: "dpdk0".into(),
                 id: 0,
+                device: "net_af_packet0".into(),
                 stats: Default::default(),
                 link: Default::default(),
                 mtu: 1500,
                 counters: Default::default(),
                 drops,
+                kernel: None,
             }],
             workers: vec![
                 WorkerSample { index: 0, lcore: 0, counters: Some(wc), busy_ratio: Some(0.256) },
