@@ -5,6 +5,8 @@
 #   make bench   prepare the host, build release binaries, run the benchmarks (< 15 min;
 #                BENCH_QUICK=1 < 3 min) -> target/bench/report.{json,md}, *.png (docs/benchmarks.md)
 #   make build   release binaries only (target/release/director, target/release/lbadm)
+#   make install build, then install (PREFIX=/usr/local, SYSCONFDIR=/etc, DESTDIR): director,
+#                lbadm, the ipvsadm link, the systemd unit, a default config (scripts/install.sh)
 #   make setup   scripts/setup-host.sh only (packages, hugepages; needs root)
 #   make clean   cargo clean
 #
@@ -24,7 +26,7 @@ TARGET_DIR := $(if $(CARGO_TARGET_DIR),$(abspath $(CARGO_TARGET_DIR)),$(REPO)/ta
 export DIRECTOR_BIN ?= $(TARGET_DIR)/release/director
 export LBADM_BIN    ?= $(TARGET_DIR)/release/lbadm
 
-.PHONY: all setup build demo test bench clean
+.PHONY: all setup build install demo test bench clean
 
 all: build
 
@@ -33,6 +35,10 @@ setup:
 
 build: setup
 	cd $(REPO) && $(CARGO) build --release
+
+# PREFIX, SYSCONFDIR and DESTDIR pass through the environment to scripts/install.sh.
+install: build
+	bash $(REPO)/scripts/install.sh
 
 demo: build
 	bash $(REPO)/scripts/demo.sh
