@@ -1,6 +1,7 @@
 # Director: build, demo and test entry points.
 #
-#   make demo    prepare the host, build release binaries, run the one-armed DR demo
+#   make demo    prepare the host, build release binaries, run the persistence demo (rr, PPC,
+#                PCC, firewall-mark groups, templates, metrics) through the DR director
 #   make test    prepare the host, build release binaries, run every test of the workspace
 #   make bench   prepare the host, build release binaries, run the benchmarks (< 15 min;
 #                BENCH_QUICK=1 < 3 min) -> target/bench/report.{json,md}, *.png (docs/benchmarks.md)
