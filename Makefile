@@ -5,7 +5,8 @@
 #   make test    prepare the host, build release binaries, run every test of the workspace
 #   make bench   prepare the host, build release binaries, run the benchmarks (< 15 min;
 #                BENCH_QUICK=1 < 3 min) -> target/bench/report.{json,md}, *.png (docs/benchmarks.md)
-#   make build   release binaries only (target/release/director, target/release/lbadm)
+#   make build   release binaries only (target/release/director, target/release/lbadm and its
+#                other name target/release/ipvsadm)
 #   make install build, then install (PREFIX=/usr/local, SYSCONFDIR=/etc, DESTDIR): director,
 #                lbadm, the ipvsadm link, the systemd unit, a default config (scripts/install.sh)
 #   make setup   scripts/setup-host.sh only (packages, hugepages; needs root)
@@ -34,8 +35,11 @@ all: build
 setup:
 	bash $(REPO)/scripts/setup-host.sh
 
+# `ipvsadm` is a name of lbadm (same program, same default socket), so operators' scripts
+# that call ipvsadm run unchanged with target/release on PATH.
 build: setup
 	cd $(REPO) && $(CARGO) build --release
+	ln -sf lbadm $(TARGET_DIR)/release/ipvsadm
 
 # PREFIX, SYSCONFDIR and DESTDIR pass through the environment to scripts/install.sh.
 install: build
