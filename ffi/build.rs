@@ -86,7 +86,7 @@ fn main() {
              telemetry_register_cmd|tel_data_start_dict|tel_data_start_array|tel_data_string|\
              tel_data_add_dict_string|tel_data_add_dict_u64|tel_data_add_dict_int|tel_data_add_dict_container|\
              tel_data_add_array_string|tel_data_add_array_u64|tel_data_add_array_int|tel_data_alloc|tel_data_free|\
-             vdev_init|vdev_uninit|eth_dev_get_port_by_name)",
+             vdev_init|vdev_uninit|eth_dev_get_port_by_name|eth_dev_default_mac_addr_set)",
         )
         .allowlist_type(
             "rte_(eth_conf|eth_dev_info|eth_stats|ether_addr|eth_link|eth_rxconf|eth_txconf|\
