@@ -317,7 +317,7 @@ impl SlowPath {
                 Ok(s) => {
                     self.shared.published.publish(s);
                 }
-                Err(e) => eprintln!("director: republishing after a neighbour change failed: {e}"),
+                Err(e) => log::error!("republishing after a neighbour change failed: {e}"),
             }
         }
     }
@@ -342,6 +342,7 @@ impl SlowPath {
         };
         let mut total = WorkerCounters::sized(ports, servers, marks);
         let mut each: Vec<Option<WorkerCounters>> = vec![None; self.shared.mailboxes.len()];
+        let _exchange: Vec<_> = self.shared.mailboxes.iter().map(|mb| mb.exchange()).collect();
         let mut waiting = 0;
         for mb in &self.shared.mailboxes {
             while mb.replies.pop().is_some() {}
@@ -507,9 +508,9 @@ impl Director {
         // The configuration file is applied and published before any slow-path thread or
         // worker runs, so the first packet already sees it; a bad file stops the start-up.
         if let Some(file) = &opts.config {
-            let n = control::config_file::load(&mut control::server::lock(&controller), file)
+            // Loading logs one line per command and the outcome (control::events).
+            control::config_file::load(&mut control::server::lock(&controller), file)
                 .map_err(|e| anyhow::anyhow!("configuration file {}", e.message))?;
-            eprintln!("director: {} command(s) loaded from {}", n, file.display());
         }
         let mut threads = Vec::new();
         // The kernel leg's two slow-path threads, until the stop flag.
@@ -551,7 +552,7 @@ impl Director {
                     .spawn(move || {
                         r2.store(true, Ordering::SeqCst);
                         if let Err(e) = control::server::serve_shared(&socket, controller, stop.clone()) {
-                            eprintln!("director: control socket {}: {e}", socket.display());
+                            log::error!("control socket {}: {e}", socket.display());
                             stop.store(true, Ordering::SeqCst);
                         }
                     })
@@ -590,6 +591,16 @@ impl Director {
         self.conn_capacity
     }
 
+    /// The slow-path handles (for observers: metrics, telemetry).
+    pub fn slow_path(&self) -> &SlowPath {
+        &self.path
+    }
+
+    /// The EAL lcore of each worker, in worker order.
+    pub fn lcores(&self) -> &[u32] {
+        &self.lcores
+    }
+
     /// Runs worker 0 on this (main) lcore and the others on their lcores until the stop flag
     /// is set; then stops threads and ports.
     pub fn run_until_stopped(mut self, eal: &Eal) {
@@ -601,7 +612,7 @@ impl Director {
                 w.run();
                 0
             }) {
-                eprintln!("director: cannot start worker on lcore {lcore}: {e}");
+                log::error!("cannot start worker on lcore {lcore}: {e}");
                 self.path.shared.stop.store(true, Ordering::SeqCst);
             }
         }

@@ -400,6 +400,12 @@ impl Engine {
         self.counters.drop(r);
     }
 
+    /// [`Engine::count_drop`] for a packet of `port` (arrival, or egress for TX drops).
+    #[inline]
+    pub fn count_drop_at(&mut self, port: u16, r: DropReason) {
+        self.counters.drop_at(port, r);
+    }
+
     /// Switches to a new configuration snapshot (between bursts). Scheduler state of services
     /// that still exist is kept and told about server-list changes.
     pub fn set_snapshot(&mut self, new: Arc<Snapshot>) {
@@ -655,7 +661,7 @@ impl Engine {
             v => v,
         };
         match v {
-            Verdict::Drop(r) | Verdict::Emit { reason: r, .. } => self.counters.drop(r),
+            Verdict::Drop(r) | Verdict::Emit { reason: r, .. } => self.counters.drop_at(in_port, r),
             _ => {}
         }
         if let Some(c) = self.counters.ports.get_mut(in_port as usize) {
@@ -746,7 +752,7 @@ impl Engine {
             let copy = host && frame.len() <= SCRATCH_LEN && {
                 let ok = self.host_police.take(now);
                 if !ok {
-                    self.counters.drop(DropReason::HostPoliced);
+                    self.counters.drop_at(in_port, DropReason::HostPoliced);
                 }
                 ok
             };
