@@ -89,7 +89,7 @@ pub fn describe(c: &ConfigCommand) -> String {
             format!("sysctl {}{short} set to {value}", crate::sysctl::SYSCTL_PREFIX)
         }
         ConfigCommand::AddCheck(a) => format!(
-            "{} check added on server {} of {}{}",
+            "{} added on server {} of {}{}",
             a.spec.kind.keepalived_name(),
             server_name(a.addr, a.port),
             a.service,

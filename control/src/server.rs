@@ -145,6 +145,11 @@ impl<B: Backend> Controller<B> {
         self.health = Some(link);
     }
 
+    /// The health checker engine's board (per-checker status and counters), once attached.
+    pub fn health_board(&self) -> Option<std::sync::Arc<crate::health::board::Board>> {
+        self.health.as_ref().map(|l| std::sync::Arc::clone(l.board()))
+    }
+
     /// Makes `next` (already published) the configuration of record and tells the health
     /// checker engine if its checkers changed.
     fn adopt(&mut self, next: Config) {

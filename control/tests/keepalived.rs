@@ -314,3 +314,20 @@ proptest! {
         }
     }
 }
+
+/// README's and docs/examples' keepalived.conf and `lbadm` lines say the same thing: the
+/// file loads to exactly those lines, and README shows both verbatim.
+#[test]
+fn the_documented_keepalived_conf_and_lbadm_lines_are_equivalent() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let conf = std::fs::read_to_string(root.join("docs/examples/health.keepalived.conf")).unwrap();
+    let lines = std::fs::read_to_string(root.join("docs/examples/health.lbadm")).unwrap();
+    let (saved, warnings) = saved_after(&conf);
+    let want: String = lines.lines().map(|l| format!("{}\n", l.strip_prefix("lbadm ").unwrap_or(l))).collect();
+    assert_eq!(saved, want, "lbadm save after loading the example:\n{saved}");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for (name, text) in [("keepalived.conf", &conf), ("lbadm lines", &lines)] {
+        assert!(readme.contains(text.as_str()), "README.md does not show the example's {name} verbatim");
+    }
+}

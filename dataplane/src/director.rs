@@ -385,6 +385,7 @@ pub struct Director {
     threads: Vec<JoinHandle<()>>,
     socket: PathBuf,
     conn_capacity: usize,
+    health_board: Option<Arc<control::health::board::Board>>,
     _pool: Arc<Mempool>,
 }
 
@@ -551,6 +552,7 @@ impl Director {
             )
             .context("spawning the health checker thread")?,
         );
+        let health_board = control::server::lock(&controller).health_board();
         {
             let path = path.clone();
             threads.push(
@@ -591,6 +593,7 @@ impl Director {
             threads,
             socket: opts.socket,
             conn_capacity: opts.conn_capacity,
+            health_board,
             _pool: pool,
         })
     }
@@ -623,6 +626,11 @@ impl Director {
     /// The EAL lcore of each worker, in worker order.
     pub fn lcores(&self) -> &[u32] {
         &self.lcores
+    }
+
+    /// The health checker engine's board (per-checker status, counters) for observers.
+    pub fn health_board(&self) -> Option<Arc<control::health::board::Board>> {
+        self.health_board.clone()
     }
 
     /// Runs worker 0 on this (main) lcore and the others on their lcores until the stop flag

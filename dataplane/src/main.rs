@@ -125,7 +125,9 @@ fn main() -> Result<()> {
         },
     )?;
     let stop = d.shared().clone();
-    let sampler = Arc::new(Sampler::new(d.slow_path().clone(), d.ports().to_vec(), d.lcores().to_vec()));
+    let sampler = Arc::new(
+        Sampler::new(d.slow_path().clone(), d.ports().to_vec(), d.lcores().to_vec()).with_health(d.health_board()),
+    );
     if let Err(e) = dataplane::telemetry::register_all(sampler.clone()) {
         log::warn!("telemetry commands not registered: {e}");
     }

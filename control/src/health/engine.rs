@@ -42,6 +42,8 @@ use super::model::{probe_defs, service_name, HealthEvent, ProbeDef, Verdict};
 use super::probe::{self, Conn, Outcome};
 use super::spec::{CheckId, CheckKind};
 
+/// Log target of checker and pool state changes (one line each, like [`crate::events`]).
+pub const TARGET: &str = "health";
 /// Verdicts arriving within this window after the first one are applied together.
 pub const BATCH_WINDOW: Duration = Duration::from_millis(10);
 /// A refused batch is retried after this long.
@@ -377,7 +379,7 @@ async fn checker(
         match step.transition {
             Some(true) => {
                 bump(&board.counters.checks_up);
-                info!("{} succeeded: {}", check_name(&def), outcome.reason);
+                info!(target: TARGET, "{} succeeded: {}", check_name(&def), outcome.reason);
             }
             Some(false) => {
                 bump(&board.counters.checks_down);
@@ -386,10 +388,10 @@ async fn checker(
                 } else {
                     String::new()
                 };
-                info!("{} failed{retries}: {}", check_name(&def), outcome.reason);
+                info!(target: TARGET, "{} failed{retries}: {}", check_name(&def), outcome.reason);
             }
             None if !outcome.ok && t.log_all_failures && m.is_up() => {
-                info!("{} attempt failed (retrying): {}", check_name(&def), outcome.reason);
+                info!(target: TARGET, "{} attempt failed (retrying): {}", check_name(&def), outcome.reason);
             }
             None => {}
         }
@@ -451,12 +453,12 @@ async fn applier(
             }
             Ok(Err(e)) => {
                 bump(&board.counters.batch_errors);
-                warn!("health: applying {} verdict(s) failed, retrying: {}", pending.len(), e.message);
+                warn!(target: TARGET, "health: applying {} verdict(s) failed, retrying: {}", pending.len(), e.message);
                 tokio::time::sleep(RETRY_AFTER).await;
             }
             Err(e) => {
                 bump(&board.counters.batch_errors);
-                warn!("health: applying verdicts failed, retrying: {e}");
+                warn!(target: TARGET, "health: applying verdicts failed, retrying: {e}");
                 tokio::time::sleep(RETRY_AFTER).await;
             }
         }
@@ -472,7 +474,7 @@ fn event(e: &HealthEvent, board: &Arc<Board>) {
         HealthEvent::Quorum { up: true, .. } => bump(&c.quorum_gained),
         HealthEvent::Quorum { up: false, .. } => bump(&c.quorum_lost),
     }
-    info!("{e}");
+    info!(target: TARGET, "{e}");
     if let Some(cmd) = e.script() {
         bump(&c.scripts);
         let cmd = cmd.to_string();
@@ -481,7 +483,7 @@ fn event(e: &HealthEvent, board: &Arc<Board>) {
             let (end, reason) = probe::run_command(&cmd, SCRIPT_LIMIT).await;
             if end != super::machine::ScriptEnd::Exited(0) {
                 bump(&board.counters.script_failures);
-                warn!("script \"{cmd}\": {reason}");
+                warn!(target: TARGET, "script \"{cmd}\": {reason}");
             }
         });
     }
