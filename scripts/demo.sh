@@ -432,7 +432,7 @@ wait_pool() {  # wait_pool IP yes|no: bounded 10 s; prints the seconds it took
     echo $((SECONDS - t0))
 }
 for ((i = 0; i < 50; i++)); do   # bounded: both checkers have passed once
-    [[ $("$LBADM_BIN" --socket "$SOCK" check show | grep -c ' UP ') -ge 2 ]] && break; sleep 0.1
+    [[ $("$LBADM_BIN" --socket "$SOCK" check show | grep -c 'HTTP status 200') -ge 2 ]] && break; sleep 0.1
 done
 lb check show || true
 info "\$ kill ${HTTP80_PID[rs1]}      (rs1's web server on :80)"
