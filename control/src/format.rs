@@ -1707,13 +1707,16 @@ IP  05:59  NONE        10.1.1.5:0         0.0.0.7:0          10.0.0.31:0
         let s = crate::sysctl::Sysctls::default();
         assert_eq!(
             sysctls(&s.entries(), false),
-            "net.ipv4.vs.cache_bypass = 0\nnet.ipv4.vs.conn_reuse_mode = 1\n\
+            "net.ipv4.vs.am_droprate = 10\nnet.ipv4.vs.amemthresh = 1024\n\
+             net.ipv4.vs.cache_bypass = 0\nnet.ipv4.vs.conn_reuse_mode = 1\n\
+             net.ipv4.vs.drop_entry = 0\nnet.ipv4.vs.drop_packet = 0\n\
              net.ipv4.vs.expire_nodest_conn = 0\nnet.ipv4.vs.expire_quiescent_template = 0\n\
-             net.ipv4.vs.pmtu_disc = 1\nnet.ipv4.vs.schedule_icmp = 0\nnet.ipv4.vs.sloppy_tcp = 0\n"
+             net.ipv4.vs.pmtu_disc = 1\nnet.ipv4.vs.schedule_icmp = 0\n\
+             net.ipv4.vs.secure_tcp = 0\nnet.ipv4.vs.sloppy_tcp = 0\n"
         );
         assert_eq!(sysctls(&[("sloppy_tcp", 1)], true), "1\n");
         let j: serde_json::Value = serde_json::from_str(&json_sysctls(&s.entries())).unwrap();
         assert_eq!(j["net.ipv4.vs.conn_reuse_mode"], 1);
-        assert_eq!(j.as_object().unwrap().len(), 7);
+        assert_eq!(j.as_object().unwrap().len(), 12);
     }
 }

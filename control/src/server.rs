@@ -43,6 +43,7 @@ use crate::proto::{
     ServiceStatus, MAX_REQUEST, PROTOCOL_VERSION,
 };
 use crate::stats::StatsBook;
+use crate::sysctl::Sysctls;
 
 /// What the control server needs from the dataplane.
 pub trait Backend: Send {
@@ -68,6 +69,12 @@ pub trait Backend: Send {
     /// counters from 0 whenever the mark rules change.
     fn mark_counters(&mut self) -> Vec<MarkCounters> {
         Vec::new()
+    }
+    /// True while the automatic defense strategies (`drop_entry`, `drop_packet`, `secure_tcp`
+    /// in mode 1/2) are on because some worker's connection table is short of free memory
+    /// (below `amemthresh`). The default implementation reports false.
+    fn defense_on(&mut self) -> bool {
+        false
     }
 }
 
@@ -208,6 +215,19 @@ impl<B: Backend> Controller<B> {
         Ok(Reply::Batch(results))
     }
 
+    /// The sysctls as `lbadm sysctl` shows them: automatic defense modes read 2 while the
+    /// defense is on, 1 while it is off (the kernel rewrites the value the same way); the
+    /// configuration keeps what the operator set.
+    fn shown_sysctls(&mut self) -> Sysctls {
+        let s = *self.config.sysctls();
+        let auto = [s.drop_entry, s.drop_packet, s.secure_tcp].iter().any(|m| *m == 1 || *m == 2);
+        if auto {
+            s.with_defense_state(self.backend.defense_on())
+        } else {
+            s
+        }
+    }
+
     /// The whole configuration (`ConfigShow`, `lbadm save`).
     pub fn dump(&self) -> ConfigDump {
         ConfigDump {
@@ -293,10 +313,10 @@ impl<B: Backend> Controller<B> {
                 .map(|_| Reply::Ok),
             Op::MarkFlush => self.apply(&[ConfigCommand::FlushMarks]).map(|_| Reply::Ok),
             Op::MarkShow => Ok(self.marks_reply()),
-            Op::SysctlShow => Ok(Reply::Sysctls(*self.config.sysctls())),
+            Op::SysctlShow => Ok(Reply::Sysctls(self.shown_sysctls())),
             Op::SysctlSet { name, value } => self
                 .apply(&[ConfigCommand::SetSysctl { name, value }])
-                .map(|_| Reply::Sysctls(*self.config.sysctls())),
+                .map(|_| Reply::Sysctls(self.shown_sysctls())),
             Op::NeighShow => Ok(Reply::Neighs(self.backend.neighbours())),
             Op::LinkShow => Ok(Reply::Links(self.backend.links())),
             Op::Stage(cmds) => {

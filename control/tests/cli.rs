@@ -568,9 +568,12 @@ fn mark_rules_iptables_and_mark_verbs() {
 fn sysctl_verb() {
     let r = common::Running::start("cli-sysctl");
     let s = &r.path;
-    let all = "net.ipv4.vs.cache_bypass = 0\nnet.ipv4.vs.conn_reuse_mode = 1\n\
+    let all = "net.ipv4.vs.am_droprate = 10\nnet.ipv4.vs.amemthresh = 1024\n\
+               net.ipv4.vs.cache_bypass = 0\nnet.ipv4.vs.conn_reuse_mode = 1\n\
+               net.ipv4.vs.drop_entry = 0\nnet.ipv4.vs.drop_packet = 0\n\
                net.ipv4.vs.expire_nodest_conn = 0\nnet.ipv4.vs.expire_quiescent_template = 0\n\
-               net.ipv4.vs.pmtu_disc = 1\nnet.ipv4.vs.schedule_icmp = 0\nnet.ipv4.vs.sloppy_tcp = 0\n";
+               net.ipv4.vs.pmtu_disc = 1\nnet.ipv4.vs.schedule_icmp = 0\n\
+               net.ipv4.vs.secure_tcp = 0\nnet.ipv4.vs.sloppy_tcp = 0\n";
     assert_eq!(ok(s, "sysctl"), all);
     assert_eq!(ok(s, "sysctl -a"), all);
     assert_eq!(ok(s, "sysctl sloppy_tcp"), "net.ipv4.vs.sloppy_tcp = 0\n");
@@ -587,6 +590,13 @@ fn sysctl_verb() {
         "net.ipv4.vs.conn_reuse_mode = 2\n"
     );
     assert_eq!(ok(s, "sysctl -q expire_nodest_conn=1"), "");
+    // The defense strategies take the kernel's modes and thresholds (an operator's tuning
+    // script works unchanged).
+    assert_eq!(
+        ok(s, "sysctl -w net.ipv4.vs.drop_entry=1 net.ipv4.vs.amemthresh=2048"),
+        "net.ipv4.vs.drop_entry = 1\nnet.ipv4.vs.amemthresh = 2048\n"
+    );
+    assert_eq!(r.state.lock().unwrap().last_sysctls.drop_entry, 1);
     assert_eq!(ok(s, "sysctl -n sloppy_tcp expire_nodest_conn"), "1\n1\n");
     assert!(r.state.lock().unwrap().last_sysctls.sloppy_tcp);
     let j: serde_json::Value = serde_json::from_str(&ok(s, "--json sysctl")).unwrap();
@@ -621,6 +631,11 @@ fn sysctl_verb() {
         "sysctl conn_reuse_mode=x",
         "",
         "sysctl: setting key \"net.ipv4.vs.conn_reuse_mode\": Invalid argument\n",
+    );
+    err(
+        "sysctl secure_tcp=4",
+        "",
+        "sysctl: setting key \"net.ipv4.vs.secure_tcp\": Invalid argument\n",
     );
     err(
         "sysctl -w sloppy_tcp",

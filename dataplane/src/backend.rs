@@ -190,6 +190,10 @@ impl Backend for DirectorBackend {
             ("handoff_out", c.handoff_out),
             ("handoff_in", c.handoff_in),
             ("handoff_dropped", c.handoff_dropped),
+            ("evicted_unconfirmed", c.evicted_unconfirmed),
+            ("drop_entry_dropped", c.drop_entry_dropped),
+            // Occupancy (a gauge): connection and template entries in use, all workers.
+            ("conn_entries", c.conn_entries),
         ] {
             if v > 0 {
                 drops.push((name.to_string(), v));
@@ -234,6 +238,10 @@ impl Backend for DirectorBackend {
         let n = self.path.lock().config.marks().len();
         let c = self.path.counters();
         c.marks.iter().take(n).map(|&(packets, bytes)| MarkCounters { packets, bytes }).collect()
+    }
+
+    fn defense_on(&mut self) -> bool {
+        self.path.counters().defense_on
     }
 
     fn table_size(&self) -> u32 {

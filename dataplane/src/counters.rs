@@ -115,11 +115,13 @@ pub enum DropReason {
     TxFull,
     /// A reply could not be built (no mbuf).
     NoMbuf,
+    /// The `drop_packet` defense dropped a packet that would have opened a connection.
+    DropPacket,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = DropReason::NoMbuf as usize + 1;
+    pub const COUNT: usize = DropReason::DropPacket as usize + 1;
 
     /// All reasons in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -152,6 +154,7 @@ impl DropReason {
         DropReason::MtuExceeded,
         DropReason::TxFull,
         DropReason::NoMbuf,
+        DropReason::DropPacket,
     ];
 
     /// Stable snake_case name.
@@ -186,6 +189,7 @@ impl DropReason {
             DropReason::MtuExceeded => "mtu_exceeded",
             DropReason::TxFull => "tx_full",
             DropReason::NoMbuf => "no_mbuf",
+            DropReason::DropPacket => "drop_packet",
         }
     }
 }
@@ -254,6 +258,16 @@ pub struct WorkerCounters {
     pub handoff_in: u64,
     /// Hand-offs lost because the owner's ring was full.
     pub handoff_dropped: u64,
+    /// Unconfirmed entries (handshakes, unassured templates) evicted to make room for new
+    /// connections in a full table (`defense`).
+    pub evicted_unconfirmed: u64,
+    /// Unconfirmed entries dropped by the `drop_entry` sweep.
+    pub drop_entry_dropped: u64,
+    /// Connection-table entries in use (connections and templates), as of the last loop.
+    pub conn_entries: u64,
+    /// True while this worker's automatic defenses are on (table memory below `amemthresh`);
+    /// merged: any worker.
+    pub defense_on: bool,
 }
 
 impl WorkerCounters {
@@ -274,6 +288,10 @@ impl WorkerCounters {
             handoff_out: 0,
             handoff_in: 0,
             handoff_dropped: 0,
+            evicted_unconfirmed: 0,
+            drop_entry_dropped: 0,
+            conn_entries: 0,
+            defense_on: false,
         }
     }
 
@@ -301,6 +319,10 @@ impl WorkerCounters {
         self.handoff_out = o.handoff_out;
         self.handoff_in = o.handoff_in;
         self.handoff_dropped = o.handoff_dropped;
+        self.evicted_unconfirmed = o.evicted_unconfirmed;
+        self.drop_entry_dropped = o.drop_entry_dropped;
+        self.conn_entries = o.conn_entries;
+        self.defense_on = o.defense_on;
     }
 
     /// Adds another worker's counters.
@@ -326,6 +348,10 @@ impl WorkerCounters {
         self.handoff_out += o.handoff_out;
         self.handoff_in += o.handoff_in;
         self.handoff_dropped += o.handoff_dropped;
+        self.evicted_unconfirmed += o.evicted_unconfirmed;
+        self.drop_entry_dropped += o.drop_entry_dropped;
+        self.conn_entries += o.conn_entries;
+        self.defense_on |= o.defense_on;
     }
 }
 

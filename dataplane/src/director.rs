@@ -201,6 +201,13 @@ pub fn compile(cfg: &Config, neigh: &NeighTable, base_ports: &[PortInfo]) -> Res
         sloppy_tcp: sc.sloppy_tcp,
         conn_reuse_mode: sc.conn_reuse_mode,
         pmtu_disc: sc.pmtu_disc,
+        defense: crate::defense::DefenseSysctl {
+            drop_entry: sc.drop_entry,
+            drop_packet: sc.drop_packet,
+            secure_tcp: sc.secure_tcp,
+            amemthresh: sc.amemthresh,
+            am_droprate: sc.am_droprate,
+        },
     };
     let t = cfg.timeouts();
     s.timeouts.set_tcp_tcpfin_udp(t.tcp, t.tcp_fin, t.udp);

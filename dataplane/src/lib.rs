@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod conn;
 pub mod counters;
+pub mod defense;
 pub mod director;
 pub mod dpdk;
 pub mod engine;
