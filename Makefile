@@ -4,6 +4,8 @@
 #   make test    prepare the host, build release binaries, run every test of the workspace
 #   make bench   prepare the host, build release binaries, run the benchmarks (< 15 min;
 #                BENCH_QUICK=1 < 3 min) -> target/bench/report.{json,md}, *.png (docs/benchmarks.md)
+#   make synflood  SYN-flood benchmark (~1 min): legitimate clients and established connections
+#                under a spoofed flood -> target/bench/synflood.{md,json} (docs/benchmarks.md)
 #   make build   release binaries only (target/release/director, target/release/lbadm)
 #   make setup   scripts/setup-host.sh only (packages, hugepages; needs root)
 #   make clean   cargo clean
@@ -24,7 +26,7 @@ TARGET_DIR := $(if $(CARGO_TARGET_DIR),$(abspath $(CARGO_TARGET_DIR)),$(REPO)/ta
 export DIRECTOR_BIN ?= $(TARGET_DIR)/release/director
 export LBADM_BIN    ?= $(TARGET_DIR)/release/lbadm
 
-.PHONY: all setup build demo test bench clean
+.PHONY: all setup build demo test bench synflood clean
 
 all: build
 
@@ -46,6 +48,12 @@ test: build
 bench: build
 	cd $(REPO) && $(CARGO) build --release -p bench
 	cd $(REPO) && $(TARGET_DIR)/release/director-bench all --out $(TARGET_DIR)/bench $(if $(filter-out 0,$(BENCH_QUICK)),--quick,)
+
+# SYN flood against a wlc service with a 1 M-entry table, plain and persistent
+# (SYNFLOOD_SECS of flood each, default 10).
+synflood: build
+	cd $(REPO) && $(CARGO) build --release -p bench
+	cd $(REPO) && $(TARGET_DIR)/release/director-synflood --secs $(or $(SYNFLOOD_SECS),10) --out $(TARGET_DIR)/bench
 
 clean:
 	cd $(REPO) && $(CARGO) clean

@@ -12,13 +12,22 @@
 //! **Making room (always on).** When a new connection finds fewer than two free entries (a
 //! connection and perhaps its template), a clock hand sweeps the table slots in index order
 //! and evicts the unconfirmed entries it passes (a connection's template goes with it when
-//! that leaves the template unassured and controlling nothing), examining at most
-//! [`EVICT_SCAN`] slots; only if it finds none is the new connection refused (`table_full`).
+//! that leaves the template unassured and controlling nothing), taking at most
+//! [`EVICT_SCAN`] steps ([`DRY_SCAN`] once a whole turn found nothing); only if it finds
+//! none is the new connection refused (`table_full`). The hand visits only slots marked in
+//! a bitmap of candidates (one bit per slot: set by [`Defense::note`] when an entry enters
+//! a handshake state or a template is created, cleared by [`Defense::confirmed`] when it
+//! leaves the handshake or the template is assured, and by the hand when it finds the slot
+//! free or confirmed), so a run of 64 confirmed slots costs it one step: long-lived
+//! connections packed together (the slots opened first) do not stall it.
 //! Freed slots are reused at once (the table's free list is LIFO), i.e. just behind the hand,
 //! so an entry is examined again only after the hand has gone round the whole table: under a
 //! flood an unconfirmed entry survives `unconfirmed entries / new entries per second` (a
 //! 1 M-entry table at 3 M SYNs/s: about 0.3 s), far longer than any round trip, so
-//! legitimate handshakes complete and spoofed ones are recycled. Established, closing and
+//! legitimate handshakes complete and spoofed ones are recycled. A slot freed ahead of the
+//! hand (a template evicted with its connection) may take a new handshake the hand reaches
+//! soon; so the hand also spares handshakes whose last packet is younger than
+//! [`MIN_AGE_TICKS`] (at least 62.5 ms at 16 ticks/s), keeping their mark for its next turn. Established, closing and
 //! UDP entries and assured templates are never evicted: connections that exist before a
 //! flood lose nothing. The kernel has no such policy because its table grows with memory;
 //! this director's table is fixed, so this is its overflow policy.
@@ -46,10 +55,18 @@
 use crate::conn::{ConnTable, Entry, TcpState, NO_INDEX, TEMPLATE_STATE_NONE};
 use crate::snapshot::PROTO_TCP;
 
-/// Most table slots the clock hand examines to make room for one new connection.
-pub const EVICT_SCAN: u32 = 256;
+/// Most steps the clock hand takes to make room for one new connection (a step examines
+/// one candidate slot, or skips the rest of a 64-slot word without candidates: 4,096 steps
+/// cross a block of 262,144 confirmed entries).
+pub const EVICT_SCAN: u32 = 4096;
+/// The same once a whole turn of the hand found nothing to evict (a table full of confirmed
+/// entries): a flood then costs little per refused SYN, and the hand still moves on.
+pub const DRY_SCAN: u32 = 16;
 /// Most slots the `drop_entry` sweep examines per call (between bursts).
 const SWEEP_BUDGET: u64 = 1024;
+/// Entries whose last packet is younger than this many ticks are not evicted by the hand
+/// (2 ticks at 16 ticks per second: at least 62.5 ms).
+pub const MIN_AGE_TICKS: u32 = 2;
 /// Page size of `amemthresh`.
 const PAGE: u64 = 4096;
 
@@ -86,10 +103,16 @@ pub fn unconfirmed(e: &Entry) -> bool {
 }
 
 /// One worker's defence state (see the module documentation).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Defense {
-    /// Clock hand of [`Defense::make_room`].
+    /// Clock hand of [`Defense::make_room`] (a slot index).
     hand: u32,
+    /// Slots the hand passed since it last evicted something.
+    dry: u64,
+    /// Candidate slots, one bit each (may hold an unconfirmed entry).
+    marks: Box<[u64]>,
+    /// Table capacity (slots).
+    cap: u32,
     /// Position of the `drop_entry` sweep.
     sweep_hand: u32,
     /// Sweep credit in slot × tick units.
@@ -118,9 +141,43 @@ fn available_pages(conns: &ConnTable) -> u64 {
 }
 
 impl Defense {
-    /// A defence with every strategy off.
-    pub fn new() -> Self {
-        Self::default()
+    /// A defence for a table of `capacity` slots (no candidates yet), every strategy off.
+    pub fn new(capacity: usize) -> Self {
+        let marks = vec![0u64; capacity.div_ceil(64).max(1)].into_boxed_slice();
+        Defense {
+            hand: 0,
+            dry: 0,
+            marks,
+            cap: capacity as u32,
+            sweep_hand: 0,
+            sweep_credit: 0,
+            last_tick: 0,
+            next_update: 0,
+            started: false,
+            nomem: false,
+            drop_entry: false,
+            drop_rate: 0,
+            drop_counter: 0,
+            secure: false,
+        }
+    }
+
+    /// Marks slot `idx` as a candidate for eviction: call it when an entry enters a
+    /// handshake state (SYN_RECV, SYNACK) or a template is created there.
+    #[inline]
+    pub fn note(&mut self, idx: u32) {
+        if let Some(w) = self.marks.get_mut(idx as usize / 64) {
+            *w |= 1u64 << (idx % 64);
+        }
+    }
+
+    /// Clears slot `idx`'s mark: call it when its entry is confirmed (a connection leaves
+    /// its handshake, a template is assured), so the hand steps over it 64 slots at a time.
+    #[inline]
+    pub fn confirmed(&mut self, idx: u32) {
+        if let Some(w) = self.marks.get_mut(idx as usize / 64) {
+            *w &= !(1u64 << (idx % 64));
+        }
     }
 
     /// True while this worker's table is short of free memory (automatic modes on).
@@ -214,33 +271,106 @@ impl Defense {
         for _ in 0..n {
             let i = self.sweep_hand;
             self.sweep_hand = if i + 1 >= cap { 0 } else { i + 1 };
-            dropped += evict(conns, i, &mut release);
+            dropped += evict(conns, i, 0, now, &mut release);
         }
         dropped
     }
 
-    /// Makes `want` entries free by evicting unconfirmed entries under the clock hand,
-    /// examining at most [`EVICT_SCAN`] slots; hands every evicted entry to `release`.
-    /// Returns the number evicted (the table may still be short if none was found).
-    pub fn make_room(&mut self, conns: &mut ConnTable, want: usize, mut release: impl FnMut(&Entry)) -> u64 {
-        let cap = conns.capacity() as u32;
+    /// Makes `want` entries free by evicting unconfirmed entries at least [`MIN_AGE_TICKS`]
+    /// old (tick `now`) under the clock hand, in at most [`EVICT_SCAN`] steps; hands every
+    /// evicted entry to `release`. Returns the number evicted (the table may still be short
+    /// if none was found).
+    pub fn make_room(&mut self, conns: &mut ConnTable, want: usize, now: u32, mut release: impl FnMut(&Entry)) -> u64 {
+        let cap = (conns.capacity() as u32).min(self.cap);
         let mut evicted = 0;
-        let mut budget = EVICT_SCAN;
+        let mut budget = if self.dry >= u64::from(cap) { DRY_SCAN } else { EVICT_SCAN };
         while conns.capacity() - conns.len() < want && budget > 0 {
-            let i = self.hand;
-            self.hand = if i + 1 >= cap { 0 } else { i + 1 };
             budget -= 1;
-            evicted += evict(conns, i, &mut release);
+            if self.hand >= cap {
+                self.hand = 0;
+            }
+            let wi = (self.hand / 64) as usize;
+            let Some(word) = self.marks.get_mut(wi) else {
+                self.hand = 0;
+                continue;
+            };
+            let bits = *word & (u64::MAX << (self.hand % 64));
+            if bits == 0 {
+                // No candidate in the rest of this word: one step for up to 64 slots.
+                let next = (wi as u32 + 1) * 64;
+                self.dry += u64::from(next.min(cap) - self.hand);
+                self.hand = next;
+                continue;
+            }
+            let b = bits.trailing_zeros();
+            let i = wi as u32 * 64 + b;
+            self.hand = i + 1;
+            if i >= cap {
+                *word &= !(1u64 << b);
+                continue;
+            }
+            // The bit is cleared unless the entry is a handshake too young to evict: an
+            // evicted slot is marked again when it holds a new handshake, a confirmed one if
+            // it ever re-enters a handshake state.
+            if !conns.get(i).is_some_and(|e| unconfirmed(e) && age(e, now) < MIN_AGE_TICKS) {
+                *word &= !(1u64 << b);
+            }
+            match evict(conns, i, MIN_AGE_TICKS, now, &mut release) {
+                0 => self.dry += 1,
+                n => {
+                    evicted += n;
+                    self.dry = 0;
+                }
+            }
+        }
+        if evicted > 0 {
+            self.prefetch_next(conns);
         }
         evicted
     }
+
+    /// Prefetches what evicting the hand's next candidate will touch (its index bucket, its
+    /// template), so that those cache misses overlap the packets processed until then.
+    #[inline]
+    fn prefetch_next(&self, conns: &ConnTable) {
+        let mut h = self.hand;
+        for _ in 0..4 {
+            let wi = (h / 64) as usize;
+            let Some(&word) = self.marks.get(wi) else { return };
+            let bits = word & (u64::MAX << (h % 64));
+            if bits != 0 {
+                let i = wi as u32 * 64 + bits.trailing_zeros();
+                if let Some(e) = conns.get(i).filter(|e| unconfirmed(e)) {
+                    conns.prefetch_bucket(conns.hash(e.key()));
+                    if let Some(t) = conns.get(e.control()) {
+                        crate::dpdk::cpu::prefetch(t);
+                    }
+                }
+                return;
+            }
+            h = (wi as u32 + 1) * 64;
+        }
+    }
 }
 
-/// Removes entry `i` if it is unconfirmed, and then its template if that is left unassured
-/// and controlling nothing. Returns the number of entries removed.
-fn evict(conns: &mut ConnTable, i: u32, release: &mut impl FnMut(&Entry)) -> u64 {
+/// Ticks since entry `e` last saw a packet (its expiry minus its timeout).
+#[inline]
+fn age(e: &Entry, now: u32) -> u32 {
+    let touched = e.expires().wrapping_sub(e.timeout.min(crate::timer::MAX_TIMEOUT_TICKS));
+    let a = now.wrapping_sub(touched);
+    if a > u32::MAX / 2 {
+        0
+    } else {
+        a
+    }
+}
+
+/// Removes entry `i` if it is unconfirmed and at least `min_age` ticks old (its template's
+/// age does not matter), and then its template if that is left unassured and controlling
+/// nothing. Returns the number of entries removed.
+fn evict(conns: &mut ConnTable, i: u32, min_age: u32, now: u32, release: &mut impl FnMut(&Entry)) -> u64 {
     let Some(e) = conns.get(i) else { return 0 };
-    if !unconfirmed(e) {
+    if !unconfirmed(e) || age(e, now) < min_age {
         return 0;
     }
     let ctl = e.control();
@@ -319,17 +449,32 @@ mod tests {
             conn(&mut t, i, &[tcp_flags::SYN, tcp_flags::ACK]);
         }
         assert_eq!(t.len(), 8);
-        let mut d = Defense::new();
+        let mut d = Defense::new(t.capacity());
+        // Every entry was a candidate once (the engine notes each handshake and template).
+        for i in 0..8 {
+            d.note(i);
+        }
         let mut released = Vec::new();
-        let n = d.make_room(&mut t, 2, |e| released.push(*e.key()));
+        let n = d.make_room(&mut t, 2, 100, |e| released.push(*e.key()));
         assert_eq!(n, 2, "the handshake and its template");
         assert_eq!(released.len(), 2);
         assert!(released.iter().all(|k| k.caddr == 3));
         assert_eq!(t.len(), 6);
         assert!(t.get(est).is_some() && t.get(assured).is_some());
-        // Nothing else is evictable: the hand gives up after a bounded scan.
-        let n = d.make_room(&mut t, 3, |_| panic!("nothing to evict"));
+        // Nothing else is evictable: the hand gives up after a bounded scan, and after a whole
+        // turn without a victim it scans only DRY_SCAN slots per call.
+        let n = d.make_room(&mut t, 3, 100, |_| panic!("nothing to evict"));
         assert_eq!((n, t.len()), (0, 6));
+        assert!(d.dry >= 8);
+        // A new handshake is found by the hand and ends the dry spell.
+        let h = conn(&mut t, 9, &[tcp_flags::SYN]);
+        d.note(h);
+        for _ in 0..8 {
+            if d.make_room(&mut t, 2, 100, |_| {}) > 0 {
+                break;
+            }
+        }
+        assert!(t.get(h).is_none() && d.dry == 0);
     }
 
     #[test]
@@ -338,18 +483,20 @@ mod tests {
         // it must survive at least (slots - established) further SYNs before being evicted.
         let cap = 1000;
         let mut t = table(cap);
+        let mut d = Defense::new(t.capacity());
         for i in 0..100 {
-            conn(&mut t, 1_000_000 + i, &[tcp_flags::SYN, tcp_flags::ACK]);
+            let idx = conn(&mut t, 1_000_000 + i, &[tcp_flags::SYN, tcp_flags::ACK]);
+            d.note(idx);
         }
-        let mut d = Defense::new();
         let tm = Timeouts::default().in_ticks(16);
         let mut spoofed = 0u32;
         let syn = |t: &mut ConnTable, d: &mut Defense, c: u32| -> u32 {
             if t.capacity() - t.len() < 2 {
-                d.make_room(t, 2, |_| {});
+                d.make_room(t, 2, 100, |_| {});
             }
             let idx = t.insert(key(c, 7), ConnInit { server: 1, state: 0, flags: F_INACTIVE, timeout: 48 }, 0).unwrap();
             t.get_mut(idx).unwrap().apply_tcp(tcp_flags::SYN, &tm);
+            d.note(idx);
             idx
         };
         for _ in 0..5000 {
@@ -373,9 +520,35 @@ mod tests {
     }
 
     #[test]
+    fn a_block_of_confirmed_connections_does_not_stall_the_hand() {
+        // 65,536 established connections in the first slots (opened first), then a flood:
+        // every SYN must find room, the hand stepping over the block 64 slots at a time.
+        let cap = 70_000;
+        let mut t = table(cap);
+        let mut d = Defense::new(cap);
+        for i in 0..65_536 {
+            // As the engine does: noted on the SYN, confirmed on the ACK.
+            let idx = conn(&mut t, 1_000_000 + i, &[tcp_flags::SYN, tcp_flags::ACK]);
+            d.note(idx);
+            d.confirmed(idx);
+        }
+        let tm = Timeouts::default().in_ticks(16);
+        for c in 0..100_000u32 {
+            if t.capacity() - t.len() < 2 {
+                d.make_room(&mut t, 2, 100, |_| {});
+            }
+            let idx = t.insert(key(c, 9), ConnInit { server: 1, state: 0, flags: F_INACTIVE, timeout: 48 }, 0).expect("room for every SYN");
+            t.get_mut(idx).unwrap().apply_tcp(tcp_flags::SYN, &tm);
+            d.note(idx);
+        }
+        assert_eq!(t.len(), cap - 1);
+        assert!(t.lookup(&key(1_000_000, 1000)).is_some());
+    }
+
+    #[test]
     fn levels_follow_amemthresh_as_the_kernel_does() {
         let mut t = table(4096);
-        let mut d = Defense::new();
+        let mut d = Defense::new(t.capacity());
         // 4,096 free entries of ~59 B: ~59 pages available.
         let pages = available_pages(&t);
         assert!((50..70).contains(&pages), "{pages}");
@@ -414,7 +587,7 @@ mod tests {
         for i in 0..cap as u32 {
             conn(&mut t, i, &[tcp_flags::SYN]);
         }
-        let mut d = Defense::new();
+        let mut d = Defense::new(t.capacity());
         let cfg = DefenseSysctl { drop_entry: 3, ..DefenseSysctl::default() };
         let tps = 16;
         let mut dropped = 0;

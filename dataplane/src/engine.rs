@@ -333,7 +333,7 @@ impl Engine {
             fwd: Vec::new(),
             local_tab: [0; LOCAL_TAB],
             local_in_tab: true,
-            defense: Defense::new(),
+            defense: Defense::new(cfg.conn_capacity),
         })
     }
 
@@ -508,10 +508,10 @@ impl Engine {
     /// Makes room for a new connection and its template in a full table by evicting
     /// unconfirmed entries (see `defense`).
     #[cold]
-    fn make_room(&mut self) {
+    fn make_room(&mut self, now: u32) {
         let servers = &mut self.counters.servers;
         let merged = self.merged.as_ref();
-        let n = self.defense.make_room(&mut self.conns, 2, |e| release(servers, merged, e.server, e.flags));
+        let n = self.defense.make_room(&mut self.conns, 2, now, |e| release(servers, merged, e.server, e.flags));
         self.counters.evicted_unconfirmed += n;
     }
 
@@ -886,7 +886,7 @@ impl Engine {
             return Err(Refusal::Drop(DropReason::DropPacket));
         }
         if self.conns.len() + 2 > self.conns.capacity() {
-            self.make_room();
+            self.make_room(now);
         }
         let (slot, template) = match self.snap.services.get(si as usize).and_then(|s| s.persistent) {
             Some(secs) => self.schedule_persistent(si, &key, mark, secs, now)?,
@@ -963,6 +963,12 @@ impl Engine {
         let (slot, control) = (e.server, e.control());
         if e.key().proto == PROTO_TCP {
             let t = e.apply_tcp_with(flags, &self.timeouts, secure);
+            if e.state == TcpState::SynRecv as u8 || e.state == TcpState::SynAck as u8 {
+                // A handshake: a candidate for eviction should the table fill up.
+                self.defense.note(idx);
+            } else if t.counter != CounterMove::None || t.established {
+                self.defense.confirmed(idx);
+            }
             if let Some(c) = self.counters.servers.get_mut(slot as usize) {
                 match t.counter {
                     CounterMove::ToActive => {
@@ -983,6 +989,7 @@ impl Engine {
                 if let Some(tmpl) = self.conns.get_mut(control) {
                     tmpl.state = TEMPLATE_STATE_ASSURED;
                 }
+                self.defense.confirmed(control);
             }
         } else {
             e.apply_udp(&self.timeouts);
@@ -1032,6 +1039,7 @@ impl Engine {
             Ok(t) => t,
             Err(_) => return Err(Refusal::Drop(DropReason::TableFull)),
         };
+        self.defense.note(t);
         if let Some(c) = self.counters.servers.get_mut(slot as usize) {
             c.persist += 1;
         }
@@ -1629,20 +1637,27 @@ mod tests {
         }
         let active = |e: &Engine| e.counters().servers.iter().map(|c| c.active).sum::<u32>();
         assert_eq!((e.conns().len(), active(&e)), (4, 4));
-        // A new SYN finds fewer than two free entries (room for a connection and a template):
-        // the oldest handshake makes room, the established connections stay.
+        // A new SYN finds fewer than two free entries (room for a connection and a template),
+        // but the handshakes are younger than MIN_AGE_TICKS: they are spared.
+        let mut f = tcp(46005, SYN);
+        assert_eq!(e.process(&mut f, 0, 1), Verdict::Forward(0));
+        let mut f = tcp(46006, SYN);
+        assert_eq!(e.process(&mut f, 0, 1), Verdict::Drop(DropReason::TableFull));
+        assert_eq!(e.counters().evicted_unconfirmed, 0);
+        // Later the oldest handshake makes room; the established connections stay.
+        let now = 2 * crate::defense::MIN_AGE_TICKS;
         let mut f = tcp(46004, SYN);
-        assert_eq!(e.process(&mut f, 0, 0), Verdict::Forward(0));
-        assert_eq!(e.counters().evicted_unconfirmed, 1);
+        assert_eq!(e.process(&mut f, 0, now), Verdict::Forward(0));
+        assert_eq!(e.counters().evicted_unconfirmed, 2);
         assert_eq!((e.conns().len(), active(&e)), (4, 4), "evicted entries leave the scheduler's counts");
-        for sport in [46000, 46001, 46003, 46004] {
+        for sport in [46000, 46001, 46004] {
             let mut f = tcp(sport, ACK);
-            assert_eq!(e.process(&mut f, 0, 0), Verdict::Forward(0), "{sport}");
+            assert_eq!(e.process(&mut f, 0, now), Verdict::Forward(0), "{sport}");
         }
-        // The evicted handshake's ACK has no connection any more (the client retries).
+        // An evicted handshake's ACK has no connection any more (the client retries).
         let mut f = tcp(46002, ACK);
-        assert!(matches!(e.process(&mut f, 0, 0), Verdict::Emit { reason: DropReason::NoConnection, .. }));
-        e.expire(1, 64);
+        assert!(matches!(e.process(&mut f, 0, now), Verdict::Emit { reason: DropReason::NoConnection, .. }));
+        e.expire(now, 64);
         assert_eq!(e.counters().conn_entries, 4);
     }
 
