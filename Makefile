@@ -6,6 +6,9 @@
 #                BENCH_QUICK=1 < 3 min) -> target/bench/report.{json,md}, *.png (docs/benchmarks.md)
 #   make synflood  SYN-flood benchmark (~1 min): legitimate clients and established connections
 #                under a spoofed flood -> target/bench/synflood.{md,json} (docs/benchmarks.md)
+#   make fuzz    coverage-guided fuzzing (AFL++ via cargo-afl) of every target for FUZZ_SECONDS
+#                each (default 60) -> target/fuzz/out/report.md (fuzz/src/lib.rs; make test runs
+#                a 20 s-per-target smoke)
 #   make build   release binaries only (target/release/director, target/release/lbadm)
 #   make setup   scripts/setup-host.sh only (packages, hugepages; needs root)
 #   make clean   cargo clean
@@ -26,7 +29,7 @@ TARGET_DIR := $(if $(CARGO_TARGET_DIR),$(abspath $(CARGO_TARGET_DIR)),$(REPO)/ta
 export DIRECTOR_BIN ?= $(TARGET_DIR)/release/director
 export LBADM_BIN    ?= $(TARGET_DIR)/release/lbadm
 
-.PHONY: all setup build demo test bench synflood clean
+.PHONY: all setup build demo test bench synflood fuzz clean
 
 all: build
 
@@ -54,6 +57,11 @@ bench: build
 synflood: build
 	cd $(REPO) && $(CARGO) build --release -p bench
 	cd $(REPO) && $(TARGET_DIR)/release/director-synflood --secs $(or $(SYNFLOOD_SECS),10) --out $(TARGET_DIR)/bench
+
+# Coverage-guided fuzzing: every target for FUZZ_SECONDS (FUZZ_TARGETS to pick some).
+fuzz: setup
+	cd $(REPO) && $(CARGO) build --release -p fuzz
+	bash $(REPO)/scripts/fuzz.sh
 
 clean:
 	cd $(REPO) && $(CARGO) clean

@@ -284,7 +284,9 @@ impl Defense {
         let cap = (conns.capacity() as u32).min(self.cap);
         let mut evicted = 0;
         let mut budget = if self.dry >= u64::from(cap) { DRY_SCAN } else { EVICT_SCAN };
-        while conns.capacity() - conns.len() < want && budget > 0 {
+        // Never more than one turn per call (small tables).
+        let mut travelled = 0u32;
+        while conns.capacity() - conns.len() < want && budget > 0 && travelled < cap {
             budget -= 1;
             if self.hand >= cap {
                 self.hand = 0;
@@ -298,12 +300,15 @@ impl Defense {
             if bits == 0 {
                 // No candidate in the rest of this word: one step for up to 64 slots.
                 let next = (wi as u32 + 1) * 64;
-                self.dry += u64::from(next.min(cap) - self.hand);
+                let skipped = next.min(cap).saturating_sub(self.hand);
+                self.dry += u64::from(skipped);
+                travelled = travelled.saturating_add(skipped.max(1));
                 self.hand = next;
                 continue;
             }
             let b = bits.trailing_zeros();
             let i = wi as u32 * 64 + b;
+            travelled = travelled.saturating_add(i + 1 - self.hand);
             self.hand = i + 1;
             if i >= cap {
                 *word &= !(1u64 << b);
