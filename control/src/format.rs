@@ -575,6 +575,8 @@ pub fn neighs(list: &[NeighInfo]) -> String {
 ///     link/ether 52:54:00:12:34:56
 ///     RX: packets 10 bytes 1000 missed 0 errors 0 nombuf 0
 ///     TX: packets 10 bytes 1000 errors 0
+///     link: changes 2 down 3s              (when the link ever changed or is down)
+///     mbufs: in use 1024 of 16383          (first port: the director's mbuf pool)
 ///     drops: no_service 3 bad_ipv4 1
 /// ```
 pub fn links(list: &[LinkInfo]) -> String {
@@ -604,6 +606,12 @@ pub fn links(list: &[LinkInfo]) -> String {
             "    TX: packets {} bytes {} errors {}",
             l.tx_packets, l.tx_bytes, l.tx_errors
         );
+        if l.link_changes > 0 || !l.link_up {
+            let _ = writeln!(out, "    link: changes {} down {}s", l.link_changes, l.link_down_secs);
+        }
+        if l.mbufs_total > 0 {
+            let _ = writeln!(out, "    mbufs: in use {} of {}", l.mbufs_in_use, l.mbufs_total);
+        }
         if !l.drops.is_empty() {
             out.push_str("    drops:");
             for (reason, n) in &l.drops {
@@ -1476,6 +1484,10 @@ IP  05:59  NONE        10.1.1.5:0         0.0.0.7:0          10.0.0.31:0
             tx_errors: 0,
             rx_nombuf: 0,
             drops: vec![("no_service".into(), 3)],
+            link_changes: 0,
+            link_down_secs: 0,
+            mbufs_in_use: 0,
+            mbufs_total: 0,
         }];
         assert_eq!(
             links(&l),

@@ -476,6 +476,18 @@ pub struct LinkInfo {
     pub rx_nombuf: u64,
     /// Dataplane drop counters by reason.
     pub drops: Vec<(String, u64)>,
+    /// Link up ↔ down changes seen since start-up.
+    #[serde(default)]
+    pub link_changes: u64,
+    /// Seconds the link has been down in all since start-up.
+    #[serde(default)]
+    pub link_down_secs: u64,
+    /// Mbufs of the director's pool in use (director-wide; shown with the first port).
+    #[serde(default)]
+    pub mbufs_in_use: u64,
+    /// Size of the director's mbuf pool (0: not reported).
+    #[serde(default)]
+    pub mbufs_total: u64,
 }
 
 /// Why a frame could not be read.

@@ -207,16 +207,23 @@ impl Backend for DirectorBackend {
                 }
             }
         }
+        let now = std::time::Instant::now();
+        let (states, pool): (Vec<_>, _) = {
+            let slow = self.path.lock();
+            let pool = slow.pool.as_ref().map(|p| (u64::from(p.in_use()), u64::from(p.in_use()) + u64::from(p.available())));
+            (self.ports.iter().map(|p| slow.links.state(*p, now)).collect(), pool)
+        };
         self.ports
             .iter()
             .enumerate()
             .map(|(i, p)| {
                 let st = p.stats();
                 let link = p.link();
+                let state = states[i];
                 LinkInfo {
                     name: p.name(),
                     mac: crate::wire::MacAddr(p.mac()).to_string(),
-                    link_up: link.up,
+                    link_up: state.up,
                     speed_mbps: link.speed_mbps,
                     mtu: p.mtu() as u32,
                     rx_packets: st.rx_packets,
@@ -229,6 +236,10 @@ impl Backend for DirectorBackend {
                     rx_nombuf: st.rx_nombuf,
                     // Dataplane drop reasons are per director, shown with the first port.
                     drops: if i == 0 { drops.clone() } else { Vec::new() },
+                    link_changes: state.changes,
+                    link_down_secs: state.down_total.as_secs(),
+                    mbufs_in_use: if i == 0 { pool.map_or(0, |p| p.0) } else { 0 },
+                    mbufs_total: if i == 0 { pool.map_or(0, |p| p.1) } else { 0 },
                 }
             })
             .collect()

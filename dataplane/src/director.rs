@@ -88,6 +88,10 @@ pub struct Slow {
     pub ports: Vec<PortInfo>,
     /// Real-server slots.
     pub max_servers: u32,
+    /// Link state and history of the ports (polled by housekeeping).
+    pub links: crate::linkwatch::LinkWatch,
+    /// The mbuf pool (for `lbadm link show`'s in-use count); `None` in tests without EAL.
+    pub pool: Option<Arc<Mempool>>,
 }
 
 fn port_index(ports: &[PortInfo], dev: &str) -> Option<usize> {
@@ -281,6 +285,7 @@ impl SlowPath {
             let on_link = snap.on_link(ip).is_some_and(|(p, _)| p == port);
             changed |= slow.neigh.learn(ip, mac, port, on_link, now);
         }
+        slow.links.poll(now);
         let wanted = wanted_neighbours(&snap);
         let (probes, c) = slow.neigh.tick(&wanted, now);
         changed |= c;
@@ -447,6 +452,8 @@ impl Director {
             neigh: NeighTable::new(NeighParams::default()),
             ports: infos,
             max_servers: opts.max_servers,
+            links: crate::linkwatch::LinkWatch::new(&ports, Instant::now()),
+            pool: Some(pool.clone()),
         };
         let path = SlowPath { shared: shared.clone(), slow: Arc::new(Mutex::new(slow)) };
         // The configuration file is applied and published before any slow-path thread or
@@ -506,6 +513,11 @@ impl Director {
     /// Worker-shared state (stop flag, snapshot).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.path.shared
+    }
+
+    /// The mbuf pool of the ports' RX queues and of the frames the director builds.
+    pub fn pool(&self) -> Arc<Mempool> {
+        self._pool.clone()
     }
 
     /// Number of workers.

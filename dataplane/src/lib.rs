@@ -12,6 +12,7 @@ pub mod defense;
 pub mod director;
 pub mod dpdk;
 pub mod engine;
+pub mod linkwatch;
 pub mod neigh;
 pub mod sched;
 pub mod snapshot;
