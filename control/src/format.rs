@@ -576,7 +576,7 @@ pub fn neighs(list: &[NeighInfo]) -> String {
 ///     RX: packets 10 bytes 1000 missed 0 errors 0 nombuf 0
 ///     TX: packets 10 bytes 1000 errors 0
 ///     link: changes 2 down 3s              (when the link ever changed or is down)
-///     mbufs: in use 1024 of 16383          (first port: the director's mbuf pool)
+///     mbufs: in use 1024 of 16383  connection entries 12   (first port: director-wide)
 ///     drops: no_service 3 bad_ipv4 1
 /// ```
 pub fn links(list: &[LinkInfo]) -> String {
@@ -610,7 +610,7 @@ pub fn links(list: &[LinkInfo]) -> String {
             let _ = writeln!(out, "    link: changes {} down {}s", l.link_changes, l.link_down_secs);
         }
         if l.mbufs_total > 0 {
-            let _ = writeln!(out, "    mbufs: in use {} of {}", l.mbufs_in_use, l.mbufs_total);
+            let _ = writeln!(out, "    mbufs: in use {} of {}  connection entries {}", l.mbufs_in_use, l.mbufs_total, l.conn_entries);
         }
         if !l.drops.is_empty() {
             out.push_str("    drops:");
@@ -1488,6 +1488,7 @@ IP  05:59  NONE        10.1.1.5:0         0.0.0.7:0          10.0.0.31:0
             link_down_secs: 0,
             mbufs_in_use: 0,
             mbufs_total: 0,
+            conn_entries: 0,
         }];
         assert_eq!(
             links(&l),

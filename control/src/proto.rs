@@ -488,6 +488,10 @@ pub struct LinkInfo {
     /// Size of the director's mbuf pool (0: not reported).
     #[serde(default)]
     pub mbufs_total: u64,
+    /// Connection-table entries in use, all workers (director-wide; shown with the first
+    /// port).
+    #[serde(default)]
+    pub conn_entries: u64,
 }
 
 /// Why a frame could not be read.

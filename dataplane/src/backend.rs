@@ -192,8 +192,6 @@ impl Backend for DirectorBackend {
             ("handoff_dropped", c.handoff_dropped),
             ("evicted_unconfirmed", c.evicted_unconfirmed),
             ("drop_entry_dropped", c.drop_entry_dropped),
-            // Occupancy (a gauge): connection and template entries in use, all workers.
-            ("conn_entries", c.conn_entries),
         ] {
             if v > 0 {
                 drops.push((name.to_string(), v));
@@ -240,6 +238,7 @@ impl Backend for DirectorBackend {
                     link_down_secs: state.down_total.as_secs(),
                     mbufs_in_use: if i == 0 { pool.map_or(0, |p| p.0) } else { 0 },
                     mbufs_total: if i == 0 { pool.map_or(0, |p| p.1) } else { 0 },
+                    conn_entries: if i == 0 { c.conn_entries } else { 0 },
                 }
             })
             .collect()

@@ -101,6 +101,7 @@ impl Backend for FakeBackend {
             link_down_secs: 0,
             mbufs_in_use: 0,
             mbufs_total: 0,
+            conn_entries: 0,
         }]
     }
 
