@@ -462,6 +462,13 @@ fn conn_proto(p: ConnProto) -> Option<Protocol> {
 
 /// `ipvsadm -L -c [-n] [--persistent-conn]`.
 pub fn list_connections(conns: &[ConnInfo], opts: &ListOptions, names: &dyn Names) -> String {
+    let mut out = connections_header(opts);
+    out.push_str(&connection_rows(conns, opts, names));
+    out
+}
+
+/// The two header lines of `ipvsadm -L -c`.
+pub fn connections_header(opts: &ListOptions) -> String {
     let mut out = String::from("IPVS connection entries\n");
     // ipvsadm: "pro expire %-11s %-18s %-18s %s" (+ "%-18s %-16s" for --persistent-conn).
     if opts.persistent_conn {
@@ -469,6 +476,13 @@ pub fn list_connections(conns: &[ConnInfo], opts: &ListOptions, names: &dyn Name
     } else {
         out.push_str("pro expire state       source             virtual            destination\n");
     }
+    out
+}
+
+/// The rows of `ipvsadm -L -c` for `conns` (a listing streamed page by page prints
+/// [`connections_header`] once, then this for each page).
+pub fn connection_rows(conns: &[ConnInfo], opts: &ListOptions, names: &dyn Names) -> String {
+    let mut out = String::new();
     for c in conns {
         let proto = conn_proto(c.proto);
         let cname = addrport(c.caddr, c.cport, proto, opts.numeric, names);
@@ -905,6 +919,40 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> String {
     s
 }
 
+/// Streams what [`json`] prints for a list, element by element: `start` before the first
+/// page, `element` for each element (with `first` for the first of all), `end` after the last.
+pub mod json_stream {
+    use serde::Serialize;
+
+    /// Text before the elements.
+    pub fn start() -> &'static str {
+        "["
+    }
+
+    /// One element, indented as `to_string_pretty` indents a list's elements.
+    pub fn element<T: Serialize>(value: &T, first: bool) -> String {
+        let body = serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+        let mut out = String::from(if first { "\n" } else { ",\n" });
+        for (i, line) in body.lines().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            out.push_str("  ");
+            out.push_str(line);
+        }
+        out
+    }
+
+    /// Text after the elements (`any`: some element was printed).
+    pub fn end(any: bool) -> &'static str {
+        if any {
+            "\n]\n"
+        } else {
+            "]\n"
+        }
+    }
+}
+
 /// The `--json` rendering of a service listing: `{"table_size": N, "services": [...]}` with
 /// services and servers in display order.
 pub fn json_services(table_size: u32, services: &[ServiceStatus], nosort: bool) -> String {
@@ -1307,6 +1355,19 @@ UDP 04:59  UDP         10.1.1.5:33000     192.168.1.100:53   10.0.0.21:53
 IP  05:59  NONE        10.1.1.5:0         0.0.0.7:0          10.0.0.31:0
 ";
         assert_eq!(list_connections(&conns, &numeric(), &NumericOnly), want);
+        // Streamed page by page (as lbadm pages a large table): the same text and JSON.
+        let mut paged = connections_header(&numeric());
+        let mut js = json_stream::start().to_string();
+        for (i, page) in conns.chunks(4).enumerate() {
+            paged.push_str(&connection_rows(page, &numeric(), &NumericOnly));
+            for (j, c) in page.iter().enumerate() {
+                js.push_str(&json_stream::element(c, i == 0 && j == 0));
+            }
+        }
+        js.push_str(json_stream::end(true));
+        assert_eq!(paged, want);
+        assert_eq!(js, json(&conns));
+        assert_eq!(format!("{}{}", json_stream::start(), json_stream::end(false)), json(&Vec::<ConnInfo>::new()));
         let opts = ListOptions {
             numeric: true,
             persistent_conn: true,

@@ -178,6 +178,28 @@ pub enum Op {
     Discard,
     /// The whole configuration (for `lbadm save`); answers `Config`.
     ConfigShow,
+    /// One page of the connection listing (`-L -c` of any size with bounded memory on both
+    /// sides): at most `max` rows (capped at [`MAX_CONN_PAGE`]) from `cursor` on; answers
+    /// `ConnPage`. Start from the default cursor and repeat with `next` until it is `null`.
+    ConnPage {
+        /// Where to start.
+        cursor: ConnCursor,
+        /// Most rows wanted.
+        max: u32,
+    },
+}
+
+/// Most rows of one `ConnPage` answer.
+pub const MAX_CONN_PAGE: u32 = 16384;
+
+/// A position in the connection listing: the worker and the index of its table to go on
+/// from. Opaque to clients; entries created or removed between pages may or may not show.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnCursor {
+    /// Worker.
+    pub worker: u32,
+    /// Entry index in that worker's table.
+    pub index: u32,
 }
 
 /// A response.
@@ -243,6 +265,13 @@ pub enum Reply {
     Staged(u64),
     /// The whole configuration (`ConfigShow`).
     Config(ConfigDump),
+    /// One page of connection entries (`ConnPage`); `next` is `None` after the last.
+    ConnPage {
+        /// The rows.
+        rows: Vec<ConnInfo>,
+        /// Cursor of the next page.
+        next: Option<ConnCursor>,
+    },
 }
 
 /// The whole configuration, as `lbadm save` writes it: everything needed to rebuild it in an

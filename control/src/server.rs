@@ -38,7 +38,7 @@ use crate::error::CtlError;
 use crate::ipvsadm::IpvsCommand;
 use crate::model::{AddrConfig, Config, ConfigCommand, ServerId, ServiceKey};
 use crate::proto::{
-    decode_request, encode_response, write_frame, ConfigDump, ConnInfo, LinkInfo, MarkCounters,
+    decode_request, encode_response, write_frame, ConfigDump, ConnCursor, ConnInfo, LinkInfo, MarkCounters,
     MarkStatus, NeighInfo, Op, Reply, Request, Response, ServerStats, ServerStatus, ServiceDump,
     ServiceStatus, MAX_REQUEST, PROTOCOL_VERSION,
 };
@@ -75,6 +75,17 @@ pub trait Backend: Send {
     /// (below `amemthresh`). The default implementation reports false.
     fn defense_on(&mut self) -> bool {
         false
+    }
+    /// At most `max` connection rows from `from` on, and the cursor of the rest (`None` at
+    /// the end). The default pages over [`Backend::connections`] (cursor = row offset); a
+    /// backend with large tables answers from its tables directly, holding one page.
+    fn connections_page(&mut self, from: ConnCursor, max: usize) -> (Vec<ConnInfo>, Option<ConnCursor>) {
+        let all = self.connections();
+        let start = from.index as usize;
+        let rows: Vec<ConnInfo> = all.iter().skip(start).take(max).cloned().collect();
+        let end = start + rows.len();
+        let next = (end < all.len()).then(|| ConnCursor { worker: 0, index: end as u32 });
+        (rows, next)
     }
 }
 
@@ -339,6 +350,11 @@ impl<B: Backend> Controller<B> {
                 Ok(Reply::Ok)
             }
             Op::ConfigShow => Ok(Reply::Config(self.dump())),
+            Op::ConnPage { cursor, max } => {
+                let max = max.clamp(1, crate::proto::MAX_CONN_PAGE) as usize;
+                let (rows, next) = self.backend.connections_page(cursor, max);
+                Ok(Reply::ConnPage { rows, next })
+            }
         };
         match result {
             Ok(r) => Response::ok(r),
