@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use dataplane::dpdk::Eal;
 
+use crate::capture_run::Pdump;
 use crate::director_run::DirectorRig;
 use crate::engine_loop::{engine_for, EngineLoop};
 use crate::gen::{PacketKind, Traffic};
@@ -27,6 +28,8 @@ pub enum Mode {
     Memif,
     /// The real director on a net_pcap `infinite_rx=1` port (input (3)).
     Pcap,
+    /// The kernel leg's throughput each way (run in a network namespace of its own).
+    Kernel,
 }
 
 /// memif and pcap modes: forwarded packets per measured window = this × `packets`
@@ -50,6 +53,8 @@ pub struct RunArgs {
     pub memory: Memory,
     /// Under callgrind: the two packet counts.
     pub callgrind: Option<(u64, u64)>,
+    /// Engine loop: packet capture server / a running capture (see [`crate::capture_run`]).
+    pub pdump: crate::capture_run::Pdump,
 }
 
 /// One measured run.
@@ -111,6 +116,12 @@ pub struct RunResult {
     /// memif / pcap modes: input device, setup check, generator counts.
     #[serde(default)]
     pub input: Option<crate::vdev_rig::InputInfo>,
+    /// Kernel mode: the leg's rates each way.
+    #[serde(default)]
+    pub kernel_leg: Option<crate::kernel_run::KernelLegRates>,
+    /// Engine loop with the capture server: the mode, and what a capture saw.
+    #[serde(default)]
+    pub capture: Option<crate::capture_run::CaptureInfo>,
 }
 
 fn summarize(r: &mut RunResult) {
@@ -153,6 +164,8 @@ fn base_result(a: &RunArgs, capacity: u64) -> RunResult {
         drops: Vec::new(),
         prepare_secs: 0.0,
         input: None,
+        kernel_leg: None,
+        capture: None,
     }
 }
 
@@ -187,6 +200,12 @@ fn callgrind_phases(lp: &mut EngineLoop, store: &mut Store, t: &Traffic, a: &Run
 pub fn run(a: &RunArgs) -> Result<RunResult> {
     let chunk = a.chunk;
     match a.mode {
+        Mode::Kernel => {
+            let mut r = base_result(a, 0);
+            r.name = "kernel-leg".into();
+            r.kernel_leg = Some(crate::kernel_run::run(a.memory, a.packets, &a.scenario.traffic)?);
+            Ok(r)
+        }
         Mode::Memif | Mode::Pcap => {
             let mut r = base_result(a, 0);
             let window = a.packets * WINDOW_FACTOR;
@@ -204,7 +223,8 @@ pub fn run(a: &RunArgs) -> Result<RunResult> {
             let mut r = base_result(a, capacity);
             let extra = (capacity * 90 / (1 << 20)) as u32; // the table lives on the heap, not in EAL memory
             let _ = extra;
-            let mut d = DirectorRig::start(a.memory, rig::mem_for(chunk as u32 + 1024, 64), capacity as usize, chunk as u32 + 1024, chunk as u32 + 1024)?;
+            let kernel = a.scenario.kernel_leg.then_some(dataplane::kernel::DEFAULT_PPS);
+            let mut d = DirectorRig::start(a.memory, rig::mem_for(chunk as u32 + 1024, 64), capacity as usize, chunk as u32 + 1024, chunk as u32 + 1024, kernel)?;
             let t = Traffic::new(a.scenario.traffic.clone(), d.mac())?;
             d.configure(&t)?;
             let mut store = Store::new(chunk);
@@ -220,8 +240,16 @@ pub fn run(a: &RunArgs) -> Result<RunResult> {
             Ok(r)
         }
         Mode::Loop | Mode::Iofloor => {
-            let args = rig::eal_args("director-bench", "0", a.memory, rig::mem_for(chunk as u32 + 1024, 64));
+            let mem = rig::mem_for(chunk as u32 + 1024, 64);
+            let args = match a.pdump {
+                Pdump::Off => rig::eal_args("director-bench", "0", a.memory, mem),
+                _ => crate::capture_run::eal_args("director-bench", "0", a.memory, mem),
+            };
             let eal = Eal::init(&args).context("EAL init")?;
+            let _pdump = match a.pdump {
+                Pdump::Off => None,
+                _ => Some(dataplane::dpdk::pdump::Pdump::init(&eal).context("rte_pdump_init")?),
+            };
             let mut lp = EngineLoop::new(&eal, a.memory, chunk as u32 + 64, chunk as u32 + 1024)?;
             let port = lp.port();
             let t = Traffic::new(a.scenario.traffic.clone(), dataplane::wire::MacAddr(port.mac()))?;
@@ -229,7 +257,10 @@ pub fn run(a: &RunArgs) -> Result<RunResult> {
             let mut r = base_result(a, capacity);
             let mut store = Store::new(chunk);
             if a.mode == Mode::Loop {
-                lp.engine = Some(engine_for(&t, &port, capacity as usize)?);
+                lp.engine = Some(engine_for(&t, &port, capacity as usize, a.scenario.kernel_leg)?);
+                if a.scenario.kernel_leg {
+                    lp.with_host_rings(&eal)?;
+                }
                 let t0 = std::time::Instant::now();
                 scenario::prepare(&mut lp, &mut store, &t, &a.scenario, chunk)?;
                 r.prepare_secs = t0.elapsed().as_secs_f64();
@@ -241,9 +272,20 @@ pub fn run(a: &RunArgs) -> Result<RunResult> {
                 r.capacity = 0;
             }
             r.tsc_hz = rig::tsc_hz();
+            let dumpcap = match a.pdump {
+                Pdump::Capture => Some(crate::capture_run::Dumpcap::start(port.id())?),
+                _ => None,
+            };
             match a.callgrind {
                 Some(n) => callgrind_phases(&mut lp, &mut store, &t, a, n, &mut r)?,
                 None => measure_runs(&mut lp, &mut store, &t, a, &mut r)?,
+            }
+            r.capture = match dumpcap {
+                Some(d) => Some(d.stop(a.pdump)?),
+                None => (a.pdump != Pdump::Off).then(|| crate::capture_run::CaptureInfo { pdump: a.pdump, ..Default::default() }),
+            };
+            if a.pdump != Pdump::Off {
+                crate::capture_run::cleanup();
             }
             if let Some(e) = lp.engine.as_ref() {
                 let c = e.counters();

@@ -626,6 +626,22 @@ pub fn links(list: &[LinkInfo]) -> String {
         if l.mbufs_total > 0 {
             let _ = writeln!(out, "    mbufs: in use {} of {}  connection entries {}", l.mbufs_in_use, l.mbufs_total, l.conn_entries);
         }
+        if let Some(k) = &l.kernel {
+            let _ = writeln!(
+                out,
+                "    kernel: {} ifindex {} state {} mtu {}{}",
+                k.name,
+                k.ifindex,
+                if k.ifindex == 0 { "GONE" } else if k.up { "UP" } else { "DOWN" },
+                k.mtu,
+                if k.mac_matches { "" } else { " (MAC changed by the host)" }
+            );
+            let _ = writeln!(
+                out,
+                "      to host: packets {} errors {}  from host: packets {} malformed {} queue_full {}  recreated {}",
+                k.to_host, k.to_host_errors, k.from_host, k.from_host_malformed, k.from_host_full, k.recreated
+            );
+        }
         if !l.drops.is_empty() {
             out.push_str("    drops:");
             for (reason, n) in &l.drops {
@@ -1550,6 +1566,7 @@ IP  05:59  NONE        10.1.1.5:0         0.0.0.7:0          10.0.0.31:0
             mbufs_in_use: 0,
             mbufs_total: 0,
             conn_entries: 0,
+            kernel: None,
         }];
         assert_eq!(
             links(&l),

@@ -35,8 +35,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::error::CtlError;
+use crate::events;
 use crate::ipvsadm::IpvsCommand;
-use crate::model::{AddrConfig, Config, ConfigCommand, ServerId, ServiceKey};
+use crate::model::{AddrConfig, Config, ConfigCommand, FwdMethod, ServerId, ServiceKey};
 use crate::proto::{
     decode_request, encode_response, write_frame, ConfigDump, ConnCursor, ConnInfo, LinkInfo, MarkCounters,
     MarkStatus, NeighInfo, Op, Reply, Request, Response, ServerStats, ServerStatus, ServiceDump,
@@ -186,15 +187,20 @@ impl<B: Backend> Controller<B> {
         for (i, c) in cmds.iter().enumerate() {
             supported(c)
                 .and_then(|()| next.apply(c))
-                .map_err(|error| TransactionError {
-                    index: Some(i),
-                    error,
+                .map_err(|error| {
+                    events::refused(c, &error);
+                    TransactionError {
+                        index: Some(i),
+                        error,
+                    }
                 })?;
         }
-        self.backend
-            .publish(&next)
-            .map_err(|error| TransactionError { index: None, error })?;
+        self.backend.publish(&next).map_err(|error| {
+            events::publish_failed(&error);
+            TransactionError { index: None, error }
+        })?;
         self.config = next;
+        events::applied_all(cmds);
         Ok(())
     }
 
@@ -211,13 +217,27 @@ impl<B: Backend> Controller<B> {
         }
         let failed = results.iter().any(Result::is_err);
         let changed = results.iter().any(Result::is_ok);
+        for (c, r) in cmds.iter().zip(&results) {
+            if let Err(e) = r {
+                events::refused(c, e);
+            }
+        }
         if (atomic && failed) || !changed {
             return Ok(Reply::Batch(results));
         }
         match self.backend.publish(&next) {
-            Ok(()) => self.config = next,
-            Err(e) if atomic => return Err(e),
+            Ok(()) => {
+                self.config = next;
+                for (c, _) in cmds.iter().zip(&results).filter(|(_, r)| r.is_ok()) {
+                    events::applied(c);
+                }
+            }
+            Err(e) if atomic => {
+                events::publish_failed(&e);
+                return Err(e);
+            }
             Err(e) => {
+                events::publish_failed(&e);
                 for r in results.iter_mut().filter(|r| r.is_ok()) {
                     *r = Err(e.clone());
                 }
@@ -363,10 +383,18 @@ impl<B: Backend> Controller<B> {
     }
 
     fn ipvs(&mut self, cmd: &IpvsCommand) -> Result<Reply, CtlError> {
-        cmd.validate()?;
+        if let Err(e) = cmd.validate() {
+            if let Some(cc) = cmd.config_command() {
+                events::refused(&cc, &e);
+            }
+            return Err(e);
+        }
         if let Some(cc) = cmd.config_command() {
-            self.apply(&[cc])?;
-            return Ok(Reply::Ok);
+            self.apply(std::slice::from_ref(&cc))?;
+            return Ok(match self.vip_warning(&cc) {
+                Some(w) => Reply::Warning(w),
+                None => Reply::Ok,
+            });
         }
         match cmd {
             IpvsCommand::List(opts) => {
@@ -436,11 +464,16 @@ impl<B: Backend> Controller<B> {
         let mut next = self.config.clone();
         let mut results: Vec<Result<(), CtlError>> = Vec::with_capacity(cmds.len());
         let mut changes: Vec<usize> = Vec::new();
+        let mut applied: Vec<ConfigCommand> = Vec::new();
         for (i, cmd) in cmds.iter().enumerate() {
             let r = cmd.validate().and_then(|()| match cmd.config_command() {
                 Some(cc) => {
-                    next.apply(&cc)?;
+                    if let Err(e) = next.apply(&cc) {
+                        events::refused(&cc, &e);
+                        return Err(e);
+                    }
                     changes.push(i);
+                    applied.push(cc);
                     Ok(())
                 }
                 None => match cmd {
@@ -458,8 +491,12 @@ impl<B: Backend> Controller<B> {
         }
         if !changes.is_empty() {
             match self.backend.publish(&next) {
-                Ok(()) => self.config = next,
+                Ok(()) => {
+                    self.config = next;
+                    events::applied_all(&applied);
+                }
                 Err(e) => {
+                    events::publish_failed(&e);
                     for i in changes {
                         results[i] = Err(e.clone());
                     }
@@ -467,6 +504,24 @@ impl<B: Backend> Controller<B> {
             }
         }
         Reply::Batch(results)
+    }
+
+    /// For `-A`/`-E` of a service whose VIP is not an address of the director: the warning
+    /// that its packets are dropped until the address exists (the change itself succeeds,
+    /// as in ipvsadm, where the VIP is an alias configured separately).
+    fn vip_warning(&self, cc: &ConfigCommand) -> Option<String> {
+        let (ConfigCommand::AddService(spec) | ConfigCommand::EditService(spec)) = cc else {
+            return None;
+        };
+        let ServiceKey::Addr { addr, port, .. } = spec.key else {
+            return None;
+        };
+        if self.config.addrs().iter().any(|a| a.addr == addr) {
+            return None;
+        }
+        Some(format!(
+            "{addr} is not an address of this director: packets to {addr}:{port} are dropped until it is added (lbadm addr add {addr}/32 dev dpdk0, or ip addr add on the kernel interface)"
+        ))
     }
 
     fn services_reply(&mut self, only: Option<&ServiceKey>) -> Result<Reply, CtlError> {
@@ -491,6 +546,10 @@ impl<B: Backend> Controller<B> {
                 rates: Default::default(),
             };
             for srv in &s.servers {
+                let mut server = srv.clone();
+                if server.fwd == FwdMethod::Route && self.config.is_local_addr(server.addr) {
+                    server.fwd = FwdMethod::Local;
+                }
                 let r = raw.get(&srv.id).copied().unwrap_or_default();
                 let (c, rates) = self.stats.view(&self.config, srv.id, &r);
                 st.conns = st.conns.saturating_add(c.conns);
@@ -504,7 +563,7 @@ impl<B: Backend> Controller<B> {
                 st.rates.inbps += rates.inbps;
                 st.rates.outbps += rates.outbps;
                 st.servers.push(ServerStatus {
-                    server: srv.clone(),
+                    server,
                     active: c.active,
                     inactive: c.inactive,
                     persist: c.persist,
@@ -535,7 +594,12 @@ const POLL: Duration = Duration::from_millis(100);
 const ACCEPT_POLL: Duration = Duration::from_millis(10);
 const TICK_EVERY: Duration = Duration::from_secs(1);
 
-fn lock<B: Backend>(m: &Mutex<Controller<B>>) -> MutexGuard<'_, Controller<B>> {
+/// A controller shared by the socket server and other slow-path threads.
+pub type SharedController<B> = Arc<Mutex<Controller<B>>>;
+
+/// Locks a shared controller (a poisoned lock is taken over: every change is applied to a
+/// clone and swapped in whole, so the controller is never left half-changed).
+pub fn lock<B: Backend>(m: &Mutex<Controller<B>>) -> MutexGuard<'_, Controller<B>> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -676,10 +740,20 @@ pub fn serve<B: Backend + 'static>(
     controller: Controller<B>,
     stop: Arc<AtomicBool>,
 ) -> io::Result<()> {
+    serve_shared(path, Arc::new(Mutex::new(controller)), stop)
+}
+
+/// [`serve`] over a controller that other slow-path threads share (the kernel leg's address
+/// sync, health checkers): they lock it for one change at a time, exactly as a client
+/// request does, so their changes and the socket's requests are serialised.
+pub fn serve_shared<B: Backend + 'static>(
+    path: &Path,
+    ctl: SharedController<B>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<()> {
     let listener = bind(path)?;
     let ino = std::fs::symlink_metadata(path).map(|m| m.ino()).ok();
     listener.set_nonblocking(true)?;
-    let ctl = Arc::new(Mutex::new(controller));
     let active = Arc::new(AtomicUsize::new(0));
     let mut clients: Vec<JoinHandle<()>> = Vec::new();
     let mut last_tick = Instant::now();

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use control::error::CtlError;
 use control::model::{Config, ServerId};
-use control::proto::{ConnCursor, ConnInfo, ConnProto, LinkInfo, MarkCounters, NeighInfo, ServerStats};
+use control::proto::{ConnCursor, ConnInfo, ConnProto, KernelIfInfo, LinkInfo, MarkCounters, NeighInfo, ServerStats};
+use std::sync::atomic::Ordering;
 use control::server::Backend;
 
 use crate::conn::{state_name, F_TEMPLATE};
@@ -26,12 +27,21 @@ pub struct DirectorBackend {
     path: SlowPath,
     ports: Vec<Port>,
     conn_capacity: usize,
+    /// The changes being published came from the kernel interfaces (address sync): they are
+    /// not written back there.
+    kernel_origin: bool,
 }
 
 impl DirectorBackend {
     /// A backend over the director's slow path and ports.
     pub fn new(path: SlowPath, ports: Vec<Port>, conn_capacity: usize) -> Self {
-        DirectorBackend { path, ports, conn_capacity }
+        DirectorBackend { path, ports, conn_capacity, kernel_origin: false }
+    }
+
+    /// Marks the changes published from now on as coming from the kernel interfaces (the
+    /// address-sync thread sets it around its own changes, under the controller's lock).
+    pub fn set_kernel_origin(&mut self, yes: bool) {
+        self.kernel_origin = yes;
     }
 
     /// Every connection row of every worker.
@@ -49,6 +59,7 @@ impl DirectorBackend {
     /// the worker did not answer in time).
     fn dump_worker(&self, w: usize, start: u32, max: usize, out: &mut Vec<ConnRow>) -> Option<u32> {
         let mb = self.path.shared.mailboxes.get(w)?;
+        let _exchange = mb.exchange();
         while mb.replies.pop().is_some() {}
         let mut start = start;
         let mut left = max;
@@ -140,13 +151,31 @@ fn shown_dport(template: bool, vport: u16, server_port: u16, service_port: u16) 
     }
 }
 
+/// What `lbadm link show` reports of a kernel interface.
+fn kernel_info(i: &crate::kernel::Iface) -> KernelIfInfo {
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    KernelIfInfo {
+        name: i.name.clone(),
+        ifindex: i.ifindex.load(Ordering::Relaxed),
+        up: i.up.load(Ordering::Relaxed),
+        mtu: i.kernel_mtu.load(Ordering::Relaxed),
+        mac_matches: !i.mac_changed.load(Ordering::Relaxed),
+        to_host: get(&i.to_host),
+        to_host_errors: get(&i.to_host_errors),
+        from_host: get(&i.from_host),
+        from_host_malformed: get(&i.from_host_malformed),
+        from_host_full: get(&i.from_host_full),
+        recreated: get(&i.recreated),
+    }
+}
+
 impl Backend for DirectorBackend {
     fn port_names(&self) -> Vec<String> {
         self.ports.iter().map(|p| p.name()).collect()
     }
 
     fn publish(&mut self, cfg: &Config) -> Result<(), CtlError> {
-        self.path.publish(cfg)
+        self.path.publish(cfg, self.kernel_origin)
     }
 
     fn server_stats(&mut self) -> Vec<(ServerId, ServerStats)> {
@@ -279,6 +308,7 @@ impl Backend for DirectorBackend {
                     mbufs_in_use: if i == 0 { pool.map_or(0, |p| p.0) } else { 0 },
                     mbufs_total: if i == 0 { pool.map_or(0, |p| p.1) } else { 0 },
                     conn_entries: if i == 0 { c.conn_entries } else { 0 },
+                    kernel: self.path.leg.as_ref().and_then(|l| l.iface_of_port(p.id())).map(kernel_info),
                 }
             })
             .collect()

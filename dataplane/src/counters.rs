@@ -115,6 +115,12 @@ pub enum DropReason {
     TxFull,
     /// A reply could not be built (no mbuf).
     NoMbuf,
+    /// For the host, over the kernel leg's packets-per-second cap (`--kernel-pps`).
+    HostPoliced,
+    /// For the host, but the queue to the kernel leg's thread was full.
+    HostQueueFull,
+    /// For a local real server, but the director runs without kernel interfaces.
+    NoKernelInterface,
     /// The `drop_packet` defense dropped a packet that would have opened a connection.
     DropPacket,
 }
@@ -154,6 +160,9 @@ impl DropReason {
         DropReason::MtuExceeded,
         DropReason::TxFull,
         DropReason::NoMbuf,
+        DropReason::HostPoliced,
+        DropReason::HostQueueFull,
+        DropReason::NoKernelInterface,
         DropReason::DropPacket,
     ];
 
@@ -189,6 +198,9 @@ impl DropReason {
             DropReason::MtuExceeded => "mtu_exceeded",
             DropReason::TxFull => "tx_full",
             DropReason::NoMbuf => "no_mbuf",
+            DropReason::HostPoliced => "host_policed",
+            DropReason::HostQueueFull => "host_queue_full",
+            DropReason::NoKernelInterface => "no_kernel_interface",
             DropReason::DropPacket => "drop_packet",
         }
     }
@@ -234,6 +246,8 @@ pub struct PortCounters {
     pub replied: u64,
     /// Frames dropped after arriving on this port.
     pub dropped: u64,
+    /// Frames (or copies) handed to the host through this port's kernel interface.
+    pub to_host: u64,
 }
 
 /// Everything one worker counts.
@@ -263,11 +277,21 @@ pub struct WorkerCounters {
     pub evicted_unconfirmed: u64,
     /// Unconfirmed entries dropped by the `drop_entry` sweep.
     pub drop_entry_dropped: u64,
-    /// Connection-table entries in use (connections and templates), as of the last loop.
-    pub conn_entries: u64,
     /// True while this worker's automatic defenses are on (table memory below `amemthresh`);
     /// merged: any worker.
     pub defense_on: bool,
+    /// Drops by reason per port (indexed by the port id the packet arrived on, or the
+    /// egress port for transmit-side drops); `drops` is their sum over ports.
+    pub port_drops: Vec<[u64; DropReason::COUNT]>,
+    /// TSC cycles of poll-loop iterations that handled at least one packet.
+    pub busy_cycles: u64,
+    /// TSC cycles since the worker started polling.
+    pub poll_cycles: u64,
+    /// Entries in the worker's connection table (connections and templates), filled in
+    /// when the worker answers a counters request.
+    pub conn_entries: u64,
+    /// Capacity of the worker's connection table, filled in likewise.
+    pub conn_capacity: u64,
 }
 
 impl WorkerCounters {
@@ -290,8 +314,12 @@ impl WorkerCounters {
             handoff_dropped: 0,
             evicted_unconfirmed: 0,
             drop_entry_dropped: 0,
-            conn_entries: 0,
             defense_on: false,
+            port_drops: vec![[0; DropReason::COUNT]; ports],
+            busy_cycles: 0,
+            poll_cycles: 0,
+            conn_entries: 0,
+            conn_capacity: 0,
         }
     }
 
@@ -299,6 +327,15 @@ impl WorkerCounters {
     #[inline]
     pub fn drop(&mut self, r: DropReason) {
         if let Some(c) = self.drops.get_mut(r as usize) {
+            *c += 1;
+        }
+    }
+
+    /// Counts a drop of a packet that arrived on (or was to leave by) `port`. Slow path only.
+    #[inline]
+    pub fn drop_at(&mut self, port: u16, r: DropReason) {
+        self.drop(r);
+        if let Some(c) = self.port_drops.get_mut(port as usize).and_then(|p| p.get_mut(r as usize)) {
             *c += 1;
         }
     }
@@ -321,8 +358,13 @@ impl WorkerCounters {
         self.handoff_dropped = o.handoff_dropped;
         self.evicted_unconfirmed = o.evicted_unconfirmed;
         self.drop_entry_dropped = o.drop_entry_dropped;
-        self.conn_entries = o.conn_entries;
         self.defense_on = o.defense_on;
+        let n = self.port_drops.len().min(o.port_drops.len());
+        self.port_drops[..n].copy_from_slice(&o.port_drops[..n]);
+        self.busy_cycles = o.busy_cycles;
+        self.poll_cycles = o.poll_cycles;
+        self.conn_entries = o.conn_entries;
+        self.conn_capacity = o.conn_capacity;
     }
 
     /// Adds another worker's counters.
@@ -335,6 +377,7 @@ impl WorkerCounters {
             a.forwarded += b.forwarded;
             a.replied += b.replied;
             a.dropped += b.dropped;
+            a.to_host += b.to_host;
         }
         for (a, b) in self.servers.iter_mut().zip(o.servers.iter()) {
             a.merge(b);
@@ -350,8 +393,16 @@ impl WorkerCounters {
         self.handoff_dropped += o.handoff_dropped;
         self.evicted_unconfirmed += o.evicted_unconfirmed;
         self.drop_entry_dropped += o.drop_entry_dropped;
-        self.conn_entries += o.conn_entries;
         self.defense_on |= o.defense_on;
+        for (a, b) in self.port_drops.iter_mut().zip(o.port_drops.iter()) {
+            for (x, y) in a.iter_mut().zip(b.iter()) {
+                *x += y;
+            }
+        }
+        self.busy_cycles += o.busy_cycles;
+        self.poll_cycles += o.poll_cycles;
+        self.conn_entries += o.conn_entries;
+        self.conn_capacity += o.conn_capacity;
     }
 }
 

@@ -106,12 +106,21 @@ pub struct Mailbox {
     pub requests: ArrayQueue<WorkerRequest>,
     /// Worker → control.
     pub replies: ArrayQueue<WorkerReply>,
+    /// Held by a slow-path thread (control, metrics, telemetry) for a whole request/reply
+    /// exchange, so that two askers never take each other's replies. Workers never lock it;
+    /// askers lock mailboxes in index order.
+    pub exchange: std::sync::Mutex<()>,
 }
 
 impl Mailbox {
     /// A mailbox with room for `n` requests and replies.
     pub fn new(n: usize) -> Self {
-        Mailbox { requests: ArrayQueue::new(n), replies: ArrayQueue::new(n) }
+        Mailbox { requests: ArrayQueue::new(n), replies: ArrayQueue::new(n), exchange: std::sync::Mutex::new(()) }
+    }
+
+    /// Locks the mailbox for one exchange (poisoning ignored: the lock guards no data).
+    pub fn exchange(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.exchange.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -129,6 +138,12 @@ pub struct Shared {
     /// Hand-off rings: `handoff[from * workers + to]` carries packets worker `from` received
     /// for owner `to` (single producer, single consumer; `None` on the diagonal).
     pub handoff: Vec<Option<Ring>>,
+    /// Kernel leg: frames worker `w` hands to the host go on `to_host[w]` (single producer:
+    /// that worker; single consumer: the kernel-leg thread). Empty without the leg.
+    pub to_host: Vec<Arc<Ring>>,
+    /// Kernel leg: frames the host sent, each tagged with its DPDK port, for worker 0 to
+    /// transmit (single producer: the kernel-leg thread; single consumer: worker 0).
+    pub from_host: Option<Arc<Ring>>,
 }
 
 impl Shared {
@@ -140,6 +155,26 @@ impl Shared {
     #[inline]
     fn ring(&self, from: usize, to: usize) -> Option<&Ring> {
         self.handoff.get(from * self.workers() + to).and_then(Option::as_ref)
+    }
+}
+
+/// Where the frames of a decided burst go: a TX batch per port (indexed by port id), the
+/// batch of frames for the host (kernel leg; each tagged with its port), and the pool that
+/// copies for the host come from (`None`: copies are dropped and counted as `no_mbuf`).
+pub struct Sink {
+    /// TX batches, indexed by port id.
+    pub tx: Vec<MbufBatch<BURST>>,
+    /// Frames for the host. A burst adds at most one frame per received frame, so it never
+    /// overflows when it is flushed after every burst.
+    pub host: MbufBatch<BURST>,
+    /// Pool for copies.
+    pub pool: Option<Arc<Mempool>>,
+}
+
+impl Sink {
+    /// Batches for ports `0..=max_port`.
+    pub fn new(max_port: usize, pool: Option<Arc<Mempool>>) -> Sink {
+        Sink { tx: (0..=max_port).map(|_| MbufBatch::new()).collect(), host: MbufBatch::new(), pool }
     }
 }
 
@@ -169,13 +204,16 @@ impl Worker {
         let me = self.index as usize;
         let workers = self.shared.workers();
         let mut rx: MbufBatch<BURST> = MbufBatch::new();
-        // One TX batch per port (indexed by port id) and one hand-off batch per worker,
-        // allocated before the loop.
+        // One TX batch per port (indexed by port id), the host batch and one hand-off batch
+        // per worker, allocated before the loop.
         let max_port = self.ports.iter().map(|p| p.id() as usize).max().unwrap_or(0);
-        let mut tx: Vec<MbufBatch<BURST>> = (0..=max_port).map(|_| MbufBatch::new()).collect();
+        let mut sink = Sink::new(max_port, Some(self.pool.clone()));
         let mut out: Vec<MbufBatch<BURST>> = (0..workers).map(|_| MbufBatch::new()).collect();
         let tsc0 = tsc();
         let mut generation = u64::MAX;
+        // Busy accounting (metrics): the previous iteration's cycles count as busy when it
+        // handled a packet; one TSC read per iteration, shared with the engine clock.
+        let (mut last, mut worked) = (tsc0, false);
         while !self.shared.stop.load(Ordering::Relaxed) {
             let g = self.shared.published.generation();
             if g != generation {
@@ -183,7 +221,16 @@ impl Worker {
                 self.engine.set_snapshot(self.shared.published.load());
                 self.steering.set_mask(self.engine.snapshot().steer_mask);
             }
-            let now = ((tsc() - tsc0) / self.tsc_per_tick) as u32;
+            let t = tsc();
+            {
+                let c = self.engine.counters_mut();
+                c.poll_cycles = t - tsc0;
+                if worked {
+                    c.busy_cycles += t - last;
+                }
+                last = t;
+            }
+            let now = ((t - tsc0) / self.tsc_per_tick) as u32;
             let mut work = 0;
             for pi in 0..self.ports.len() {
                 let port = self.ports[pi];
@@ -212,8 +259,8 @@ impl Worker {
                         None
                     });
                 }
-                process_burst(&mut self.engine, &mut rx, Some(port.id()), now, &mut tx);
-                self.flush(&mut tx);
+                process_burst(&mut self.engine, &mut rx, Some(port.id()), now, &mut sink);
+                self.flush(&mut sink);
                 self.hand_off(&mut out);
             }
             // Packets other workers received for clients this worker owns.
@@ -231,16 +278,32 @@ impl Worker {
                 work += n;
                 self.engine.counters_mut().handoff_in += n as u64;
                 prefetch_burst(&rx);
-                process_burst(&mut self.engine, &mut rx, None, now, &mut tx);
-                self.flush(&mut tx);
+                process_burst(&mut self.engine, &mut rx, None, now, &mut sink);
+                self.flush(&mut sink);
             }
-            self.serve_mailbox(&mut tx);
+            // What the host sent out of its kernel interfaces (worker 0 only; one dequeue
+            // per loop, no syscall: the kernel-leg thread did the reading).
+            if let Some(r) = self.shared.from_host.as_ref().filter(|_| me == 0) {
+                if r.dequeue(&mut rx) > 0 {
+                    work += rx.len();
+                    for m in rx.drain() {
+                        let port = m.port() as usize;
+                        match sink.tx.get_mut(port).map(|b| b.push(m)) {
+                            Some(Ok(())) => {}
+                            _ => self.engine.count_drop_at(port as u16, DropReason::TxFull),
+                        }
+                    }
+                    self.flush(&mut sink);
+                }
+            }
+            self.serve_mailbox(&mut sink);
             self.engine.expire(now, EXPIRE_BUDGET);
+            worked = work > 0;
             if work == 0 && !self.idle_sleep.is_zero() {
                 std::thread::sleep(self.idle_sleep);
             }
         }
-        self.flush(&mut tx);
+        self.flush(&mut sink);
         for b in &mut out {
             b.clear();
         }
@@ -266,9 +329,19 @@ impl Worker {
         }
     }
 
-    fn flush(&mut self, tx: &mut [MbufBatch<BURST>]) {
+    /// Transmits the TX batches and queues the host batch for the kernel leg; what the
+    /// NIC or the ring refuses is dropped and counted.
+    fn flush(&mut self, sink: &mut Sink) {
+        if !sink.host.is_empty() {
+            if let Some(r) = self.shared.to_host.get(self.index as usize) {
+                r.enqueue(&mut sink.host);
+            }
+            for m in sink.host.drain() {
+                self.engine.count_drop_at(m.port(), DropReason::HostQueueFull);
+            }
+        }
         let queue = self.index;
-        for (id, b) in tx.iter_mut().enumerate() {
+        for (id, b) in sink.tx.iter_mut().enumerate() {
             if b.is_empty() {
                 continue;
             }
@@ -279,13 +352,13 @@ impl Worker {
             if refused > 0 {
                 b.clear();
                 for _ in 0..refused {
-                    self.engine.count_drop(DropReason::TxFull);
+                    self.engine.count_drop_at(id as u16, DropReason::TxFull);
                 }
             }
         }
     }
 
-    fn serve_mailbox(&mut self, tx: &mut [MbufBatch<BURST>]) {
+    fn serve_mailbox(&mut self, sink: &mut Sink) {
         let me = self.index as usize;
         let mut served = 0;
         for _ in 0..MAILBOX_BUDGET {
@@ -295,9 +368,9 @@ impl Worker {
             match req {
                 WorkerRequest::Tx(t) => {
                     if let Some((port, m)) = self.build_tx(t) {
-                        if let Some(b) = tx.get_mut(port as usize) {
+                        if let Some(b) = sink.tx.get_mut(port as usize) {
                             if b.push(m).is_err() {
-                                self.engine.count_drop(DropReason::TxFull);
+                                self.engine.count_drop_at(port, DropReason::TxFull);
                             }
                         }
                     }
@@ -310,6 +383,8 @@ impl Worker {
                 }
                 WorkerRequest::Counters(mut c) => {
                     c.copy_from(self.engine.counters());
+                    c.conn_entries = self.engine.conns().len() as u64;
+                    c.conn_capacity = self.engine.conns().capacity() as u64;
                     // The control side sizes the reply queue for its requests; if it is full
                     // the box is dropped here (slow path, rare) and the control side times out.
                     if let Some(mb) = self.shared.mailboxes.get(me) {
@@ -319,7 +394,7 @@ impl Worker {
             }
         }
         if served > 0 {
-            self.flush(tx);
+            self.flush(sink);
         }
     }
 
@@ -331,7 +406,7 @@ impl Worker {
         };
         let mac = self.engine.snapshot().port_mac(port)?;
         let Some(mut m) = self.pool.alloc() else {
-            self.engine.count_drop(DropReason::NoMbuf);
+            self.engine.count_drop_at(port, DropReason::NoMbuf);
             return None;
         };
         let buf = m.append(ARP_FRAME_LEN)?;
@@ -345,10 +420,10 @@ pub const ARP_FRAME_LEN: usize = 60;
 
 /// Lets `engine` decide a burst (received on `in_port`, or on each mbuf's own port for
 /// handed-off packets) in three stages so that the table's cache misses overlap, and
-/// queues the results for transmission in `tx` (indexed by port id). The worker loop and
+/// queues the results in `sink` (for transmission, or for the host). The worker loop and
 /// the benchmarks run exactly this.
 #[inline]
-pub fn process_burst(engine: &mut Engine, rx: &mut MbufBatch<BURST>, in_port: Option<u16>, now: u32, tx: &mut [MbufBatch<BURST>]) {
+pub fn process_burst(engine: &mut Engine, rx: &mut MbufBatch<BURST>, in_port: Option<u16>, now: u32, sink: &mut Sink) {
     let mut preps = [Prep::default(); BURST];
     for (m, p) in rx.iter().zip(preps.iter_mut()) {
         engine.prepare(m.data(), in_port.unwrap_or_else(|| m.port()), p);
@@ -358,15 +433,15 @@ pub fn process_burst(engine: &mut Engine, rx: &mut MbufBatch<BURST>, in_port: Op
     }
     for (m, p) in rx.drain().zip(preps.iter()) {
         let port = in_port.unwrap_or_else(|| m.port());
-        handle(engine, m, port, now, p, tx);
+        handle(engine, m, port, now, p, sink);
     }
 }
 
 /// Lets the engine decide one packet (stage 3) and queues it for transmission.
 #[inline(always)]
-fn handle(engine: &mut Engine, mut m: Mbuf, in_port: u16, now: u32, p: &Prep, tx: &mut [MbufBatch<BURST>]) {
+fn handle(engine: &mut Engine, mut m: Mbuf, in_port: u16, now: u32, p: &Prep, sink: &mut Sink) {
     if m.segments() != 1 {
-        engine.count_drop(DropReason::MultiSegment);
+        engine.count_drop_at(in_port, DropReason::MultiSegment);
         return;
     }
     let verdict = engine.process_prepared(m.data_mut(), in_port, now, p);
@@ -383,12 +458,42 @@ fn handle(engine: &mut Engine, mut m: Mbuf, in_port: u16, now: u32, p: &Prep, tx
             m.data_mut().copy_from_slice(src);
             in_port
         }
+        Verdict::Host => {
+            // Tagged with its port: the kernel-leg thread writes it into that port's
+            // interface.
+            m.set_port(in_port);
+            if sink.host.push(m).is_err() {
+                engine.count_drop_at(in_port, DropReason::HostQueueFull);
+            }
+            return;
+        }
+        Verdict::ReplyAndHost { len } => {
+            host_copy(engine, len as usize, in_port, sink);
+            in_port
+        }
         Verdict::Consumed | Verdict::Drop(_) => return,
     };
-    if let Some(b) = tx.get_mut(out as usize) {
+    if let Some(b) = sink.tx.get_mut(out as usize) {
         if b.push(m).is_err() {
-            engine.count_drop(DropReason::TxFull);
+            engine.count_drop_at(out, DropReason::TxFull);
         }
+    }
+}
+
+/// Queues for the host a copy of the frame the engine saved in its scratch buffer.
+#[cold]
+fn host_copy(engine: &mut Engine, len: usize, in_port: u16, sink: &mut Sink) {
+    let Some(mut c) = sink.pool.as_ref().and_then(|p| p.alloc()) else {
+        engine.count_drop_at(in_port, DropReason::NoMbuf);
+        return;
+    };
+    match (c.append(len), engine.scratch().get(..len)) {
+        (Some(dst), Some(src)) => dst.copy_from_slice(src),
+        _ => return,
+    }
+    c.set_port(in_port);
+    if sink.host.push(c).is_err() {
+        engine.count_drop_at(in_port, DropReason::HostQueueFull);
     }
 }
 

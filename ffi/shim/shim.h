@@ -19,8 +19,11 @@
 #include <rte_ethdev.h>
 #include <rte_ring.h>
 #include <rte_eth_ring.h>
+#include <rte_bus_vdev.h>
 #include <rte_version.h>
 #include <rte_log.h>
+#include <rte_pdump.h>
+#include <rte_telemetry.h>
 
 /* Thread-local values. */
 int shim_rte_errno(void);

@@ -8,7 +8,8 @@
 //! Input: byte 0 picks a configuration variant (sysctls: `sloppy_tcp`, `expire_nodest_conn`,
 //! `conn_reuse_mode`, `secure_tcp`, `drop_entry`, `drop_packet`, `expire_quiescent_template`,
 //! a server at weight 0). Then records, each a control byte `c` — bit 0 the receiving port,
-//! bits 1-3 ticks to advance, bit 4 ends the burst after this frame, bit 7 selects the frame
+//! bits 1-3 ticks to advance, bit 4 ends the burst after this frame, bit 5 (with bit 4) turns
+//! the kernel leg on or off in a new snapshot after the burst, bit 7 selects the frame
 //! format — followed by either 10 bytes describing a well-formed frame (protocol, TCP flags,
 //! client, ports, VIP, TTL, payload, then an optional one-byte corruption; see
 //! [`structured`]), or a length byte and that many raw bytes.
@@ -18,7 +19,11 @@
 //! - the counters move exactly as the verdict says: one `rx` on the receiving port; a
 //!   forward counts one `forwarded` on the egress port; a reply one `replied`; a drop one
 //!   `dropped` and one drop of its reason; a generated reply (`Emit`) one `dropped`, one
-//!   `replied` and one drop of its reason; nothing else changes the drop counters;
+//!   `replied` and one drop of its reason; a frame for the host (kernel leg) one `to_host`
+//!   and is unchanged, an answered ARP request with a copy for the host one `replied` and
+//!   one `to_host`; nothing else changes the drop counters (but `host_policed` when the
+//!   host's copy of an answered ARP request is over the leg's cap); every drop reason's
+//!   count is the sum of its per-port counts;
 //! - a forwarded frame differs from the received one only in its Ethernet addresses (the
 //!   destination a real server's MAC, the source the egress port's), the TTL (one less) and
 //!   the IPv4 header checksum (valid);
@@ -127,9 +132,9 @@ fn config(v: u8) -> Config {
 }
 
 /// The compiled snapshot of variant `v` (compiled once per process and variant).
-fn snapshot(v: u8) -> Arc<Snapshot> {
-    static SNAPS: [OnceLock<Arc<Snapshot>>; 256] = [const { OnceLock::new() }; 256];
-    let s = SNAPS[usize::from(v)].get_or_init(|| {
+fn snapshot(v: u8, leg: bool) -> Arc<Snapshot> {
+    static SNAPS: [OnceLock<Arc<Snapshot>>; 512] = [const { OnceLock::new() }; 512];
+    let s = SNAPS[usize::from(v) | usize::from(leg) << 8].get_or_init(|| {
         let mut neigh = NeighTable::new(NeighParams::default());
         let now = Instant::now();
         for i in RESOLVED {
@@ -137,7 +142,9 @@ fn snapshot(v: u8) -> Arc<Snapshot> {
             neigh.learn(SERVERS[i], server_mac(i), port, true, now);
         }
         let ports: Vec<PortInfo> = (0..2).map(|i| PortInfo { id: i, mac: PORT_MACS[i as usize], mtu: 1500, addrs: Vec::new() }).collect();
-        Arc::new(compile(&config(v), &neigh, &ports).expect("fuzz configuration compiles"))
+        let mut s = compile(&config(v), &neigh, &ports).expect("fuzz configuration compiles");
+        s.host_leg = leg;
+        Arc::new(s)
     });
     Arc::clone(s)
 }
@@ -222,15 +229,20 @@ fn structured(d: &[u8], port: u16) -> Vec<u8> {
 /// The counters an invariant looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Counts {
-    ports: [[u64; 4]; 2],
+    ports: [[u64; 5]; 2],
     drops: [u64; DropReason::COUNT],
 }
 
 fn counts(e: &Engine) -> Counts {
     let c = e.counters();
-    let mut ports = [[0; 4]; 2];
+    let mut ports = [[0; 5]; 2];
     for (p, out) in c.ports.iter().zip(ports.iter_mut()) {
-        *out = [p.rx, p.forwarded, p.replied, p.dropped];
+        *out = [p.rx, p.forwarded, p.replied, p.dropped, p.to_host];
+    }
+    // Every drop is counted on a port as well (`lbadm link show`, metrics).
+    for (r, n) in c.drops.iter().enumerate() {
+        let per_port: u64 = c.port_drops.iter().map(|d| d[r]).sum();
+        assert_eq!(per_port, *n, "drop reason {r}: per-port counts do not add up");
     }
     Counts { ports, drops: c.drops }
 }
@@ -252,6 +264,11 @@ fn check(e: &Engine, v: Verdict, port: u16, before: &Counts, after: &Counts, ori
     let p = port as usize;
     let mut want = *before;
     want.ports[p][0] += 1;
+    let policed = DropReason::HostPoliced as usize;
+    if e.snapshot().host_leg && orig.get(12..14) == Some(&[0x08, 0x06]) && matches!(v, Verdict::Reply) && after.drops[policed] == before.drops[policed] + 1 {
+        // An ARP request answered while the copy for the host was over the leg's rate cap.
+        want.drops[policed] += 1;
+    }
     match v {
         Verdict::Forward(o) => {
             let o = o as usize;
@@ -295,6 +312,19 @@ fn check(e: &Engine, v: Verdict, port: u16, before: &Counts, after: &Counts, ori
             want.drops[r as usize] += 1;
         }
         Verdict::Consumed => {}
+        Verdict::Host => {
+            assert!(e.snapshot().host_leg, "a frame for the host without the kernel leg");
+            want.ports[p][4] += 1;
+            assert_eq!(orig, out, "a frame for the host is handed over unchanged");
+        }
+        Verdict::ReplyAndHost { len } => {
+            assert!(e.snapshot().host_leg, "a copy for the host without the kernel leg");
+            want.ports[p][2] += 1;
+            want.ports[p][4] += 1;
+            assert_eq!(&e.scratch()[..usize::from(len)], orig, "the host's copy is the frame as received");
+            assert_eq!(&out[..6], &orig[22..28], "the ARP reply goes to the requester");
+            assert_eq!(out[6..12], PORT_MACS[p].0, "a reply comes from the receiving port");
+        }
     }
     assert_eq!(*after, want, "counters after {v:?} on port {port}");
 }
@@ -324,11 +354,12 @@ pub fn run(data: &[u8]) {
     let mut input = Input { data };
     let Some(variant) = input.byte() else { return };
     let mut e = Engine::new(
-        EngineConfig { conn_capacity: CAPACITY, max_servers: 64, ports: 2, ticks_per_sec: TICKS_PER_SEC, seed: 0x0f0e },
+        EngineConfig { conn_capacity: CAPACITY, max_servers: 64, ports: 2, ticks_per_sec: TICKS_PER_SEC, seed: 0x0f0e, host_pps: 2000 },
         Arc::new(ArrayQueue::new(64)),
     )
     .expect("engine");
-    e.set_snapshot(snapshot(variant));
+    let mut leg = false;
+    e.set_snapshot(snapshot(variant, leg));
     let mut now = 1u32;
     let mut burst: Vec<(Vec<u8>, u16)> = Vec::with_capacity(32);
     loop {
@@ -345,6 +376,12 @@ pub fn run(data: &[u8]) {
         burst.push((frame, port));
         if c & 0x10 != 0 || burst.len() == 32 {
             run_burst(&mut e, &mut burst, now);
+            if c & 0x20 != 0 {
+                // A new snapshot between bursts, as the workers pick one up: the kernel leg
+                // turned on or off.
+                leg = !leg;
+                e.set_snapshot(snapshot(variant, leg));
+            }
             now = now.wrapping_add(u32::from(c >> 1 & 7) * if c & 0x40 != 0 { 64 } else { 1 });
             e.expire(now, 64);
         }
@@ -410,8 +447,8 @@ mod tests {
     #[should_panic(expected = "counters after")]
     fn the_counter_check_catches_a_missing_count() {
         let (mut e, frame) = {
-            let mut e = Engine::new(EngineConfig { conn_capacity: 8, max_servers: 64, ports: 2, ticks_per_sec: 16, seed: 1 }, Arc::new(ArrayQueue::new(4))).unwrap();
-            e.set_snapshot(snapshot(0));
+            let mut e = Engine::new(EngineConfig { conn_capacity: 8, max_servers: 64, ports: 2, ticks_per_sec: 16, seed: 1, host_pps: 100 }, Arc::new(ArrayQueue::new(4))).unwrap();
+            e.set_snapshot(snapshot(0, false));
             (e, structured(&[0, 0x02, 1, 1, 0, 0, 64, 0, 0, 0], 0))
         };
         let before = counts(&e);
@@ -426,8 +463,8 @@ mod tests {
     #[test]
     #[should_panic(expected = "forwarded frame changed")]
     fn the_rewrite_check_catches_a_changed_byte() {
-        let mut e = Engine::new(EngineConfig { conn_capacity: 8, max_servers: 64, ports: 2, ticks_per_sec: 16, seed: 1 }, Arc::new(ArrayQueue::new(4))).unwrap();
-        e.set_snapshot(snapshot(0));
+        let mut e = Engine::new(EngineConfig { conn_capacity: 8, max_servers: 64, ports: 2, ticks_per_sec: 16, seed: 1, host_pps: 100 }, Arc::new(ArrayQueue::new(4))).unwrap();
+        e.set_snapshot(snapshot(0, false));
         // VIP:443: both of its servers are resolved.
         let frame = structured(&[0, 0x02, 1, 1, 0, 3, 64, 0, 0, 0], 0);
         let before = counts(&e);

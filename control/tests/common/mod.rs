@@ -102,6 +102,7 @@ impl Backend for FakeBackend {
             mbufs_in_use: 0,
             mbufs_total: 0,
             conn_entries: 0,
+            kernel: None,
         }]
     }
 
