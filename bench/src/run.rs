@@ -257,7 +257,7 @@ pub fn run(a: &RunArgs) -> Result<RunResult> {
             let mut r = base_result(a, capacity);
             let mut store = Store::new(chunk);
             if a.mode == Mode::Loop {
-                lp.engine = Some(engine_for(&t, &port, capacity as usize, a.scenario.kernel_leg)?);
+                lp.engine = Some(engine_for(&t, &port, capacity as usize, a.scenario.kernel_leg, a.scenario.per_worker_cursor)?);
                 if a.scenario.kernel_leg {
                     lp.with_host_rings(&eal)?;
                 }
