@@ -239,7 +239,7 @@ pub fn run(a: &FloodArgs) -> Result<FloodResult> {
     };
     let t = Traffic::new(spec.clone(), dataplane::wire::MacAddr(port.mac()))?;
     let (vip, vport) = (t.services[0].vip, t.services[0].vport);
-    lp.engine = Some(engine_for(&t, &port, a.capacity, false)?);
+    lp.engine = Some(engine_for(&t, &port, a.capacity, false, false)?);
     let hz = rig::tsc_hz();
     let per_tick = (hz / u64::from(TICKS_PER_SEC)).max(1);
     lp.clock = Some((tsc(), per_tick));
@@ -247,7 +247,7 @@ pub fn run(a: &FloodArgs) -> Result<FloodResult> {
 
     // Before the flood: open and establish the connections, then one data packet each to
     // learn their servers.
-    let sc = Scenario { name: "synflood".into(), traffic: spec, table_entries: a.established as u64, new_connections: false, sweep: false, kernel_leg: false };
+    let sc = Scenario { name: "synflood".into(), traffic: spec, table_entries: a.established as u64, new_connections: false, sweep: false, kernel_leg: false, per_worker_cursor: false };
     scenario::prepare(&mut lp, &mut store, &t, &sc, chunk)?;
     let flows: Vec<Tuple> = (0..a.established).map(|f| t.flow(f)).collect();
     let index: HashMap<(Ipv4Addr, u16), u32> = flows.iter().enumerate().map(|(i, f)| ((f.caddr, f.cport), i as u32)).collect();
