@@ -70,6 +70,19 @@ fi
 command -v cargo >/dev/null 2>&1 || die "cargo not found (expected in ~/.cargo/bin, installed by rustup)"
 say "$(cargo --version)"
 
+# --- 2b. cargo-afl (the fuzz smoke of `make test`, `make fuzz`) ------------------------------
+# AFL++ for Rust on the stable toolchain: the cargo-afl binary from crates.io, then its
+# bundled AFL++ runtime built once for the current rustc (~/.local/share/afl.rs).
+if ! cargo afl --version >/dev/null 2>&1; then
+    say "installing cargo-afl (crates.io)"
+    cargo install --locked cargo-afl || die "cargo install cargo-afl failed"
+fi
+if ! ls -d "$HOME"/.local/share/afl.rs/rustc-"$(rustc --version | awk '{print $2}')"-* >/dev/null 2>&1; then
+    say "building the AFL++ runtime for $(rustc --version)"
+    cargo afl config --build || die "cargo afl config --build failed (AFL++ runtime)"
+fi
+say "$(cargo afl --version 2>/dev/null | head -1)"
+
 # --- 3. network namespaces, veth, bridge ----------------------------------------------------
 probe="lbsetup-probe-$$"
 cleanup_probe() { ip netns del "$probe" 2>/dev/null || true; }

@@ -17,6 +17,7 @@
 //! | [`memif_run`] | input (2): director + generator process over `net_memif` |
 //! | [`pcap`] | classic libpcap file writer |
 //! | [`pcap_run`] | input (3): director on `net_pcap` with `infinite_rx=1` |
+//! | [`synflood`] | the SYN-flood benchmark (`director-synflood`): legitimate clients and established connections under a spoofed flood |
 //!
 //! The driver is the `director-bench` binary (`make bench`); docs/benchmarks.md explains the
 //! method and the numbers.
@@ -35,6 +36,7 @@ pub mod report;
 pub mod rig;
 pub mod run;
 pub mod scenario;
+pub mod synflood;
 pub mod valgrind;
 pub mod vdev_rig;
 pub mod yardstick;

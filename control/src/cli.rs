@@ -335,6 +335,11 @@ pub fn run(args: &[String], io: &mut CliIo<'_>) -> i32 {
         if let Err(e) = cmd.validate() {
             return write_err(io, &e);
         }
+        if let IpvsCommand::List(o) = &cmd {
+            if o.connections {
+                return list_connections_paged(&path, o, io, json);
+            }
+        }
         let rendering = match &cmd {
             IpvsCommand::List(o) => Rendering::List(o.clone()),
             IpvsCommand::Save { numeric } => Rendering::Save { numeric: *numeric },
@@ -488,6 +493,72 @@ fn unexpected(io: &mut CliIo<'_>, reply: &Reply) -> i32 {
         "{PROG}: unexpected reply from director: {reply:?}"
     );
     1
+}
+
+/// Rows asked for per page of a connection listing.
+const CONN_PAGE: u32 = 4096;
+
+/// `-L -c`: the connection listing page by page ([`Op::ConnPage`]) on one connection, each
+/// page printed as it arrives, so that neither lbadm nor the director holds more than a page
+/// of a large table. A director that does not know `ConnPage` gets the one-reply request.
+fn list_connections_paged(path: &Path, opts: &ListOptions, io: &mut CliIo<'_>, json: bool) -> i32 {
+    let mut stream = match UnixStream::connect(path) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(io.stderr, "{PROG}: cannot connect to director at {}: {e}", path.display());
+            return 1;
+        }
+    };
+    let mut cursor = Some(crate::proto::ConnCursor::default());
+    let mut first = true;
+    let mut any = false;
+    while let Some(c) = cursor {
+        let req = Request::new(Op::ConnPage { cursor: c, max: CONN_PAGE });
+        let reply = match client::exchange(&mut stream, &req, client::DEFAULT_TIMEOUT) {
+            Ok(resp) => resp.result,
+            Err(e) => {
+                let _ = writeln!(io.stderr, "{PROG}: director at {}: {e}", path.display());
+                return 1;
+            }
+        };
+        let (rows, next) = match reply {
+            Ok(Reply::ConnPage { rows, next }) => (rows, next),
+            // An older director: the whole listing in one reply.
+            Err(_) if first => {
+                let op = Op::Ipvs(IpvsCommand::List(opts.clone()));
+                return match call(path, Request::new(op), io) {
+                    Ok(r) => render(io, &r, &Rendering::List(opts.clone()), json),
+                    Err(code) => code,
+                };
+            }
+            Err(e) => return write_err(io, &e),
+            Ok(other) => return unexpected(io, &other),
+        };
+        let mut text = String::new();
+        if first {
+            text.push_str(if json { format::json_stream::start() } else { "" });
+            if !json {
+                text.push_str(&format::connections_header(opts));
+            }
+        }
+        if json {
+            for r in &rows {
+                text.push_str(&format::json_stream::element(r, !any));
+                any = true;
+            }
+        } else {
+            text.push_str(&format::connection_rows(&rows, opts, io.names));
+        }
+        if next.is_none() && json {
+            text.push_str(format::json_stream::end(any));
+        }
+        if io.stdout.write_all(text.as_bytes()).and_then(|()| io.stdout.flush()).is_err() {
+            return 1;
+        }
+        first = false;
+        cursor = next;
+    }
+    0
 }
 
 /// Sends one request; on failure prints the error and returns the exit status.

@@ -239,13 +239,31 @@ pub fn parse_line(line: &str, names: &dyn Names) -> Result<Vec<ConfigCommand>, C
 /// Parses a whole file. Stops at the first line that does not parse and returns the commands
 /// of the lines before it together with that error (`-R` semantics need the former, atomic
 /// loading only the latter).
+///
+/// A file whose last line does not end in a newline was cut short (a full disk, an
+/// interrupted copy): the rest of that line may still parse — `-r 10.0.0.12` cut to
+/// `-r 10.0.0.1`, `:8080` to `:80` — so that line is refused as truncated instead of parsed.
 pub fn parse_prefix(text: &str, names: &dyn Names) -> (Vec<Located>, Option<LineError>) {
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
+    let (body, cut) = match text.rfind('\n') {
+        _ if text.is_empty() || text.ends_with('\n') => (text, None),
+        Some(i) => (&text[..=i], Some(&text[i + 1..])),
+        None => ("", Some(text)),
+    };
+    let mut lines = 0;
+    for (i, line) in body.lines().enumerate() {
+        lines = i + 1;
         match parse_line(line, names) {
             Ok(cmds) => out.extend(cmds.into_iter().map(|cmd| Located { line: i + 1, cmd })),
             Err(error) => return (out, Some(LineError { line: i + 1, error })),
         }
+    }
+    if let Some(cut) = cut {
+        let shown: String = cut.chars().take(40).collect();
+        let error = CtlError::input(format!(
+            "line not terminated by a newline, the file looks truncated: \"{shown}\""
+        ));
+        return (out, Some(LineError { line: lines + 1, error }));
     }
     (out, None)
 }

@@ -186,6 +186,28 @@ pub enum Op {
         /// Only this service.
         service: Option<crate::model::ServiceKey>,
     },
+    /// One page of the connection listing (`-L -c` of any size with bounded memory on both
+    /// sides): at most `max` rows (capped at [`MAX_CONN_PAGE`]) from `cursor` on; answers
+    /// `ConnPage`. Start from the default cursor and repeat with `next` until it is `null`.
+    ConnPage {
+        /// Where to start.
+        cursor: ConnCursor,
+        /// Most rows wanted.
+        max: u32,
+    },
+}
+
+/// Most rows of one `ConnPage` answer.
+pub const MAX_CONN_PAGE: u32 = 16384;
+
+/// A position in the connection listing: the worker and the index of its table to go on
+/// from. Opaque to clients; entries created or removed between pages may or may not show.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnCursor {
+    /// Worker.
+    pub worker: u32,
+    /// Entry index in that worker's table.
+    pub index: u32,
 }
 
 /// A response.
@@ -256,6 +278,13 @@ pub enum Reply {
     Config(ConfigDump),
     /// Health checkers (`CheckShow`).
     Checks(crate::health::report::ChecksReport),
+    /// One page of connection entries (`ConnPage`); `next` is `None` after the last.
+    ConnPage {
+        /// The rows.
+        rows: Vec<ConnInfo>,
+        /// Cursor of the next page.
+        next: Option<ConnCursor>,
+    },
 }
 
 /// The whole configuration, as `lbadm save` writes it: everything needed to rebuild it in an
@@ -493,6 +522,22 @@ pub struct LinkInfo {
     pub rx_nombuf: u64,
     /// Dataplane drop counters by reason.
     pub drops: Vec<(String, u64)>,
+    /// Link up ↔ down changes seen since start-up.
+    #[serde(default)]
+    pub link_changes: u64,
+    /// Seconds the link has been down in all since start-up.
+    #[serde(default)]
+    pub link_down_secs: u64,
+    /// Mbufs of the director's pool in use (director-wide; shown with the first port).
+    #[serde(default)]
+    pub mbufs_in_use: u64,
+    /// Size of the director's mbuf pool (0: not reported).
+    #[serde(default)]
+    pub mbufs_total: u64,
+    /// Connection-table entries in use, all workers (director-wide; shown with the first
+    /// port).
+    #[serde(default)]
+    pub conn_entries: u64,
     /// The port's kernel interface, when the kernel leg is on.
     #[serde(default)]
     pub kernel: Option<KernelIfInfo>,

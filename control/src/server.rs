@@ -39,11 +39,12 @@ use crate::events;
 use crate::ipvsadm::IpvsCommand;
 use crate::model::{AddrConfig, Config, ConfigCommand, FwdMethod, ServerId, ServiceKey};
 use crate::proto::{
-    decode_request, encode_response, write_frame, ConfigDump, ConnInfo, LinkInfo, MarkCounters,
+    decode_request, encode_response, write_frame, ConfigDump, ConnCursor, ConnInfo, LinkInfo, MarkCounters,
     MarkStatus, NeighInfo, Op, Reply, Request, Response, ServerStats, ServerStatus, ServiceDump,
     ServiceStatus, MAX_REQUEST, PROTOCOL_VERSION,
 };
 use crate::stats::StatsBook;
+use crate::sysctl::Sysctls;
 
 /// What the control server needs from the dataplane.
 pub trait Backend: Send {
@@ -69,6 +70,23 @@ pub trait Backend: Send {
     /// counters from 0 whenever the mark rules change.
     fn mark_counters(&mut self) -> Vec<MarkCounters> {
         Vec::new()
+    }
+    /// True while the automatic defense strategies (`drop_entry`, `drop_packet`, `secure_tcp`
+    /// in mode 1/2) are on because some worker's connection table is short of free memory
+    /// (below `amemthresh`). The default implementation reports false.
+    fn defense_on(&mut self) -> bool {
+        false
+    }
+    /// At most `max` connection rows from `from` on, and the cursor of the rest (`None` at
+    /// the end). The default pages over [`Backend::connections`] (cursor = row offset); a
+    /// backend with large tables answers from its tables directly, holding one page.
+    fn connections_page(&mut self, from: ConnCursor, max: usize) -> (Vec<ConnInfo>, Option<ConnCursor>) {
+        let all = self.connections();
+        let start = from.index as usize;
+        let rows: Vec<ConnInfo> = all.iter().skip(start).take(max).cloned().collect();
+        let end = start + rows.len();
+        let next = (end < all.len()).then(|| ConnCursor { worker: 0, index: end as u32 });
+        (rows, next)
     }
 }
 
@@ -279,6 +297,19 @@ impl<B: Backend> Controller<B> {
         Ok(Reply::Batch(results))
     }
 
+    /// The sysctls as `lbadm sysctl` shows them: automatic defense modes read 2 while the
+    /// defense is on, 1 while it is off (the kernel rewrites the value the same way); the
+    /// configuration keeps what the operator set.
+    fn shown_sysctls(&mut self) -> Sysctls {
+        let s = *self.config.sysctls();
+        let auto = [s.drop_entry, s.drop_packet, s.secure_tcp].iter().any(|m| *m == 1 || *m == 2);
+        if auto {
+            s.with_defense_state(self.backend.defense_on())
+        } else {
+            s
+        }
+    }
+
     /// The whole configuration (`ConfigShow`, `lbadm save`).
     pub fn dump(&self) -> ConfigDump {
         ConfigDump {
@@ -383,10 +414,10 @@ impl<B: Backend> Controller<B> {
                 .map(|_| Reply::Ok),
             Op::MarkFlush => self.apply(&[ConfigCommand::FlushMarks]).map(|_| Reply::Ok),
             Op::MarkShow => Ok(self.marks_reply()),
-            Op::SysctlShow => Ok(Reply::Sysctls(*self.config.sysctls())),
+            Op::SysctlShow => Ok(Reply::Sysctls(self.shown_sysctls())),
             Op::SysctlSet { name, value } => self
                 .apply(&[ConfigCommand::SetSysctl { name, value }])
-                .map(|_| Reply::Sysctls(*self.config.sysctls())),
+                .map(|_| Reply::Sysctls(self.shown_sysctls())),
             Op::NeighShow => Ok(Reply::Neighs(self.backend.neighbours())),
             Op::LinkShow => Ok(Reply::Links(self.backend.links())),
             Op::Stage(cmds) => {
@@ -411,6 +442,11 @@ impl<B: Backend> Controller<B> {
             Op::ConfigShow => Ok(Reply::Config(self.dump())),
             Op::Apply(cmds) => self.apply(&cmds).map(|_| Reply::Ok),
             Op::CheckShow { service } => self.checks(service.as_ref()).map(Reply::Checks),
+            Op::ConnPage { cursor, max } => {
+                let max = max.clamp(1, crate::proto::MAX_CONN_PAGE) as usize;
+                let (rows, next) = self.backend.connections_page(cursor, max);
+                Ok(Reply::ConnPage { rows, next })
+            }
         };
         match result {
             Ok(r) => Response::ok(r),

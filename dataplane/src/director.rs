@@ -100,6 +100,10 @@ pub struct Slow {
     pub ports: Vec<PortInfo>,
     /// Real-server slots.
     pub max_servers: u32,
+    /// Link state and history of the ports (polled by housekeeping).
+    pub links: crate::linkwatch::LinkWatch,
+    /// The mbuf pool (for `lbadm link show`'s in-use count); `None` in tests without EAL.
+    pub pool: Option<Arc<Mempool>>,
     /// The ports have kernel interfaces (the kernel leg is on).
     pub host_leg: bool,
     /// rr/wrr cursors carried from one compiled snapshot to the next.
@@ -239,6 +243,13 @@ pub fn compile(cfg: &Config, neigh: &NeighTable, base_ports: &[PortInfo]) -> Res
         sloppy_tcp: sc.sloppy_tcp,
         conn_reuse_mode: sc.conn_reuse_mode,
         pmtu_disc: sc.pmtu_disc,
+        defense: crate::defense::DefenseSysctl {
+            drop_entry: sc.drop_entry,
+            drop_packet: sc.drop_packet,
+            secure_tcp: sc.secure_tcp,
+            amemthresh: sc.amemthresh,
+            am_droprate: sc.am_droprate,
+        },
     };
     let t = cfg.timeouts();
     s.timeouts.set_tcp_tcpfin_udp(t.tcp, t.tcp_fin, t.udp);
@@ -321,6 +332,7 @@ impl SlowPath {
             let on_link = snap.on_link(ip).is_some_and(|(p, _)| p == port);
             changed |= slow.neigh.learn(ip, mac, port, on_link, now);
         }
+        slow.links.poll(now);
         let wanted = wanted_neighbours(&snap);
         let (probes, c) = slow.neigh.tick(&wanted, now);
         changed |= c;
@@ -501,6 +513,8 @@ impl Director {
             neigh: NeighTable::new(NeighParams::default()),
             ports: infos,
             max_servers: opts.max_servers,
+            links: crate::linkwatch::LinkWatch::new(&ports, Instant::now()),
+            pool: Some(pool.clone()),
             host_leg: service.is_some(),
             rotations: Default::default(),
         };
@@ -613,6 +627,11 @@ impl Director {
     /// Worker-shared state (stop flag, snapshot).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.path.shared
+    }
+
+    /// The mbuf pool of the ports' RX queues and of the frames the director builds.
+    pub fn pool(&self) -> Arc<Mempool> {
+        self._pool.clone()
     }
 
     /// Number of workers.

@@ -381,6 +381,27 @@ fn director_workers(out: &mut String, s: &Sample) {
     );
     family(
         out,
+        "director_worker_evicted_unconfirmed_total",
+        "Unconfirmed entries (handshakes, unassured templates) evicted to make room in a full connection table (SYN-flood defence).",
+        "counter",
+        &rows(&|c| c.evicted_unconfirmed.to_string()),
+    );
+    family(
+        out,
+        "director_worker_drop_entry_dropped_total",
+        "Unconfirmed entries dropped by the drop_entry defence.",
+        "counter",
+        &rows(&|c| c.drop_entry_dropped.to_string()),
+    );
+    family(
+        out,
+        "director_worker_defense_active",
+        "Whether the worker's automatic defences (drop_entry/drop_packet/secure_tcp modes 1, table memory below amemthresh) are on (1) or off (0).",
+        "gauge",
+        &rows(&|c| u64::from(c.defense_on).to_string()),
+    );
+    family(
+        out,
         "director_worker_connection_entries",
         "Entries (connections and persistence templates) in the worker's connection table.",
         "gauge",
@@ -686,6 +707,8 @@ node_ipvs_backend_weight{local_address=\"198.51.100.100\",local_mark=\"\",local_
         assert!(text.contains("director_worker_busy_seconds_total{lcore=\"0\",worker=\"0\"} 1\n"), "{text}");
         assert!(text.contains("director_worker_busy_ratio{lcore=\"0\",worker=\"0\"} 0.25\n"), "{text}");
         assert!(text.contains("director_port_drops_total{port=\"dpdk0\",reason=\"no_service\"} 0\n"), "{text}");
+        assert!(text.contains("director_port_drops_total{port=\"dpdk0\",reason=\"drop_packet\"} 0\n"), "{text}");
+        assert!(text.contains("director_worker_defense_active{lcore=\"0\",worker=\"0\"} 0\n"), "{text}");
         assert!(text.contains("director_kernel_to_host_packets_total{port=\"dpdk0\"} 4\n"), "{text}");
         let check = "check=\"TCP_CHECK\",index=\"1\",local_address=\"198.51.100.100\",local_mark=\"\",local_port=\"80\",proto=\"TCP\",remote_address=\"198.51.100.12\",remote_port=\"80\"";
         assert!(text.contains(&format!("director_health_check_up{{{check}}} 0\n")), "{text}");

@@ -130,6 +130,8 @@ pub struct Sysctl {
     pub conn_reuse_mode: u8,
     /// Send ICMP fragmentation-needed for DF packets over the egress MTU.
     pub pmtu_disc: bool,
+    /// The defense strategies (`drop_entry`, `drop_packet`, `secure_tcp`, thresholds).
+    pub defense: crate::defense::DefenseSysctl,
 }
 
 impl Default for Sysctl {
@@ -140,6 +142,7 @@ impl Default for Sysctl {
             sloppy_tcp: false,
             conn_reuse_mode: 1,
             pmtu_disc: true,
+            defense: crate::defense::DefenseSysctl::default(),
         }
     }
 }
