@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use control::proto::{Op, Reply};
-use dataplane::director::{Director, DirectorOptions};
+use dataplane::director::{Director, DirectorOptions, SlowPath};
 use dataplane::dpdk::{tsc, Eal, MbufBatch, Mempool, Port, Ring};
 use dataplane::wire::arp::{op, ArpPacket};
 use dataplane::wire::{Frame, MacAddr};
@@ -40,6 +40,7 @@ pub struct DirectorRig {
     port: Port,
     socket: PathBuf,
     shared: Arc<Shared>,
+    path: SlowPath,
     runner: Option<std::thread::JoinHandle<()>>,
     clock: Option<CpuClock>,
     servers: std::collections::HashMap<std::net::Ipv4Addr, MacAddr>,
@@ -53,10 +54,23 @@ impl DirectorRig {
     /// the kernel leg on with that cap (it creates the interface `dpdk0` in this process's
     /// network namespace: the benchmark driver gives such runs a namespace of their own).
     pub fn start(memory: Memory, mem_mb: u32, capacity: usize, slots: u32, mbufs: u32, kernel_pps: Option<u32>) -> Result<DirectorRig> {
+        Self::start_with(memory, mem_mb, capacity, slots, mbufs, kernel_pps, 1024)
+    }
+
+    /// [`DirectorRig::start`] with room for `max_servers` real servers.
+    pub fn start_with(
+        memory: Memory,
+        mem_mb: u32,
+        capacity: usize,
+        slots: u32,
+        mbufs: u32,
+        kernel_pps: Option<u32>,
+        max_servers: u32,
+    ) -> Result<DirectorRig> {
         let args = rig::eal_args("director-bench", "0", memory, mem_mb);
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let (go_tx, go_rx) = mpsc::channel::<()>();
-        let (shared_tx, shared_rx) = mpsc::channel::<Result<Arc<Shared>, String>>();
+        let (shared_tx, shared_rx) = mpsc::channel::<Result<SlowPath, String>>();
         let socket = std::env::temp_dir().join(format!("director-bench-{}.sock", std::process::id()));
         let sock2 = socket.clone();
         let runner = std::thread::Builder::new().name("eal-main".into()).spawn(move || {
@@ -74,7 +88,7 @@ impl DirectorRig {
             let opts = DirectorOptions {
                 socket: sock2,
                 conn_capacity: capacity,
-                max_servers: 1024,
+                max_servers,
                 mbufs: 8191,
                 descriptors: 1024,
                 no_huge: memory == Memory::NoHuge,
@@ -86,7 +100,7 @@ impl DirectorRig {
             };
             match Director::start(eal, opts) {
                 Ok(d) => {
-                    let _ = shared_tx.send(Ok(d.shared().clone()));
+                    let _ = shared_tx.send(Ok(d.slow_path().clone()));
                     d.run_until_stopped(eal);
                 }
                 Err(e) => {
@@ -101,7 +115,8 @@ impl DirectorRig {
         let port = dataplane::dpdk::port_from_rings(eal, "dring", &[&rx], &[&tx])?;
         let pool = rig::pool(eal, mbufs, memory)?;
         go_tx.send(())?;
-        let shared = shared_rx.recv()?.map_err(|e| anyhow::anyhow!("director start: {e}"))?;
+        let path = shared_rx.recv()?.map_err(|e| anyhow::anyhow!("director start: {e}"))?;
+        let shared = Arc::clone(&path.shared);
         let deadline = Instant::now() + Duration::from_secs(20);
         while !socket.exists() {
             anyhow::ensure!(Instant::now() < deadline, "control socket never appeared");
@@ -111,7 +126,7 @@ impl DirectorRig {
             use std::os::unix::thread::JoinHandleExt;
             CpuClock::of(runner.as_pthread_t())
         };
-        Ok(DirectorRig { rx, tx, pool, port, socket, shared, runner: Some(runner), clock, servers: Default::default() })
+        Ok(DirectorRig { rx, tx, pool, port, socket, shared, path, runner: Some(runner), clock, servers: Default::default() })
     }
 
     /// The port's MAC (frames are addressed to it).
@@ -192,6 +207,13 @@ impl DirectorRig {
             }
         }
         Ok(())
+    }
+
+    /// Busy TSC cycles of each worker so far (loop iterations that handled packets: the
+    /// worker's own accounting, `director_worker_busy_seconds_total`), asked through its
+    /// mailbox; `None` for a worker that did not answer in time.
+    pub fn busy_cycles(&self) -> Vec<Option<u64>> {
+        self.path.counters_per_worker().1.into_iter().map(|c| c.map(|c| c.busy_cycles)).collect()
     }
 
     /// Drop counters of the director's port, by reason (non-zero only).
