@@ -7,6 +7,9 @@
 #                BENCH_QUICK=1 < 3 min) -> target/bench/report.{json,md}, *.png (docs/benchmarks.md)
 #   make synflood  SYN-flood benchmark (~1 min): legitimate clients and established connections
 #                under a spoofed flood -> target/bench/synflood.{md,json} (docs/benchmarks.md)
+#   make healthscale  10,000 TCP_CHECKs a second inside the real director while it forwards
+#                (~1 min): forwarding Mpps without / with the checks, checks/s, checker CPU,
+#                lbadm -L -n p50/p99 -> target/bench/healthscale.txt (docs/benchmarks.md)
 #   make fuzz    coverage-guided fuzzing (AFL++ via cargo-afl) of every target for FUZZ_SECONDS
 #                each (default 60) -> target/fuzz/out/report.md (fuzz/src/lib.rs; make test runs
 #                a 20 s-per-target smoke)
@@ -33,7 +36,7 @@ TARGET_DIR := $(if $(CARGO_TARGET_DIR),$(abspath $(CARGO_TARGET_DIR)),$(REPO)/ta
 export DIRECTOR_BIN ?= $(TARGET_DIR)/release/director
 export LBADM_BIN    ?= $(TARGET_DIR)/release/lbadm
 
-.PHONY: all setup build install demo test bench synflood fuzz soak clean
+.PHONY: all setup build install demo test bench synflood healthscale fuzz soak clean
 
 all: build
 
@@ -69,6 +72,13 @@ bench: build
 synflood: build
 	cd $(REPO) && $(CARGO) build --release -p bench
 	cd $(REPO) && $(TARGET_DIR)/release/director-synflood --secs $(or $(SYNFLOOD_SECS),10) --out $(TARGET_DIR)/bench
+
+# Health checks at scale: 10,000 real servers TCP_CHECKed every second by the director's own
+# checker engine while its worker forwards (HEALTHSCALE_SECS per phase, default 10). Not in CI.
+healthscale: build
+	cd $(REPO) && $(CARGO) build --release -p bench
+	mkdir -p $(TARGET_DIR)/bench
+	cd $(REPO) && $(TARGET_DIR)/release/health_scale --secs $(or $(HEALTHSCALE_SECS),10) | tee $(TARGET_DIR)/bench/healthscale.txt
 
 # Coverage-guided fuzzing: every target for FUZZ_SECONDS (FUZZ_TARGETS to pick some).
 fuzz: setup

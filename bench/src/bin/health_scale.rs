@@ -22,7 +22,7 @@
 //! Two phases of `--secs` seconds each, same process, same table: **A** without checkers,
 //! **B** with every checked server's TCP_CHECK running (added between them, then 2 s for the
 //! warmup jitter to spread them). In each phase:
-//! - forwarding: back-to-back windows of `--packets` data packets of the established flows,
+//! - forwarding: windows of `--packets` data packets of the established flows,
 //!   each preloaded into the RX ring as fast as the generator goes (~50× the worker's rate)
 //!   and timed until the last one is in the TX ring. Reported per window, median over the
 //!   phase: **wall Mpps** (packets / window) and **busy Mpps** (packets / the worker's own
@@ -30,8 +30,14 @@
 //!   the shared CPU to the checker for a moment does not count against the worker). A
 //!   forwarding slowdown caused by the checks shows in busy Mpps; the wall rate also shows
 //!   the generator sharing CPU 1. Packets not forwarded and the port's drop counters too.
-//! - `lbadm -L -n` (the CLI's own code, the whole table of ~10,100 servers) once every
-//!   50 ms: p50/p99/max latency.
+//!   Windows start at most every `--period-ms` (default 100 ms; 65,536 packets each: 0.66
+//!   Mpps offered on average, bursts at full speed), so the generator leaves most of its CPU
+//!   to the checker, and the worker idles between windows in both phases alike. **on-CPU
+//!   Mpps** (packets / the worker thread's on-CPU time in the window) and the worker's
+//!   on-CPU share of the window tell preemption of the worker (by the control thread or by
+//!   other processes on a shared machine) apart from a slower worker.
+//! - `lbadm -L -n` (the CLI's own code, the whole table of ~10,100 servers) every 100 ms
+//!   (after the previous one returned): p50/p99/max latency.
 //! - phase B only: **checks/s** (the engine's probe counter over the window, against the
 //!   target servers ÷ delay_loop; keepalived schedules the next check delay_loop after a
 //!   check ends, so the ceiling is servers ÷ (delay_loop + probe time)), failed probes, mean
@@ -39,7 +45,7 @@
 //!   the threads named `health`, % of one core, from /proc/self/task).
 //!
 //! `cargo run --release -p bench --bin health_scale -- [--services N] [--servers M]
-//! [--secs S] [--ports P] [--packets K]` (root: EAL, hugepages or --no-huge).
+//! [--secs S] [--ports P] [--packets K] [--period-ms T]` (root: EAL, hugepages or --no-huge).
 
 use std::io::Cursor;
 use std::net::{Ipv4Addr, TcpListener};
@@ -125,7 +131,7 @@ fn list_latencies(socket: std::path::PathBuf, stop: Arc<AtomicBool>) -> std::thr
                 let text = lbadm(&socket, &["-L", "-n"], "").expect("lbadm -L -n");
                 out.push(t.elapsed());
                 std::hint::black_box(text.len());
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(Duration::from_millis(100));
             }
             out
         })
@@ -166,6 +172,8 @@ fn per_check(socket: &Path) -> Result<Vec<u64>> {
 struct Phase {
     wall_mpps: Vec<f64>,
     busy_mpps: Vec<f64>,
+    cpu_mpps: Vec<f64>,
+    on_cpu: Vec<f64>,
     sent: u64,
     out: u64,
     list_ms: Vec<f64>,
@@ -173,13 +181,30 @@ struct Phase {
 }
 
 /// Forwarding windows for `secs` while `lbadm -L -n` polls.
-fn phase(d: &mut DirectorRig, store: &mut Store, t: &Traffic, packets: u64, secs: u64, epoch: &mut u64, fresh: &mut u64) -> Result<Phase> {
+#[allow(clippy::too_many_arguments)]
+fn phase(
+    d: &mut DirectorRig,
+    store: &mut Store,
+    t: &Traffic,
+    packets: u64,
+    period: Duration,
+    secs: u64,
+    epoch: &mut u64,
+    fresh: &mut u64,
+) -> Result<Phase> {
     let hz = rig::tsc_hz() as f64;
     let stop = Arc::new(AtomicBool::new(false));
     let poller = list_latencies(d.socket().to_path_buf(), Arc::clone(&stop));
     let mut p = Phase::default();
     let start = Instant::now();
+    let mut next = start;
     while start.elapsed() < Duration::from_secs(secs) {
+        // A window every `period` at most: the generator shares its CPU with the checker.
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+        next += period;
         let b0 = d.busy_cycles();
         *epoch += 1;
         let r: Pumped = scenario::measure(d, store, t, *epoch, packets, packets as usize, fresh)?;
@@ -188,6 +213,10 @@ fn phase(d: &mut DirectorRig, store: &mut Store, t: &Traffic, packets: u64, secs
         p.out += r.out;
         if r.cycles > 0 {
             p.wall_mpps.push(r.out as f64 / (r.cycles as f64 / hz) / 1e6);
+            p.on_cpu.push(r.cpu_ns as f64 / 1e9 / (r.cycles as f64 / hz) * 100.0);
+        }
+        if r.cpu_ns > 0 {
+            p.cpu_mpps.push(r.out as f64 / (r.cpu_ns as f64 / 1e9) / 1e6);
         }
         if let (Some(Some(a)), Some(Some(b))) = (b0.first(), b1.first()) {
             if b > a {
@@ -213,7 +242,8 @@ fn main() -> Result<()> {
     let per = arg(&args, "--servers", 100) as u32;
     let secs = arg(&args, "--secs", 10);
     let nports = arg(&args, "--ports", 100) as usize;
-    let packets = arg(&args, "--packets", 131072);
+    let packets = arg(&args, "--packets", 65536);
+    let period = Duration::from_millis(arg(&args, "--period-ms", 100));
     let total = services * per;
     anyhow::ensure!(total <= 65536, "at most 65,536 checked servers");
 
@@ -298,7 +328,7 @@ fn main() -> Result<()> {
     scenario::measure(&mut d, &mut store, &t, 0, packets, chunk, &mut fresh)?;
 
     eprintln!("health_scale: phase A, forwarding without checkers ({secs} s)");
-    let mut a = phase(&mut d, &mut store, &t, packets, secs, &mut epoch, &mut fresh)?;
+    let mut a = phase(&mut d, &mut store, &t, packets, period, secs, &mut epoch, &mut fresh)?;
 
     let t_load = Instant::now();
     lbadm(d.socket(), &["restore", "-"], &checks)?;
@@ -309,7 +339,7 @@ fn main() -> Result<()> {
     let c0 = counters(d.socket())?;
     let h0 = health_ticks();
     let w0 = Instant::now();
-    let mut b = phase(&mut d, &mut store, &t, packets, secs, &mut epoch, &mut fresh)?;
+    let mut b = phase(&mut d, &mut store, &t, packets, period, secs, &mut epoch, &mut fresh)?;
     let window = w0.elapsed().as_secs_f64();
     let h1 = health_ticks();
     let c1 = counters(d.socket())?;
@@ -338,7 +368,10 @@ fn main() -> Result<()> {
     println!("load average (1/5/15 min) at start: {load_start}, at end: {load_end}");
     println!("{:<48} {:>14} {:>14}", "measure", "no checks", "checks running");
     println!("{:<48} {:>14.2} {:>14.2}", "forwarding Mpps, worker busy time (median)", pct(&mut a.busy_mpps, 0.5), pct(&mut b.busy_mpps, 0.5));
+    println!("{:<48} {:>14.2} {:>14.2}", "forwarding Mpps, worker on-CPU time (median)", pct(&mut a.cpu_mpps, 0.5), pct(&mut b.cpu_mpps, 0.5));
     println!("{:<48} {:>14.2} {:>14.2}", "forwarding Mpps, wall window (median)", pct(&mut a.wall_mpps, 0.5), pct(&mut b.wall_mpps, 0.5));
+    println!("{:<48} {:>13.1}% {:>13.1}%", "worker on CPU in the windows (median)", pct(&mut a.on_cpu, 0.5), pct(&mut b.on_cpu, 0.5));
+    println!("{:<48} {:>14.2} {:>14.2}", "offered Mpps (packets per window / period)", packets as f64 / period.as_secs_f64() / 1e6, packets as f64 / period.as_secs_f64() / 1e6);
     println!("{:<48} {:>14} {:>14}", "forwarding windows", a.busy_mpps.len(), b.busy_mpps.len());
     println!("{:<48} {:>14} {:>14}", "packets not forwarded", a.sent - a.out, b.sent - b.out);
     println!("{:<48} {:>14.2} {:>14.2}", "lbadm -L -n p50 ms", pct(&mut a.list_ms, 0.5), pct(&mut b.list_ms, 0.5));
@@ -355,11 +388,13 @@ fn main() -> Result<()> {
     println!("port drops at the end: {drops:?}");
     println!(
         "RESULT {{\"servers\":{total},\"checks_per_sec\":{rate:.0},\"target_per_sec\":{total},\"failed_probes\":{failed},\"checker_cpu_pct\":{cpu:.1},\
-         \"mean_probe_ms\":{mean_probe_ms:.3},\"busy_mpps_idle\":{:.3},\"busy_mpps_checking\":{:.3},\"wall_mpps_idle\":{:.3},\"wall_mpps_checking\":{:.3},\
+         \"mean_probe_ms\":{mean_probe_ms:.3},\"busy_mpps_idle\":{:.3},\"busy_mpps_checking\":{:.3},\"cpu_mpps_idle\":{:.3},\"cpu_mpps_checking\":{:.3},\"wall_mpps_idle\":{:.3},\"wall_mpps_checking\":{:.3},\
          \"not_forwarded_idle\":{},\"not_forwarded_checking\":{},\"list_p50_ms_idle\":{:.2},\"list_p99_ms_idle\":{:.2},\"list_p50_ms_checking\":{:.2},\
          \"list_p99_ms_checking\":{:.2},\"load_start\":\"{load_start}\",\"load_end\":\"{load_end}\"}}",
         pct(&mut a.busy_mpps, 0.5),
         pct(&mut b.busy_mpps, 0.5),
+        pct(&mut a.cpu_mpps, 0.5),
+        pct(&mut b.cpu_mpps, 0.5),
         pct(&mut a.wall_mpps, 0.5),
         pct(&mut b.wall_mpps, 0.5),
         a.sent - a.out,
