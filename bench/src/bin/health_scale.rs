@@ -30,7 +30,7 @@
 //!   the shared CPU to the checker for a moment does not count against the worker). A
 //!   forwarding slowdown caused by the checks shows in busy Mpps; the wall rate also shows
 //!   the generator sharing CPU 1. Packets not forwarded and the port's drop counters too.
-//!   Windows start at most every `--period-ms` (default 100 ms; 65,536 packets each: 0.66
+//!   Windows start at most every `--period-ms` (default 100 ms; 32,768 packets each: 0.33
 //!   Mpps offered on average, bursts at full speed), so the generator leaves most of its CPU
 //!   to the checker, and the worker idles between windows in both phases alike. **on-CPU
 //!   Mpps** (packets / the worker thread's on-CPU time in the window) and the worker's
@@ -242,7 +242,7 @@ fn main() -> Result<()> {
     let per = arg(&args, "--servers", 100) as u32;
     let secs = arg(&args, "--secs", 10);
     let nports = arg(&args, "--ports", 100) as usize;
-    let packets = arg(&args, "--packets", 65536);
+    let packets = arg(&args, "--packets", 32768);
     let period = Duration::from_millis(arg(&args, "--period-ms", 100));
     let total = services * per;
     anyhow::ensure!(total <= 65536, "at most 65,536 checked servers");
