@@ -33,7 +33,7 @@ TARGET_DIR := $(if $(CARGO_TARGET_DIR),$(abspath $(CARGO_TARGET_DIR)),$(REPO)/ta
 export DIRECTOR_BIN ?= $(TARGET_DIR)/release/director
 export LBADM_BIN    ?= $(TARGET_DIR)/release/lbadm
 
-.PHONY: all setup build install demo test bench synflood fuzz soak clean
+.PHONY: all setup build install demo test bench synflood fuzz soak ctlpressure clean
 
 all: build
 
@@ -68,6 +68,19 @@ bench: build
 synflood: build
 	cd $(REPO) && $(CARGO) build --release -p bench
 	cd $(REPO) && $(TARGET_DIR)/release/director-synflood --secs $(or $(SYNFLOOD_SECS),10) --out $(TARGET_DIR)/bench
+
+# Soak (not in CI): the director on a memif port fed by director-gen, 1,000 configuration
+# edits/s and continuous listings for SOAK_SECS (default 1800), a reading every SOAK_INTERVAL
+# seconds (default 60); fails if RSS, mbufs in use or table entries grew.
+soak: build
+	cd $(REPO) && $(CARGO) build --release -p bench
+	cd $(REPO) && $(TARGET_DIR)/release/director-bench soak --secs $(or $(SOAK_SECS),1800) --interval $(or $(SOAK_INTERVAL),60)
+
+# Control plane under pressure (not in CI): PRESSURE_CLIENTS (100) concurrent lbadm clients,
+# every tenth listing the 1 M-entry table with -L -n -c, while the director forwards.
+ctlpressure: build
+	cd $(REPO) && $(CARGO) build --release -p bench
+	cd $(REPO) && $(TARGET_DIR)/release/director-bench pressure --clients $(or $(PRESSURE_CLIENTS),100) --secs $(or $(PRESSURE_SECS),30)
 
 # Coverage-guided fuzzing: every target for FUZZ_SECONDS (FUZZ_TARGETS to pick some).
 fuzz: setup
