@@ -447,8 +447,10 @@ fn lbadm_hwm(bin: &Path, socket: &Path, args: &[&str]) -> Result<(Duration, u64)
         if let Some(st) = child.try_wait()? {
             break st;
         }
-        if let Some(v) = std::fs::read_to_string(&status)
-            .ok()
+        // Before `exec` the child is a copy of this process: read it only once it is lbadm.
+        let exe = std::fs::read_link(format!("/proc/{}/exe", child.id())).ok();
+        let is_lbadm = exe.as_deref() == Some(bin);
+        if let Some(v) = is_lbadm.then(|| std::fs::read_to_string(&status).ok()).flatten()
             .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
         {
             hwm = hwm.max(v);
