@@ -12,6 +12,8 @@
 //! -A -t 198.51.100.100:80 -s rr              every ipvsadm change: -A -E -D -C -a -e -d --set,
 //! -a -t 198.51.100.100:80 -r 198.51.100.11:80 -g -w 1     as `-S` writes them; a leading
 //! ipvsadm -a -f 1 -r 198.51.100.12:0 -g -w 2             `ipvsadm` or `lbadm` word is dropped
+//! check service -t 198.51.100.100:80 --quorum 2 --sorry-server 127.0.0.1   health checkers
+//! check add -t 198.51.100.100:80 -r 198.51.100.11:80 http --url /health --delay-loop 6
 //! ```
 //!
 //! Invariants:
@@ -188,6 +190,19 @@ pub fn parse_line(line: &str, names: &dyn Names) -> Result<Vec<ConfigCommand>, C
                     return Err(not_a_change(&format!("{verb} listing")))
                 }
             })
+        }
+        "check" => {
+            // Check lines quote commands and paths like a shell (`lbadm save` writes them so).
+            let mut words = shlex::split(trimmed).ok_or_else(|| {
+                CtlError::input(format!("{}: check: unbalanced quotes", cli::PROG))
+            })?;
+            if words.first().is_some_and(|w| w == "lbadm") {
+                words.remove(0);
+            }
+            match crate::health::cli::parse(&words[1..], names)? {
+                crate::health::cli::CheckCli::Change(c) => Ok(vec![c]),
+                crate::health::cli::CheckCli::Show(_) => Err(not_a_change("check show")),
+            }
         }
         "sysctl" => sysctl_settings(&words[1..]),
         v if v.starts_with(SYSCTL_PREFIX) => sysctl_settings(&words),

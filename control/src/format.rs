@@ -449,6 +449,7 @@ pub fn config_file(dump: &ConfigDump) -> String {
         };
         service_entry(&mut out, &status, &st);
     }
+    out.push_str(&crate::health::cli::save_lines(&dump.health));
     out
 }
 

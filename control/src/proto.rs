@@ -178,6 +178,14 @@ pub enum Op {
     Discard,
     /// The whole configuration (for `lbadm save`); answers `Config`.
     ConfigShow,
+    /// Configuration changes applied atomically and published once (`lbadm check add|del|
+    /// service`); answers `Ok`.
+    Apply(Vec<ConfigCommand>),
+    /// Health checkers of every managed service, or of one; answers `Checks`.
+    CheckShow {
+        /// Only this service.
+        service: Option<crate::model::ServiceKey>,
+    },
     /// One page of the connection listing (`-L -c` of any size with bounded memory on both
     /// sides): at most `max` rows (capped at [`MAX_CONN_PAGE`]) from `cursor` on; answers
     /// `ConnPage`. Start from the default cursor and repeat with `next` until it is `null`.
@@ -268,6 +276,8 @@ pub enum Reply {
     Staged(u64),
     /// The whole configuration (`ConfigShow`).
     Config(ConfigDump),
+    /// Health checkers (`CheckShow`).
+    Checks(crate::health::report::ChecksReport),
     /// One page of connection entries (`ConnPage`); `next` is `None` after the last.
     ConnPage {
         /// The rows.
@@ -289,8 +299,12 @@ pub struct ConfigDump {
     pub sysctls: Sysctls,
     /// The `--set` timeouts.
     pub timeouts: Timeouts,
-    /// Services in creation order.
+    /// Services in creation order. The servers of a service managed by health checkers
+    /// are its configured servers (with their configured weights), whatever their state.
     pub services: Vec<ServiceDump>,
+    /// Health checkers and settings of the managed services.
+    #[serde(default)]
+    pub health: Vec<crate::health::model::ServiceHealthDump>,
 }
 
 /// One virtual service of a [`ConfigDump`].

@@ -139,6 +139,7 @@ pub struct Controller<B: Backend> {
     config: Config,
     backend: B,
     stats: StatsBook,
+    health: Option<crate::health::engine::Link>,
 }
 
 impl<B: Backend> Controller<B> {
@@ -151,7 +152,57 @@ impl<B: Backend> Controller<B> {
             config,
             backend,
             stats: StatsBook::new(),
+            health: None,
         }
+    }
+
+    /// Connects the health checker engine: from now on it gets the checker definitions
+    /// whenever they change (and now).
+    pub fn attach_health(&mut self, mut link: crate::health::engine::Link) {
+        link.update(&self.config);
+        self.health = Some(link);
+    }
+
+    /// The health checker engine's board (per-checker status and counters), once attached.
+    pub fn health_board(&self) -> Option<std::sync::Arc<crate::health::board::Board>> {
+        self.health.as_ref().map(|l| std::sync::Arc::clone(l.board()))
+    }
+
+    /// Makes `next` (already published) the configuration of record and tells the health
+    /// checker engine if its checkers changed.
+    fn adopt(&mut self, next: Config) {
+        self.config = next;
+        if let Some(link) = &mut self.health {
+            link.update(&self.config);
+        }
+    }
+
+    /// Applies checker verdicts (see [`crate::health::model::apply_verdicts`]) to a copy of
+    /// the configuration, publishes it if the pool changed, and returns the events. On error
+    /// nothing changed.
+    pub fn health_report(
+        &mut self,
+        verdicts: &[crate::health::Verdict],
+    ) -> Result<Vec<crate::health::HealthEvent>, CtlError> {
+        let mut next = self.config.clone();
+        let events = crate::health::model::apply_verdicts(&mut next, verdicts, Instant::now())?;
+        if next != self.config {
+            self.backend.publish(&next)?;
+            self.adopt(next);
+        }
+        Ok(events)
+    }
+
+    /// `lbadm check show`.
+    pub fn checks(
+        &self,
+        only: Option<&ServiceKey>,
+    ) -> Result<crate::health::report::ChecksReport, CtlError> {
+        crate::health::report::build(
+            &self.config,
+            self.health.as_ref().map(|l| l.board().as_ref()),
+            only,
+        )
     }
 
     /// The current configuration.
@@ -199,7 +250,7 @@ impl<B: Backend> Controller<B> {
             events::publish_failed(&error);
             TransactionError { index: None, error }
         })?;
-        self.config = next;
+        self.adopt(next);
         events::applied_all(cmds);
         Ok(())
     }
@@ -227,7 +278,7 @@ impl<B: Backend> Controller<B> {
         }
         match self.backend.publish(&next) {
             Ok(()) => {
-                self.config = next;
+                self.adopt(next);
                 for (c, _) in cmds.iter().zip(&results).filter(|(_, r)| r.is_ok()) {
                     events::applied(c);
                 }
@@ -272,9 +323,28 @@ impl<B: Backend> Controller<B> {
                 .into_iter()
                 .map(|s| ServiceDump {
                     config: s.config.clone(),
-                    servers: s.servers.clone(),
+                    servers: match self.config.health().service(&s.config.key) {
+                        // Managed: the servers as configured, whatever their health.
+                        Some(st) => st
+                            .servers
+                            .iter()
+                            .map(|h| crate::model::ServerConfig {
+                                id: s
+                                    .server(h.spec.addr, h.spec.port)
+                                    .map_or(ServerId(u32::MAX), |p| p.id),
+                                addr: h.spec.addr,
+                                port: h.spec.port,
+                                fwd: h.spec.fwd,
+                                weight: h.spec.weight,
+                                u_threshold: h.spec.u_threshold,
+                                l_threshold: h.spec.l_threshold,
+                            })
+                            .collect(),
+                        None => s.servers.clone(),
+                    },
                 })
                 .collect(),
+            health: crate::health::model::dump(&self.config),
         }
     }
 
@@ -370,6 +440,8 @@ impl<B: Backend> Controller<B> {
                 Ok(Reply::Ok)
             }
             Op::ConfigShow => Ok(Reply::Config(self.dump())),
+            Op::Apply(cmds) => self.apply(&cmds).map(|_| Reply::Ok),
+            Op::CheckShow { service } => self.checks(service.as_ref()).map(Reply::Checks),
             Op::ConnPage { cursor, max } => {
                 let max = max.clamp(1, crate::proto::MAX_CONN_PAGE) as usize;
                 let (rows, next) = self.backend.connections_page(cursor, max);
@@ -492,7 +564,7 @@ impl<B: Backend> Controller<B> {
         if !changes.is_empty() {
             match self.backend.publish(&next) {
                 Ok(()) => {
-                    self.config = next;
+                    self.adopt(next);
                     events::applied_all(&applied);
                 }
                 Err(e) => {
@@ -808,4 +880,32 @@ pub fn serve_shared<B: Backend + 'static>(
         let _ = std::fs::remove_file(path);
     }
     Ok(())
+}
+
+/// Starts the health checker engine ([`crate::health::engine`]) for the shared controller:
+/// it gets the checker definitions from the controller and applies its verdicts through
+/// [`Controller::health_report`] under the controller's lock. Stops when `stop` is set.
+pub fn start_health<B: Backend + 'static>(
+    ctl: &Arc<Mutex<Controller<B>>>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<JoinHandle<()>> {
+    start_health_on(ctl, stop, None)
+}
+
+/// [`start_health`] with the engine's threads restricted to `cpus` (see
+/// [`crate::health::engine::spawn_on`]).
+pub fn start_health_on<B: Backend + 'static>(
+    ctl: &Arc<Mutex<Controller<B>>>,
+    stop: Arc<AtomicBool>,
+    cpus: Option<Vec<usize>>,
+) -> io::Result<JoinHandle<()>> {
+    let (link, input) = crate::health::engine::link();
+    lock(ctl).attach_health(link);
+    let c = Arc::clone(ctl);
+    crate::health::engine::spawn_on(
+        input,
+        Box::new(move |verdicts| lock(&c).health_report(verdicts)),
+        stop,
+        cpus,
+    )
 }

@@ -24,7 +24,7 @@ use crate::dpdk::vdev::VdevBus;
 use crate::dpdk::{tsc_hz, Eal, Mempool, Port, PortConfig, Ring};
 use crate::engine::{Engine, EngineConfig, NeighEvent};
 use crate::neigh::{NeighParams, NeighTable};
-use crate::sched::{DestInfo, Rotation, RotationRegistry, Scheduler};
+use crate::sched::{rotation, Rotation, RotationRegistry, Scheduler};
 use crate::steer::{Steering, RSS_KEY};
 use crate::snapshot::{MarkMatch, PortInfo, Published, ServerInfo, ServiceInfo, Snapshot, SvcKey, Sysctl};
 use crate::wire::MacAddr;
@@ -61,6 +61,9 @@ pub struct DirectorOptions {
     /// A configuration file (lbadm lines, see `control::config_file`) applied as one
     /// transaction before the workers start; a bad file makes [`Director::start`] fail.
     pub config: Option<PathBuf>,
+    /// A keepalived.conf (`control::keepalived`) applied as one transaction after `config`;
+    /// a bad file makes [`Director::start`] fail with `FILE:LINE: reason`.
+    pub keepalived: Option<PathBuf>,
     /// The kernel leg: a host interface `dpdkN` per port (see [`crate::kernel`]).
     pub kernel_if: bool,
     /// Packets per second the kernel leg hands to the host at most (all workers together;
@@ -80,6 +83,7 @@ impl Default for DirectorOptions {
             no_huge: false,
             idle_sleep_us: 0,
             config: None,
+            keepalived: None,
             kernel_if: true,
             kernel_pps: crate::kernel::DEFAULT_PPS,
         }
@@ -200,13 +204,7 @@ pub fn compile(cfg: &Config, neigh: &NeighTable, base_ports: &[PortInfo]) -> Res
             sched_flags: (c.flags.flag1 as u32) | (c.flags.flag2 as u32) << 1 | (c.flags.flag3 as u32) << 2,
             persistent: c.persistent,
             netmask: c.netmask,
-            rotation: {
-                let d: Vec<DestInfo> = slots
-                    .iter()
-                    .map(|&id| DestInfo { id, weight: servers.get(id as usize).and_then(|s| s.as_ref()).map_or(0, |s| s.weight), ..DestInfo::default() })
-                    .collect();
-                Rotation::new(name, d.as_slice())
-            },
+            rotation: Rotation::new(name, rotation::dest_list(&slots, &servers).as_slice()),
             servers: slots,
         });
     }
@@ -404,6 +402,7 @@ pub struct Director {
     threads: Vec<JoinHandle<()>>,
     socket: PathBuf,
     conn_capacity: usize,
+    health_board: Option<Arc<control::health::board::Board>>,
     _pool: Arc<Mempool>,
 }
 
@@ -538,6 +537,14 @@ impl Director {
             control::config_file::load(&mut control::server::lock(&controller), file)
                 .map_err(|e| anyhow::anyhow!("configuration file {}", e.message))?;
         }
+        if let Some(file) = &opts.keepalived {
+            let (n, warnings) = control::keepalived::apply_file(&mut control::server::lock(&controller), file)
+                .map_err(|e| anyhow::anyhow!("keepalived configuration {}", e.message))?;
+            for w in warnings {
+                log::warn!("{w}");
+            }
+            eprintln!("director: {} command(s) loaded from {}", n, file.display());
+        }
         let mut threads = Vec::new();
         // The kernel leg's two slow-path threads, until the stop flag.
         let spawn_until_stop = |name: &str, f: Box<dyn FnOnce(&AtomicBool) + Send>| {
@@ -553,6 +560,19 @@ impl Director {
         if let Some(sync) = addr_sync {
             threads.push(spawn_until_stop("addr-sync", Box::new(move |stop| sync.run(stop)))?);
         }
+        // The health checker engine (its own threads, kept off the workers' CPUs; lcore ids
+        // are taken as CPU ids, as with -l/-c) applies its verdicts through the same
+        // controller the control socket serves.
+        let worker_cpus: Vec<usize> = lcores.iter().map(|&l| l as usize).collect();
+        threads.push(
+            control::server::start_health_on(
+                &controller,
+                shared.stop.clone(),
+                control::health::engine::cpus_except(&worker_cpus),
+            )
+            .context("spawning the health checker thread")?,
+        );
+        let health_board = control::server::lock(&controller).health_board();
         {
             let path = path.clone();
             threads.push(
@@ -593,6 +613,7 @@ impl Director {
             threads,
             socket: opts.socket,
             conn_capacity: opts.conn_capacity,
+            health_board,
             _pool: pool,
         })
     }
@@ -630,6 +651,11 @@ impl Director {
     /// The EAL lcore of each worker, in worker order.
     pub fn lcores(&self) -> &[u32] {
         &self.lcores
+    }
+
+    /// The health checker engine's board (per-checker status, counters) for observers.
+    pub fn health_board(&self) -> Option<Arc<control::health::board::Board>> {
+        self.health_board.clone()
     }
 
     /// Runs worker 0 on this (main) lcore and the others on their lcores until the stop flag
