@@ -183,11 +183,16 @@ fn lbadm(bin: &Path, socket: &Path, args: &[&str]) -> Result<Duration> {
         .env(control::cli::SOCKET_ENV, socket)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
+        .stderr(Stdio::piped())
+        .output()
         .context("running lbadm")?;
-    anyhow::ensure!(st.success(), "lbadm {} failed: {st}", args.join(" "));
+    anyhow::ensure!(st.status.success(), "lbadm {} failed: {}: {}", args.join(" "), st.status, first_line(&st.stderr));
     Ok(t0.elapsed())
+}
+
+/// The first line of a child's stderr (what lbadm said when it failed).
+fn first_line(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr).lines().next().unwrap_or("").to_string()
 }
 
 fn parse_cmd(line: &str) -> IpvsCommand {
@@ -437,9 +442,11 @@ fn lbadm_hwm(bin: &Path, socket: &Path, args: &[&str]) -> Result<(Duration, u64)
         .env(control::cli::SOCKET_ENV, socket)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .context("running lbadm")?;
+    // lbadm writes at most an error line or two: the pipe never fills before it exits.
+    let mut stderr = child.stderr.take();
     let status = format!("/proc/{}/status", child.id());
     let mut hwm = 0u64;
     let deadline = t0 + Duration::from_secs(600);
@@ -462,7 +469,13 @@ fn lbadm_hwm(bin: &Path, socket: &Path, args: &[&str]) -> Result<(Duration, u64)
         }
         std::thread::sleep(Duration::from_millis(2));
     };
-    anyhow::ensure!(st.success(), "lbadm {} failed: {st}", args.join(" "));
+    if !st.success() {
+        let mut err = Vec::new();
+        if let Some(e) = stderr.as_mut() {
+            let _ = std::io::Read::read_to_end(e, &mut err);
+        }
+        anyhow::bail!("lbadm {} failed: {st}: {}", args.join(" "), first_line(&err));
+    }
     Ok((t0.elapsed(), hwm))
 }
 
@@ -488,13 +501,20 @@ pub fn pressure(a: &PressureArgs) -> Result<()> {
         let stop = Arc::new(AtomicBool::new(false));
         let lat: Arc<Mutex<Vec<(usize, f64)>>> = Arc::new(Mutex::new(Vec::new()));
         let errors = Arc::new(AtomicU64::new(0));
+        let reasons: Arc<Mutex<std::collections::BTreeMap<String, u64>>> = Arc::default();
         let hwm = Arc::new(AtomicU64::new(0));
         let kinds: [&'static [&'static str]; 4] = [&["-L", "-n", "-c"], &["-L", "-n"], &["-L", "-n", "--stats"], &["link", "show"]];
         let mut threads = Vec::new();
         for c in 0..a.clients {
             let (stop, lat, errors, socket, bin, hwm) = (stop.clone(), lat.clone(), errors.clone(), socket.clone(), bin.clone(), hwm.clone());
+            let reasons = reasons.clone();
             let kind = if c % a.conn_every.max(1) == 0 { 0 } else { 1 + c % 3 };
             threads.push(std::thread::spawn(move || {
+                // Off the worker's CPU, like the director's own slow-path threads (an
+                // operator's lbadm runs on the housekeeping CPUs); its lbadm processes inherit it.
+                if let Some(cpus) = control::health::engine::cpus_except(&[0]) {
+                    control::health::engine::pin(&cpus);
+                }
                 while !stop.load(Ordering::Relaxed) {
                     let r = if kind == 0 {
                         lbadm_hwm(&bin, &socket, kinds[kind]).map(|(d, h)| {
@@ -506,8 +526,12 @@ pub fn pressure(a: &PressureArgs) -> Result<()> {
                     };
                     match r {
                         Ok(d) => lat.lock().unwrap_or_else(|e| e.into_inner()).push((kind, d.as_secs_f64() * 1e3)),
-                        Err(_) => {
+                        Err(e) => {
                             errors.fetch_add(1, Ordering::Relaxed);
+                            // Tally by lbadm's message (the part after the exit status).
+                            let msg = e.to_string();
+                            let why = msg.splitn(3, ": ").nth(2).unwrap_or(&msg).to_string();
+                            *reasons.lock().unwrap_or_else(|e| e.into_inner()).entry(why).or_default() += 1;
                         }
                     }
                 }
@@ -542,6 +566,9 @@ pub fn pressure(a: &PressureArgs) -> Result<()> {
         }
         let errs = errors.load(Ordering::Relaxed);
         println!("client errors {errs}");
+        for (why, n) in reasons.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            println!("  {n:>8} × {why}");
+        }
         anyhow::ensure!(errs == 0, "{errs} lbadm invocations failed");
         Ok(())
     })();
