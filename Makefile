@@ -9,7 +9,7 @@
 #                under a spoofed flood -> target/bench/synflood.{md,json} (docs/benchmarks.md)
 #   make fuzz    coverage-guided fuzzing (AFL++ via cargo-afl) of every target for FUZZ_SECONDS
 #                each (default 60) -> target/fuzz/out/report.md (fuzz/src/lib.rs; make test runs
-#                a 20 s-per-target smoke)
+#                a 15 s-per-target smoke, 90 s in all)
 #   make build   release binaries only (target/release/director, target/release/lbadm and its
 #                other name target/release/ipvsadm)
 #   make install build, then install (PREFIX=/usr/local, SYSCONFDIR=/etc, DESTDIR): director,
