@@ -479,6 +479,62 @@ fn lbadm_hwm(bin: &Path, socket: &Path, args: &[&str]) -> Result<(Duration, u64)
     Ok((t0.elapsed(), hwm))
 }
 
+/// One measuring window of the pressure run: forwarded and received packets, the worker
+/// thread's and the generator process's CPU time.
+struct Window {
+    t: Instant,
+    snap: crate::vdev_rig::Snap,
+    gen_ticks: u64,
+}
+
+/// A process's user + system CPU time in clock ticks (`/proc/PID/stat` fields 14 and 15).
+fn proc_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = after.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
+}
+
+/// The rates of a window.
+struct Rates {
+    fwd_mpps: f64,
+    rx_mpps: f64,
+    worker_cpu: f64,
+    gen_cpu: f64,
+}
+
+impl std::fmt::Display for Rates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "forwarding {:.3} Mpps (received {:.3}); worker on CPU {:.0} %, generator {:.0} %",
+            self.fwd_mpps,
+            self.rx_mpps,
+            self.worker_cpu * 100.0,
+            self.gen_cpu * 100.0
+        )
+    }
+}
+
+impl Window {
+    fn start(rig: &MemifRig) -> Window {
+        Window { t: Instant::now(), snap: rig.dir.sample(&rig.port), gen_ticks: proc_ticks(rig.gen.pid()) }
+    }
+
+    fn end(&self, rig: &MemifRig) -> Rates {
+        let s = rig.dir.sample(&rig.port);
+        let secs = self.t.elapsed().as_secs_f64();
+        // USER_HZ (sysconf(_SC_CLK_TCK)) is 100 on Linux.
+        let gen_secs = (proc_ticks(rig.gen.pid()) - self.gen_ticks) as f64 / 100.0;
+        Rates {
+            fwd_mpps: (s.stats.tx_packets - self.snap.stats.tx_packets) as f64 / secs / 1e6,
+            rx_mpps: (s.stats.rx_packets - self.snap.stats.rx_packets) as f64 / secs / 1e6,
+            worker_cpu: (s.cpu_ns - self.snap.cpu_ns) as f64 / 1e9 / secs,
+            gen_cpu: gen_secs / secs,
+        }
+    }
+}
+
 /// 100 concurrent lbadm clients (by default) while the director forwards; prints the
 /// forwarding rate before, during and after, the clients' latencies and the RSS.
 pub fn pressure(a: &PressureArgs) -> Result<()> {
@@ -489,15 +545,15 @@ pub fn pressure(a: &PressureArgs) -> Result<()> {
     let result = (|| -> Result<()> {
         rig.start_traffic()?;
         std::thread::sleep(Duration::from_secs(2));
-        let rate = |rig: &MemifRig, secs: u64| -> f64 {
-            let (t0, x0) = (Instant::now(), rig.tx());
+        let rate = |rig: &MemifRig, secs: u64| -> Rates {
+            let w0 = Window::start(rig);
             std::thread::sleep(Duration::from_secs(secs));
-            (rig.tx() - x0) as f64 / t0.elapsed().as_secs_f64() / 1e6
+            w0.end(rig)
         };
         let rss0 = rss_kib();
         let entries = read(&socket, 0, 0.0)?.conn_entries;
         let before = rate(&rig, a.quiet_secs);
-        println!("table entries {entries}; forwarding before the clients: {before:.3} Mpps; RSS {rss0} KiB");
+        println!("table entries {entries}; before the clients: {before}; RSS {rss0} KiB");
         let stop = Arc::new(AtomicBool::new(false));
         let lat: Arc<Mutex<Vec<(usize, f64)>>> = Arc::new(Mutex::new(Vec::new()));
         let errors = Arc::new(AtomicU64::new(0));
@@ -538,13 +594,13 @@ pub fn pressure(a: &PressureArgs) -> Result<()> {
             }));
         }
         let t0 = Instant::now();
-        let x0 = rig.tx();
+        let w0 = Window::start(&rig);
         let mut rss_max = rss0;
         while t0.elapsed() < Duration::from_secs(a.secs) {
             std::thread::sleep(Duration::from_millis(500));
             rss_max = rss_max.max(rss_kib());
         }
-        let during = (rig.tx() - x0) as f64 / t0.elapsed().as_secs_f64() / 1e6;
+        let during = w0.end(&rig);
         stop.store(true, Ordering::Relaxed);
         for t in threads {
             let _ = t.join();
@@ -552,7 +608,8 @@ pub fn pressure(a: &PressureArgs) -> Result<()> {
         let rss1 = rss_kib();
         let after = rate(&rig, a.quiet_secs);
         let lbadm_rss = hwm.load(Ordering::Relaxed);
-        println!("forwarding during {} clients ({} s): {during:.3} Mpps; after: {after:.3} Mpps", a.clients, a.secs);
+        println!("during {} clients ({} s): {during}", a.clients, a.secs);
+        println!("after: {after}");
         println!("director RSS KiB: before {rss0}, max during {rss_max}, after {rss1}; peak RSS of an lbadm -L -n -c {lbadm_rss} KiB");
         let lat = lat.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let names = ["-L -n -c", "-L -n", "-L -n --stats", "link show"];
