@@ -12,7 +12,7 @@
 #                lbadm -L -n p50/p99 -> target/bench/healthscale.txt (docs/benchmarks.md)
 #   make fuzz    coverage-guided fuzzing (AFL++ via cargo-afl) of every target for FUZZ_SECONDS
 #                each (default 60) -> target/fuzz/out/report.md (fuzz/src/lib.rs; make test runs
-#                a 20 s-per-target smoke)
+#                a 15 s-per-target smoke, 90 s in all)
 #   make build   release binaries only (target/release/director, target/release/lbadm and its
 #                other name target/release/ipvsadm)
 #   make install build, then install (PREFIX=/usr/local, SYSCONFDIR=/etc, DESTDIR): director,
@@ -36,7 +36,7 @@ TARGET_DIR := $(if $(CARGO_TARGET_DIR),$(abspath $(CARGO_TARGET_DIR)),$(REPO)/ta
 export DIRECTOR_BIN ?= $(TARGET_DIR)/release/director
 export LBADM_BIN    ?= $(TARGET_DIR)/release/lbadm
 
-.PHONY: all setup build install demo test bench synflood healthscale fuzz soak clean
+.PHONY: all setup build install demo test bench synflood healthscale fuzz soak ctlpressure clean
 
 all: build
 
@@ -79,6 +79,19 @@ healthscale: build
 	cd $(REPO) && $(CARGO) build --release -p bench
 	mkdir -p $(TARGET_DIR)/bench
 	cd $(REPO) && $(TARGET_DIR)/release/health_scale --secs $(or $(HEALTHSCALE_SECS),10) | tee $(TARGET_DIR)/bench/healthscale.txt
+
+# Soak (not in CI): the director on a memif port fed by director-gen, 1,000 configuration
+# edits/s and continuous listings for SOAK_SECS (default 1800), a reading every SOAK_INTERVAL
+# seconds (default 60); fails if RSS, mbufs in use or table entries grew.
+soak: build
+	cd $(REPO) && $(CARGO) build --release -p bench
+	cd $(REPO) && $(TARGET_DIR)/release/director-bench soak --secs $(or $(SOAK_SECS),1800) --interval $(or $(SOAK_INTERVAL),60)
+
+# Control plane under pressure (not in CI): PRESSURE_CLIENTS (100) concurrent lbadm clients,
+# every tenth listing the 1 M-entry table with -L -n -c, while the director forwards.
+ctlpressure: build
+	cd $(REPO) && $(CARGO) build --release -p bench
+	cd $(REPO) && $(TARGET_DIR)/release/director-bench pressure --clients $(or $(PRESSURE_CLIENTS),100) --secs $(or $(PRESSURE_SECS),30)
 
 # Coverage-guided fuzzing: every target for FUZZ_SECONDS (FUZZ_TARGETS to pick some).
 fuzz: setup

@@ -112,3 +112,45 @@ sysctl -w net.ipv4.vs.drop_entry=1
 put("config_file", "truncated", "addr add 198.51.100.2/24 dev dpdk0\n-A -t 198.51.100.100:80 -s r")
 put("config_file", "bad-line", "-A -t 10.0.0.1:80\n-a -t 10.0.0.9:80 -r 10.0.0.11\n")
 put("config_file", "comments", "\n# nothing\n   \n-A -u 10.0.0.1:53 -s sh\n")
+
+# --- keepalived_conf ----------------------------------------------------------------------
+# The repository's keepalived.conf files (the documented example and keepalived's own DR
+# samples adapted for the tests), then small files for the corners: groups and ranges,
+# every checker, include (in the target `include self…` is the input itself), errors.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+for src, name in [
+    ("docs/examples/health.keepalived.conf", "health-example"),
+    ("control/tests/data/keepalived/keepalived.conf.sample.dr", "sample-dr"),
+    ("control/tests/data/keepalived/keepalived.conf.fwmark.dr", "fwmark-dr"),
+]:
+    with open(os.path.join(REPO, src), "rb") as f:
+        put("keepalived_conf", name, f.read())
+put("keepalived_conf", "group", """global_defs { router_id LVS1 }
+virtual_server_group web {
+  192.0.2.10-12 80
+  fwmark 7
+}
+virtual_server group web {
+  delay_loop 3
+  lb_algo wrr
+  lb_kind DR
+  persistence_timeout 600
+  persistence_granularity 255.255.255.0
+  protocol TCP
+  quorum 2
+  hysteresis 1
+  sorry_server 10.0.0.99 80
+  real_server 10.0.0.11 80 { weight 2 TCP_CHECK { connect_timeout 3 connect_port 80 } }
+  real_server 10.0.0.12 80 {
+    weight 0
+    inhibit_on_failure
+    HTTP_GET { url { path /health status_code 200-299 digest 9b3a0c85a887a256d6939da88aabd8cd } retry 2 delay_before_retry 1 }
+  }
+  real_server 10.0.0.13 80 { MISC_CHECK { misc_path "/bin/true" misc_timeout 2 misc_dynamic } }
+  real_server 10.0.0.14 80 { SSL_GET { url { path / } } }
+}
+""")
+put("keepalived_conf", "include", "include other.conf\ninclude self\nvirtual_server fwmark 3 { lb_kind DR real_server 10.0.0.5 0 { } }\n")
+put("keepalived_conf", "nat-refused", "virtual_server 10.0.0.1 80 {\n  lb_kind NAT\n  real_server 10.0.0.2 8080 {}\n}\n")
+put("keepalived_conf", "unbalanced", "virtual_server 10.0.0.1 80 { lb_kind DR\n real_server 10.0.0.2 80 { weight 70000\n")
+put("keepalived_conf", "vrrp-only", "! comment\nvrrp_instance VI_1 {\n  state MASTER\n  interface eth0\n  virtual_router_id 51\n  virtual_ipaddress { 192.0.2.10/24 }\n}\n")

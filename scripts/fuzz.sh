@@ -3,7 +3,7 @@
 # toolchain); see fuzz/src/lib.rs for the targets and their invariants.
 #
 #   scripts/fuzz.sh                      every target for FUZZ_SECONDS (default 60) each
-#   FUZZ_SECONDS=20 scripts/fuzz.sh      the smoke `make test` runs (5 targets: 100 s)
+#   FUZZ_SECONDS=15 scripts/fuzz.sh      the smoke `make test` runs (6 targets: 90 s)
 #   FUZZ_TARGETS="engine" FUZZ_SECONDS=3600 scripts/fuzz.sh
 #
 # Builds fuzz/afl with AFL's instrumentation (cargo afl build --release), starts each target
@@ -17,7 +17,7 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SECS=${FUZZ_SECONDS:-60}
-TARGETS=${FUZZ_TARGETS:-"engine proto ipvsadm iptables config_file"}
+TARGETS=${FUZZ_TARGETS:-"engine proto ipvsadm iptables config_file keepalived_conf"}
 OUT=${FUZZ_OUT:-$REPO/target/fuzz/out}
 export PATH="$HOME/.cargo/bin:$PATH"
 

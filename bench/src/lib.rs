@@ -36,6 +36,7 @@ pub mod report;
 pub mod rig;
 pub mod run;
 pub mod scenario;
+pub mod soak;
 pub mod synflood;
 pub mod valgrind;
 pub mod vdev_rig;

@@ -502,24 +502,23 @@ const CONN_PAGE: u32 = 4096;
 /// page printed as it arrives, so that neither lbadm nor the director holds more than a page
 /// of a large table. A director that does not know `ConnPage` gets the one-reply request.
 fn list_connections_paged(path: &Path, opts: &ListOptions, io: &mut CliIo<'_>, json: bool) -> i32 {
-    let mut stream = match UnixStream::connect(path) {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = writeln!(io.stderr, "{PROG}: cannot connect to director at {}: {e}", path.display());
-            return 1;
-        }
-    };
+    let mut stream: Option<UnixStream> = None;
     let mut cursor = Some(crate::proto::ConnCursor::default());
     let mut first = true;
     let mut any = false;
     while let Some(c) = cursor {
         let req = Request::new(Op::ConnPage { cursor: c, max: CONN_PAGE });
-        let reply = match client::exchange(&mut stream, &req, client::DEFAULT_TIMEOUT) {
+        let resp = match stream.as_mut() {
+            Some(s) => client::exchange(s, &req, client::DEFAULT_TIMEOUT)
+                .map_err(|e| writeln!(io.stderr, "{PROG}: director at {}: {e}", path.display())),
+            None => open(path, &req, io).map(|(s, resp)| {
+                stream = Some(s);
+                resp
+            }).map_err(|_| Ok(())),
+        };
+        let reply = match resp {
             Ok(resp) => resp.result,
-            Err(e) => {
-                let _ = writeln!(io.stderr, "{PROG}: director at {}: {e}", path.display());
-                return 1;
-            }
+            Err(_) => return 1,
         };
         let (rows, next) = match reply {
             Ok(Reply::ConnPage { rows, next }) => (rows, next),
@@ -563,24 +562,23 @@ fn list_connections_paged(path: &Path, opts: &ListOptions, io: &mut CliIo<'_>, j
 
 /// Sends one request; on failure prints the error and returns the exit status.
 fn call(path: &Path, req: Request, io: &mut CliIo<'_>) -> Result<Reply, i32> {
-    let mut stream = match UnixStream::connect(path) {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = writeln!(
-                io.stderr,
-                "{PROG}: cannot connect to director at {}: {e}",
-                path.display()
-            );
-            return Err(1);
-        }
-    };
-    match client::exchange(&mut stream, &req, client::DEFAULT_TIMEOUT) {
-        Ok(resp) => resp.result.map_err(|e| write_err(io, &e)),
-        Err(e) => {
-            let _ = writeln!(io.stderr, "{PROG}: director at {}: {e}", path.display());
-            Err(1)
-        }
-    }
+    let (_, resp) = open(path, &req, io)?;
+    resp.result.map_err(|e| write_err(io, &e))
+}
+
+/// Connects and sends `req` as the first request of the connection
+/// ([`client::open`]: a busy director is retried for [`client::BUSY_PATIENCE`]); transport
+/// failures are printed (`Err(status)`), the director's answer is returned as it is.
+fn open(path: &Path, req: &Request, io: &mut CliIo<'_>) -> Result<(UnixStream, crate::proto::Response), i32> {
+    client::open(path, req, client::DEFAULT_TIMEOUT, client::BUSY_PATIENCE).map_err(|e| {
+        let _ = match e {
+            client::OpenError::Connect(e) => {
+                writeln!(io.stderr, "{PROG}: cannot connect to director at {}: {e}", path.display())
+            }
+            client::OpenError::Exchange(e) => writeln!(io.stderr, "{PROG}: director at {}: {e}", path.display()),
+        };
+        1
+    })
 }
 
 /// `value` as JSON when `json` is set, otherwise as `text` renders it.
@@ -700,17 +698,6 @@ fn call_raw(
     }
 }
 
-fn connect(path: &Path, io: &mut CliIo<'_>) -> Result<UnixStream, i32> {
-    UnixStream::connect(path).map_err(|e| {
-        let _ = writeln!(
-            io.stderr,
-            "{PROG}: cannot connect to director at {}: {e}",
-            path.display()
-        );
-        1
-    })
-}
-
 /// Largest encoded size of the commands of one `Stage` request (half the request limit).
 const STAGE_BYTES: usize = crate::proto::MAX_REQUEST / 2;
 
@@ -750,20 +737,26 @@ fn transaction(
     io: &mut CliIo<'_>,
 ) -> Result<Result<Vec<Result<(), CtlError>>, CtlError>, i32> {
     let chunks = stage_chunks(cmds).map_err(|e| write_err(io, &e))?;
-    let mut stream = connect(path, io)?;
+    let mut stream: Option<UnixStream> = None;
+    // The first request opens the connection (retrying a busy director); the rest follow on it.
+    let mut send = |req: Request, io: &mut CliIo<'_>| -> Result<Result<Reply, CtlError>, i32> {
+        match stream.as_mut() {
+            Some(s) => call_raw(s, path, req, io),
+            None => {
+                let (s, resp) = open(path, &req, io)?;
+                stream = Some(s);
+                Ok(resp.result)
+            }
+        }
+    };
     for chunk in chunks {
-        match call_raw(
-            &mut stream,
-            path,
-            Request::new(Op::Stage(chunk.to_vec())),
-            io,
-        )? {
+        match send(Request::new(Op::Stage(chunk.to_vec())), io)? {
             Ok(Reply::Staged(_)) => {}
             Ok(other) => return Err(unexpected(io, &other)),
             Err(e) => return Ok(Err(e)),
         }
     }
-    match call_raw(&mut stream, path, Request::new(Op::Commit { atomic }), io)? {
+    match send(Request::new(Op::Commit { atomic }), io)? {
         Ok(Reply::Batch(results)) if results.len() == cmds.len() => Ok(Ok(results)),
         Ok(other) => Err(unexpected(io, &other)),
         Err(e) => Ok(Err(e)),

@@ -701,7 +701,7 @@ pub mod client {
     use std::io;
     use std::os::unix::net::UnixStream;
     use std::path::Path;
-    use std::time::Duration;
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
     use super::{
         decode_response, encode_request, read_frame, write_frame, FrameError, Request, Response,
@@ -710,9 +710,17 @@ pub mod client {
 
     /// Default time allowed for sending a request and receiving its response.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+    /// How long [`open`] keeps retrying while the director answers [`BUSY`]: a burst of
+    /// clients above the director's limit is queued by retrying, and only a director that
+    /// stays full this long is reported busy.
+    pub const BUSY_PATIENCE: Duration = Duration::from_secs(10);
+    /// The error message of a director that has no client slot free. It is sent unsolicited
+    /// on the new connection, before any request is read: the request was not executed, so
+    /// retrying it on a new connection is always safe.
+    pub const BUSY: &str = "director busy: too many control clients";
 
     /// Connects to `socket_path`, sends `req` and returns the response, with
-    /// [`DEFAULT_TIMEOUT`].
+    /// [`DEFAULT_TIMEOUT`] and [`BUSY_PATIENCE`].
     pub fn request(socket_path: &Path, req: &Request) -> io::Result<Response> {
         request_with_timeout(socket_path, req, DEFAULT_TIMEOUT)
     }
@@ -723,11 +731,79 @@ pub mod client {
         req: &Request,
         timeout: Duration,
     ) -> io::Result<Response> {
-        let mut stream = UnixStream::connect(socket_path)?;
-        exchange(&mut stream, req, timeout)
+        open(socket_path, req, timeout, BUSY_PATIENCE)
+            .map(|(_, resp)| resp)
+            .map_err(OpenError::into_io)
     }
 
-    /// Sends `req` on an open connection and reads the response.
+    /// Why [`open`] failed: connecting, or the first exchange.
+    #[derive(Debug)]
+    pub enum OpenError {
+        /// The connect failed (no director at the path, permissions, ...).
+        Connect(io::Error),
+        /// Connected, but sending the request or reading its response failed.
+        Exchange(io::Error),
+    }
+
+    impl OpenError {
+        /// The underlying I/O error.
+        pub fn into_io(self) -> io::Error {
+            match self {
+                OpenError::Connect(e) | OpenError::Exchange(e) => e,
+            }
+        }
+    }
+
+    /// True if `resp` is the director's "no client slot free" answer.
+    pub fn is_busy(resp: &Response) -> bool {
+        matches!(&resp.result, Err(e) if e.message == BUSY)
+    }
+
+    /// Connects, sends `req` as the connection's first request and returns the connection
+    /// (for further requests) with the response. While the director answers [`BUSY`] it
+    /// reconnects and resends after a growing, jittered pause (1 ms doubling to 100 ms) for at
+    /// most `patience`; then the busy response is returned as it is (a clear error on true
+    /// overload). A refused connect with `EAGAIN` (the listen backlog is full) is retried
+    /// the same way.
+    pub fn open(
+        socket_path: &Path,
+        req: &Request,
+        timeout: Duration,
+        patience: Duration,
+    ) -> Result<(UnixStream, Response), OpenError> {
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let attempt = UnixStream::connect(socket_path).map_err(OpenError::Connect).and_then(|mut s| {
+                let resp = exchange(&mut s, req, timeout).map_err(OpenError::Exchange)?;
+                Ok((s, resp))
+            });
+            let retry = match &attempt {
+                Ok((_, resp)) => is_busy(resp),
+                Err(OpenError::Connect(e)) => e.kind() == io::ErrorKind::WouldBlock,
+                Err(OpenError::Exchange(_)) => false,
+            };
+            if !retry || start.elapsed() + pause > patience {
+                return attempt;
+            }
+            drop(attempt);
+            std::thread::sleep(pause + jitter(pause));
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    /// Up to `d` of pseudo-random extra pause, so that clients turned away together do not
+    /// come back together (the clock's nanoseconds mixed with the process id).
+    fn jitter(d: Duration) -> Duration {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|t| t.subsec_nanos()).unwrap_or(0);
+        let x = u64::from(nanos ^ std::process::id().wrapping_mul(2_654_435_761));
+        let max = (d.as_micros() as u64).max(1);
+        Duration::from_micros((x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % max)
+    }
+
+    /// Sends `req` on an open connection and reads the response. If the director has closed
+    /// the connection before the request could be written (it turned the client away as
+    /// busy), the response it sent is still read and returned.
     pub fn exchange(
         stream: &mut UnixStream,
         req: &Request,
@@ -735,7 +811,15 @@ pub mod client {
     ) -> io::Result<Response> {
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
-        write_frame(stream, &encode_request(req))?;
+        if let Err(e) = write_frame(stream, &encode_request(req)) {
+            if !matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) {
+                return Err(e);
+            }
+            return match read_frame(stream, MAX_RESPONSE).ok().and_then(|b| decode_response(&b).ok()) {
+                Some(resp) => Ok(resp),
+                None => Err(e),
+            };
+        }
         let body = read_frame(stream, MAX_RESPONSE).map_err(|e| match e {
             FrameError::Io(e) => e,
             FrameError::Eof => io::Error::new(

@@ -16,7 +16,8 @@
 //!   rule listings come from the config with the backend's optional per-rule counters
 //!   ([`Backend::mark_counters`]); sysctl changes are config changes like any other (applied to
 //!   a clone, published, then kept).
-//! - Concurrency: `serve` accepts any number of clients up to [`MAX_CLIENTS`], one thread each;
+//! - Concurrency: `serve` accepts any number of clients up to [`MAX_CLIENTS`], one thread each
+//!   (one more is told it is busy and closed; clients retry for a bounded time);
 //!   every request is handled under one `Mutex<Controller>`, so requests are serialised (the
 //!   control path is slow path). The accept loop also calls [`Controller::tick`] about once a
 //!   second (rate estimator, trash reclaim). Every blocking wait polls `stop` at least every
@@ -656,8 +657,11 @@ impl<B: Backend> Controller<B> {
     }
 }
 
-/// Most clients served at once; more get an error response and are disconnected.
-pub const MAX_CLIENTS: usize = 64;
+/// Most clients served at once (one thread each); more get the
+/// [`client::BUSY`](crate::proto::client::BUSY) response and are disconnected, which lbadm
+/// and [`crate::proto::client::open`] answer by retrying for a bounded time. Well above the
+/// 100 concurrent lbadm clients the control plane is specified for.
+pub const MAX_CLIENTS: usize = 256;
 /// A connection with no request for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A request frame must be complete this long after its first byte.
@@ -841,9 +845,7 @@ pub fn serve_shared<B: Backend + 'static>(
                     let _ = stream.set_write_timeout(Some(POLL));
                     let _ = send(
                         &mut stream,
-                        &Response::err(CtlError::protocol(
-                            "director busy: too many control clients",
-                        )),
+                        &Response::err(CtlError::protocol(crate::proto::client::BUSY)),
                     );
                     continue;
                 }

@@ -276,3 +276,74 @@ fn pipelined_requests_are_answered_in_order() {
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["v"], control::proto::PROTOCOL_VERSION);
 }
+
+/// Runs the real lbadm against `path` with `args`: (exit status, stdout, stderr).
+fn lbadm(path: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbadm"))
+        .args(args)
+        .env(control::cli::SOCKET_ENV, path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// MAX_CLIENTS connections, each proven served (so each holds a client thread).
+fn fill(path: &std::path::Path) -> Vec<UnixStream> {
+    (0..control::server::MAX_CLIENTS)
+        .map(|_| {
+            let mut s = UnixStream::connect(path).unwrap();
+            assert!(client::exchange(&mut s, &list(), Duration::from_secs(5)).unwrap().result.is_ok());
+            s
+        })
+        .collect()
+}
+
+#[test]
+fn hundred_concurrent_lbadm_clients_all_succeed() {
+    let r = common::Running::start("hundred");
+    let go = Arc::new(std::sync::Barrier::new(100));
+    let threads: Vec<_> = (0..100)
+        .map(|i| {
+            let (path, go) = (r.path.clone(), Arc::clone(&go));
+            std::thread::spawn(move || {
+                go.wait();
+                let args: &[&str] = if i % 10 == 0 { &["-L", "-n", "-c"] } else { &["-L", "-n"] };
+                (0..3).map(|_| lbadm(&path, args)).filter(|(code, _, _)| *code != 0).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let failed: Vec<_> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    assert!(failed.is_empty(), "{} of 300 lbadm runs failed, first: {:?}", failed.len(), failed.first());
+}
+
+#[test]
+fn lbadm_waits_for_a_full_director_instead_of_failing() {
+    let r = common::Running::start("fullwait");
+    let mut held = fill(&r.path);
+    let path = r.path.clone();
+    let run = std::thread::spawn(move || lbadm(&path, &["-L", "-n"]));
+    // lbadm is turned away and retries; slots free up after a while.
+    std::thread::sleep(Duration::from_millis(700));
+    held.truncate(control::server::MAX_CLIENTS / 2);
+    let (code, out, err) = run.join().unwrap();
+    assert_eq!(code, 0, "stderr: {err}");
+    assert!(out.starts_with("IP Virtual Server version"), "{out}");
+}
+
+#[test]
+fn lbadm_reports_a_director_that_stays_full() {
+    let r = common::Running::start("fullfail");
+    let _held = fill(&r.path);
+    let t = Instant::now();
+    let (code, out, err) = lbadm(&r.path, &["-L", "-n"]);
+    let took = t.elapsed();
+    assert_eq!(code, 1, "stdout: {out}");
+    assert!(err.contains(client::BUSY), "{err}");
+    assert!(took >= client::BUSY_PATIENCE / 2, "gave up after {took:?}");
+    assert!(took < client::BUSY_PATIENCE + Duration::from_secs(5), "took {took:?}");
+}

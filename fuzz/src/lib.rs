@@ -38,7 +38,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "ipvsadm", run: parsers::ipvsadm },
     Target { name: "iptables", run: parsers::iptables },
     Target { name: "config_file", run: parsers::config_file },
-    // Target { name: "keepalived_conf", run: parsers::keepalived_conf },  (branch health)
+    Target { name: "keepalived_conf", run: parsers::keepalived_conf },
     // Target { name: "sync", run: parsers::sync },                        (branch sync)
 ];
 

@@ -128,6 +128,55 @@ pub fn config_file(data: &[u8]) {
     }
 }
 
+/// The included file every `include` of the keepalived target resolves to (besides the
+/// input itself for `include self*`, which recurses into the include depth limit).
+const INCLUDED: &str = "virtual_server 192.0.2.9 80 {\n lb_kind DR\n real_server 10.0.0.21 80 { weight 2 }\n}\n";
+
+/// keepalived.conf (`director --keepalived`, `lbadm restore --keepalived`): parsed with
+/// includes served from memory (`include self…` is the input itself, any other pattern one
+/// small file); every command and error names a line of its file; the commands are applied
+/// to a controller as one transaction, and a refused one changes nothing.
+pub fn keepalived_conf(data: &[u8]) {
+    use control::keepalived::{parse_with, KaError};
+    let text = String::from_utf8_lossy(data).into_owned();
+    let lines = |file: &str| -> usize {
+        if file == "keepalived.conf" || file.starts_with("self") {
+            text.lines().count()
+        } else {
+            INCLUDED.lines().count()
+        }
+    };
+    let mut resolve = |pattern: &str, _including: &str| -> Result<Vec<(String, String)>, String> {
+        if pattern.starts_with("self") {
+            Ok(vec![(pattern.to_string(), text.clone())])
+        } else if pattern.is_empty() {
+            Err("include: no file".into())
+        } else {
+            Ok(vec![(pattern.to_string(), INCLUDED.to_string())])
+        }
+    };
+    let parsed = parse_with(&text, "keepalived.conf", &mut resolve);
+    let parsed = match parsed {
+        Ok(p) => p,
+        Err(KaError { file, line, message }) => {
+            assert!(!message.is_empty(), "an empty error message");
+            assert!(line <= lines(&file).max(1), "{file}: error on line {line} of {}", lines(&file));
+            return;
+        }
+    };
+    for l in &parsed.commands {
+        assert!(l.line >= 1 && l.line <= lines(&l.file).max(1), "{}: a command from line {} of {}", l.file, l.line, lines(&l.file));
+    }
+    let cmds: Vec<_> = parsed.commands.iter().map(|l| l.cmd.clone()).collect();
+    let mut ctl = controller();
+    let before = ctl.dump();
+    if let Err(e) = ctl.apply_transaction(&cmds) {
+        assert!(!e.error.message.is_empty(), "an empty error message");
+        assert!(e.index.is_none_or(|i| i < cmds.len()), "failed command {:?} of {}", e.index, cmds.len());
+        assert_eq!(ctl.dump(), before, "a refused keepalived.conf changed the configuration");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +194,15 @@ mod tests {
         let body = proto::encode_request(&Request::new(Op::SysctlShow));
         proto::write_frame(&mut framed, &body).unwrap();
         proto(&framed);
+        let mut ctl = controller();
+        let before = ctl.dump();
+        let text = "virtual_server 10.0.0.1 80 {\n lb_kind DR\n real_server 10.0.0.11 80 { weight 3 }\n}\ninclude other.conf\n";
+        let parsed = control::keepalived::parse_with(text, "keepalived.conf", &mut |p: &str, _: &str| Ok(vec![(p.to_string(), INCLUDED.to_string())])).unwrap();
+        let cmds: Vec<_> = parsed.commands.iter().map(|l| l.cmd.clone()).collect();
+        ctl.apply_transaction(&cmds).unwrap();
+        assert_ne!(ctl.dump(), before);
+        assert_eq!(ctl.config().services_in_creation_order().len(), 2, "the included service too");
+        keepalived_conf(text.as_bytes());
+        keepalived_conf(b"include self\n");
     }
 }

@@ -81,6 +81,37 @@ enum Cmd {
         #[arg(long, value_parser = ["huge", "nohuge"], default_value = "huge")]
         memory: String,
     },
+    /// Soak (`make soak`): memif traffic, configuration edits and listings for `secs`, a
+    /// reading every `interval` s; fails if RSS, mbufs in use or table entries grew.
+    Soak {
+        #[arg(long, default_value_t = 1800)]
+        secs: u64,
+        #[arg(long, default_value_t = 60)]
+        interval: u64,
+        #[arg(long, default_value_t = 1000)]
+        edits_per_sec: u64,
+        #[arg(long, default_value = "established-hot")]
+        scenario: String,
+        #[arg(long, value_parser = ["huge", "nohuge"], default_value = "nohuge")]
+        memory: String,
+    },
+    /// Control plane under pressure (`make ctlpressure`): concurrent lbadm clients while the
+    /// director forwards.
+    Pressure {
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        #[arg(long, default_value_t = 30)]
+        secs: u64,
+        #[arg(long, default_value_t = 10)]
+        quiet_secs: u64,
+        /// Every n-th client runs `-L -n -c`.
+        #[arg(long, default_value_t = 10)]
+        conn_every: usize,
+        #[arg(long, default_value = "established-64k-of-1M")]
+        scenario: String,
+        #[arg(long, value_parser = ["huge", "nohuge"], default_value = "nohuge")]
+        memory: String,
+    },
     /// Rewrite report.json, report.md and the plots from a details.json.
     Report {
         /// details.json of an earlier `all`.
@@ -137,6 +168,16 @@ fn main() -> Result<()> {
             let r = bench::run::run(&a)?;
             println!("RESULT {}", serde_json::to_string(&r)?);
             // EAL objects are left to process exit.
+            std::process::exit(0);
+        }
+        Cmd::Soak { secs, interval, edits_per_sec, scenario, memory } => {
+            let a = bench::soak::SoakArgs { secs, interval: interval.max(1), edits_per_sec, scenario, memory: memory_of(&memory) };
+            bench::soak::soak(&a)?;
+            std::process::exit(0);
+        }
+        Cmd::Pressure { clients, secs, quiet_secs, conn_every, scenario, memory } => {
+            let a = bench::soak::PressureArgs { clients, secs, quiet_secs, conn_every, scenario, memory: memory_of(&memory) };
+            bench::soak::pressure(&a)?;
             std::process::exit(0);
         }
         Cmd::MemifYardstick { secs, memory } => {

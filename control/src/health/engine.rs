@@ -143,8 +143,10 @@ pub fn cpu_list_except(text: &str, excluded: &[usize]) -> Option<Vec<usize>> {
     (!cpus.is_empty()).then_some(cpus)
 }
 
-/// Restricts the calling thread to `cpus` (best effort).
-fn pin(cpus: &[usize]) {
+/// Restricts the calling thread to `cpus` (best effort). The director calls it first thing
+/// in each of its slow-path threads (control socket, housekeeping, kernel leg) with
+/// [`cpus_except`] of the worker lcores.
+pub fn pin(cpus: &[usize]) {
     use nix::sched::{sched_setaffinity, CpuSet};
     let mut set = CpuSet::new();
     for &c in cpus {
