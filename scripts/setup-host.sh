@@ -16,7 +16,7 @@ set -euo pipefail
 
 PACKAGES=(dpdk dpdk-dev libdpdk-dev clang libclang-dev pkg-config ethtool iproute2
           iputils-ping netcat-openbsd curl apache2-utils tcpdump python3 valgrind
-          fonts-dejavu-core)
+          fonts-dejavu-core tshark)
 HUGEPAGES_WANTED=512          # 2 MiB pages -> 1 GiB: room for a few 256 MiB directors
 HUGE_MNT=/dev/hugepages
 
@@ -36,6 +36,8 @@ done
 if ((${#missing[@]})); then
     say "installing missing packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # tshark's wireshark-common asks whether non-root users may capture: answer no, quietly.
+    echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections 2>/dev/null || true
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 else

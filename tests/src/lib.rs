@@ -30,6 +30,7 @@ pub mod http;
 pub mod ipvsadm;
 pub mod many;
 pub mod netns;
+pub mod pcapfile;
 pub mod probe;
 pub mod require;
 pub mod ring;
