@@ -76,7 +76,7 @@ use crate::marks::MarkRule;
 use crate::model::ConfigCommand;
 use crate::names::Names;
 use crate::proto::{client, Op, Reply, Request};
-use crate::sysctl::Sysctls;
+use crate::sysctl::{SysctlValue, Sysctls};
 
 /// Default control socket path.
 pub const DEFAULT_SOCKET: &str = "/run/director.sock";
@@ -399,7 +399,7 @@ fn sysctl(path: &Path, args: &[String], io: &mut CliIo<'_>, json: bool) -> i32 {
             Err(code) => Err(Fail::Printed(code)),
         }
     };
-    let mut shown: Vec<(&'static str, i64)> = Vec::new();
+    let mut shown: Vec<(&'static str, SysctlValue)> = Vec::new();
     let mut failed = false;
     let mut current: Option<Sysctls> = None;
     let list_all = keys.is_empty() || (all && !write);
@@ -412,26 +412,30 @@ fn sysctl(path: &Path, args: &[String], io: &mut CliIo<'_>, json: bool) -> i32 {
         }
     }
     for key in keys {
-        let step: Result<Option<(&'static str, i64)>, Fail> = if write || key.contains('=') {
+        let step: Result<Option<(&'static str, SysctlValue)>, Fail> = if write || key.contains('=') {
             match key.split_once('=') {
                 None => Err(Fail::Local(CtlError::sysctl_malformed(key))),
                 Some((k, v)) => Sysctls::resolve(k)
-                    .and_then(|name| Ok((name, Sysctls::parse_value(k, v)?)))
-                    .map_err(Fail::Local)
-                    .and_then(|(name, value)| {
-                        let s = fetch(
-                            io,
+                    .and_then(|name| {
+                        // A vector takes blank-separated integers (`sync_threshold="3 50"`).
+                        let op = if Sysctls::is_vector(name) {
+                            Op::SysctlSetValues {
+                                name: name.to_string(),
+                                values: Sysctls::parse_values(k, v)?,
+                            }
+                        } else {
                             Op::SysctlSet {
                                 name: name.to_string(),
-                                value,
-                            },
-                        )?;
+                                value: Sysctls::parse_value(k, v)?,
+                            }
+                        };
+                        Ok((name, op))
+                    })
+                    .map_err(Fail::Local)
+                    .and_then(|(name, op)| {
+                        let s = fetch(io, op)?;
                         current = Some(s);
-                        Ok(if quiet {
-                            None
-                        } else {
-                            s.get(name).map(|v| (name, v))
-                        })
+                        Ok(if quiet { None } else { s.value(name).map(|v| (name, v)) })
                     }),
             }
         } else {
@@ -441,7 +445,7 @@ fn sysctl(path: &Path, args: &[String], io: &mut CliIo<'_>, json: bool) -> i32 {
                     None => fetch(io, Op::SysctlShow)?,
                 };
                 current = Some(s);
-                Ok(s.get(name).map(|v| (name, v)))
+                Ok(s.value(name).map(|v| (name, v)))
             })
         };
         match step {

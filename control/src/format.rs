@@ -405,8 +405,10 @@ pub fn config_file(dump: &ConfigDump) -> String {
     }
     let defaults = crate::sysctl::Sysctls::default();
     for (name, v) in dump.sysctls.entries() {
-        if defaults.get(name) != Some(v) {
-            let _ = writeln!(out, "sysctl -w {}{name}={v}", crate::sysctl::SYSCTL_PREFIX);
+        if defaults.value(name).as_ref() != Some(&v) {
+            // A vector's integers separated by blanks, as `sysctl -w` takes them.
+            let v: Vec<String> = v.0.iter().map(i64::to_string).collect();
+            let _ = writeln!(out, "sysctl -w {}{name}={}", crate::sysctl::SYSCTL_PREFIX, v.join(" "));
         }
     }
     let t = &dump.timeouts;
@@ -867,7 +869,7 @@ pub fn marks(list: &[MarkStatus]) -> String {
 }
 
 /// sysctl(8) output: `net.ipv4.vs.NAME = VALUE` per line, or only the values (`-n`).
-pub fn sysctls(entries: &[(&str, i64)], values_only: bool) -> String {
+pub fn sysctls<V: std::fmt::Display>(entries: &[(&str, V)], values_only: bool) -> String {
     entries
         .iter()
         .map(|(name, v)| {
@@ -881,10 +883,10 @@ pub fn sysctls(entries: &[(&str, i64)], values_only: bool) -> String {
 }
 
 /// The `--json` rendering of sysctls: `{"net.ipv4.vs.NAME": VALUE, ...}` (sorted keys).
-pub fn json_sysctls(entries: &[(&str, i64)]) -> String {
-    let map: std::collections::BTreeMap<String, i64> = entries
+pub fn json_sysctls<V: Serialize>(entries: &[(&str, V)]) -> String {
+    let map: std::collections::BTreeMap<String, &V> = entries
         .iter()
-        .map(|(n, v)| (format!("{}{n}", crate::sysctl::SYSCTL_PREFIX), *v))
+        .map(|(n, v)| (format!("{}{n}", crate::sysctl::SYSCTL_PREFIX), v))
         .collect();
     json(&map)
 }
@@ -1707,13 +1709,18 @@ IP  05:59  NONE        10.1.1.5:0         0.0.0.7:0          10.0.0.31:0
         let s = crate::sysctl::Sysctls::default();
         assert_eq!(
             sysctls(&s.entries(), false),
-            "net.ipv4.vs.cache_bypass = 0\nnet.ipv4.vs.conn_reuse_mode = 1\n\
+            "net.ipv4.vs.backup_only = 0\nnet.ipv4.vs.cache_bypass = 0\n\
+             net.ipv4.vs.conn_reuse_mode = 1\n\
              net.ipv4.vs.expire_nodest_conn = 0\nnet.ipv4.vs.expire_quiescent_template = 0\n\
-             net.ipv4.vs.pmtu_disc = 1\nnet.ipv4.vs.schedule_icmp = 0\nnet.ipv4.vs.sloppy_tcp = 0\n"
+             net.ipv4.vs.pmtu_disc = 1\nnet.ipv4.vs.schedule_icmp = 0\nnet.ipv4.vs.sloppy_tcp = 0\n\
+             net.ipv4.vs.sync_persist_mode = 0\nnet.ipv4.vs.sync_refresh_period = 0\n\
+             net.ipv4.vs.sync_retries = 0\nnet.ipv4.vs.sync_threshold = 3\t50\n\
+             net.ipv4.vs.sync_version = 1\n"
         );
         assert_eq!(sysctls(&[("sloppy_tcp", 1)], true), "1\n");
         let j: serde_json::Value = serde_json::from_str(&json_sysctls(&s.entries())).unwrap();
         assert_eq!(j["net.ipv4.vs.conn_reuse_mode"], 1);
-        assert_eq!(j.as_object().unwrap().len(), 7);
+        assert_eq!(j["net.ipv4.vs.sync_threshold"], serde_json::json!([3, 50]));
+        assert_eq!(j.as_object().unwrap().len(), 13);
     }
 }

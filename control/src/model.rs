@@ -707,6 +707,14 @@ pub enum ConfigCommand {
         /// New value.
         value: i64,
     },
+    /// `sysctl -w net.ipv4.vs.NAME="V1 V2"`: set one IPVS sysctl from several integers (a
+    /// vector such as `sync_threshold`; see [`Sysctls::set_values`]).
+    SetSysctlValues {
+        /// Sysctl name.
+        name: String,
+        /// The integers.
+        values: Vec<i64>,
+    },
 }
 
 /// A virtual service with its real servers in kernel order (newest first).
@@ -994,6 +1002,11 @@ impl Config {
             }
             ConfigCommand::SetSysctl { name, value } => {
                 self.sysctls.set(name, *value)?;
+                self.generation += 1;
+                Ok(())
+            }
+            ConfigCommand::SetSysctlValues { name, values } => {
+                self.sysctls.set_values(name, values)?;
                 self.generation += 1;
                 Ok(())
             }

@@ -163,6 +163,14 @@ pub enum Op {
         /// Value.
         value: i64,
     },
+    /// Set one IPVS sysctl from several integers (a vector such as `sync_threshold`, or one
+    /// integer for a scalar); answers the new values.
+    SysctlSetValues {
+        /// Name (`sync_threshold` or `net.ipv4.vs.sync_threshold`).
+        name: String,
+        /// The integers, in order.
+        values: Vec<i64>,
+    },
     /// Appends configuration commands to this connection's pending transaction (nothing is
     /// applied yet); answers `Staged` with the number of commands now pending.
     Stage(Vec<ConfigCommand>),

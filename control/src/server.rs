@@ -294,6 +294,9 @@ impl<B: Backend> Controller<B> {
             Op::MarkFlush => self.apply(&[ConfigCommand::FlushMarks]).map(|_| Reply::Ok),
             Op::MarkShow => Ok(self.marks_reply()),
             Op::SysctlShow => Ok(Reply::Sysctls(*self.config.sysctls())),
+            Op::SysctlSetValues { name, values } => self
+                .apply(&[ConfigCommand::SetSysctlValues { name, values }])
+                .map(|_| Reply::Sysctls(*self.config.sysctls())),
             Op::SysctlSet { name, value } => self
                 .apply(&[ConfigCommand::SetSysctl { name, value }])
                 .map(|_| Reply::Sysctls(*self.config.sysctls())),
