@@ -9,6 +9,7 @@
 //! lbadm [--socket PATH] [--json] addr [show] [dev dpdkN]
 //! lbadm [--socket PATH] [--json] neigh [show]
 //! lbadm [--socket PATH] [--json] link [show]
+//! lbadm [--socket PATH] [--json] sync [show]
 //! lbadm [--socket PATH] [--json] mark add|insert [NUM]|del [-i dpdkN] -d VIP[/LEN]
 //!                                     [-p tcp|udp] [--dport P[:P2]] --set-mark N
 //! lbadm [--socket PATH] [--json] mark del NUM | mark [show] | mark flush
@@ -232,6 +233,13 @@ fn parse_director_verb(words: &[String]) -> Result<(Op, Rendering), CtlError> {
                 Err(usage_err("usage: link show"))
             }
         }
+        "sync" => {
+            if is_show(sub) && rest.len() <= 1 {
+                Ok((Op::SyncShow, Rendering::Table))
+            } else {
+                Err(usage_err("usage: sync show"))
+            }
+        }
         _ => Err(usage_err(format!("unknown command \"{verb}\""))),
     }
 }
@@ -286,7 +294,7 @@ pub fn run(args: &[String], io: &mut CliIo<'_>) -> i32 {
     }
     let is_director_verb = matches!(
         verb,
-        Some("addr" | "address" | "neigh" | "neighbour" | "neighbor" | "link")
+        Some("addr" | "address" | "neigh" | "neighbour" | "neighbor" | "link" | "sync")
     );
     let (op, rendering) = if matches!(verb, Some("mark" | "iptables")) {
         let parsed = if verb == Some("mark") {
@@ -568,6 +576,7 @@ fn render(io: &mut CliIo<'_>, reply: &Reply, rendering: &Rendering, json: bool) 
         }
         (Reply::Neighs(n), _) => json_or(json, &n[..], format::neighs),
         (Reply::Links(l), _) => json_or(json, &l[..], format::links),
+        (Reply::Sync(s), _) => json_or(json, s, format::sync_status),
         (Reply::Marks(m), Rendering::MarkCheck(rule)) => {
             if m.iter().any(|s| s.rule == *rule) {
                 String::new()

@@ -16,14 +16,15 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 use crate::iptables::{IptablesListOptions, CHAIN};
-use crate::ipvsadm::ListOptions;
+use crate::ipvsadm::{DaemonRole, ListOptions};
 use crate::model::{
     glibc_msort, ipvsadm_dest_cmp, ipvsadm_service_cmp, AddrConfig, FwdMethod, MarkRule, Protocol,
     ServiceConfig, ServiceKey, Timeouts,
 };
 use crate::names::Names;
 use crate::proto::{
-    ConfigDump, ConnInfo, ConnProto, LinkInfo, MarkStatus, NeighInfo, ServerStatus, ServiceStatus,
+    ConfigDump, ConnInfo, ConnProto, DaemonInfo, LinkInfo, MarkStatus, NeighInfo, ServerStatus,
+    ServiceStatus, SyncStatus,
 };
 
 /// The IPVS version ipvsadm prints.
@@ -517,9 +518,65 @@ pub fn timeouts(t: &Timeouts) -> String {
     )
 }
 
-/// `ipvsadm -L --daemon` (one line per running daemon; the director runs none).
-pub fn daemons(d: &[String]) -> String {
-    d.iter().map(|l| format!("{l}\n")).collect()
+/// `ipvsadm -L --daemon` (ipvsadm 1.31 `list_daemon`): one line per running daemon, master
+/// first: `ROLE sync daemon (mcast=IF, syncid=N` then `, maxlen=N`, `, group=A`, `, port=N`,
+/// `, ttl=N` (each only when non-zero, as ipvsadm prints the kernel's values) and `)`.
+pub fn daemons(d: &[DaemonInfo]) -> String {
+    let mut out = String::new();
+    for x in d {
+        let role = match x.role {
+            DaemonRole::Master => "master",
+            DaemonRole::Backup => "backup",
+        };
+        let _ = write!(out, "{role} sync daemon (mcast={}, syncid={}", x.mcast_interface, x.syncid);
+        if x.sync_maxlen != 0 {
+            let _ = write!(out, ", maxlen={}", x.sync_maxlen);
+        }
+        if !x.mcast_group.is_unspecified() {
+            let _ = write!(out, ", group={}", x.mcast_group);
+        }
+        if x.mcast_port != 0 {
+            let _ = write!(out, ", port={}", x.mcast_port);
+        }
+        if x.mcast_ttl != 0 {
+            let _ = write!(out, ", ttl={}", x.mcast_ttl);
+        }
+        out.push_str(")\n");
+    }
+    out
+}
+
+/// `lbadm sync show`: the daemons as `-L --daemon` prints them, then the counters:
+/// ```text
+/// master sync daemon (mcast=dpdk0, syncid=0, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)
+/// sent: entries 120 messages 3 bytes 4344 queued 120
+/// received: messages 0 entries 0 applied 0
+/// drops: ring_full 2 msg_size 1
+/// ```
+/// (`drops` only when something was dropped).
+pub fn sync_status(s: &SyncStatus) -> String {
+    let mut out = daemons(&s.daemons);
+    if s.daemons.is_empty() {
+        out.push_str("no sync daemon\n");
+    }
+    let _ = writeln!(
+        out,
+        "sent: entries {} messages {} bytes {} queued {}",
+        s.entries_sent, s.messages_sent, s.bytes_sent, s.entries_queued
+    );
+    let _ = writeln!(
+        out,
+        "received: messages {} entries {} applied {}",
+        s.messages_received, s.entries_received, s.entries_applied
+    );
+    if !s.drops.is_empty() {
+        out.push_str("drops:");
+        for (reason, n) in &s.drops {
+            let _ = write!(out, " {reason} {n}");
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Sort key putting `dpdk2` before `dpdk10`.
@@ -1702,6 +1759,51 @@ IP  05:59  NONE        10.1.1.5:0         0.0.0.7:0          10.0.0.31:0
         let j: serde_json::Value = serde_json::from_str(&json(&m)).unwrap();
         assert_eq!(j[1]["rule"]["dport"][0], 443);
         assert_eq!(j[1]["bytes"], 98_765_432);
+    }
+
+    #[test]
+    fn daemon_lines_are_ipvsadms() {
+        let m = DaemonInfo {
+            role: DaemonRole::Master,
+            mcast_interface: "dpdk0".into(),
+            syncid: 0,
+            sync_maxlen: 1472,
+            mcast_group: Ipv4Addr::new(224, 0, 0, 81),
+            mcast_port: 8848,
+            mcast_ttl: 1,
+        };
+        let b = DaemonInfo {
+            role: DaemonRole::Backup,
+            mcast_interface: "eth1".into(),
+            syncid: 9,
+            sync_maxlen: 0,
+            mcast_group: Ipv4Addr::UNSPECIFIED,
+            mcast_port: 0,
+            mcast_ttl: 0,
+        };
+        assert_eq!(
+            daemons(&[m.clone(), b]),
+            "master sync daemon (mcast=dpdk0, syncid=0, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n\
+             backup sync daemon (mcast=eth1, syncid=9)\n"
+        );
+        assert_eq!(daemons(&[]), "");
+        let s = SyncStatus {
+            daemons: vec![m],
+            entries_queued: 5,
+            entries_sent: 4,
+            messages_sent: 1,
+            bytes_sent: 152,
+            drops: vec![("ring_full".into(), 1)],
+            ..SyncStatus::default()
+        };
+        assert_eq!(
+            sync_status(&s),
+            "master sync daemon (mcast=dpdk0, syncid=0, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n\
+             sent: entries 4 messages 1 bytes 152 queued 5\n\
+             received: messages 0 entries 0 applied 0\n\
+             drops: ring_full 1\n"
+        );
+        assert!(sync_status(&SyncStatus::default()).starts_with("no sync daemon\n"));
     }
 
     #[test]
