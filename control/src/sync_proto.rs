@@ -709,7 +709,7 @@ pub fn decode_filtered(buf: &[u8], syncid: u8) -> Result<Message, DecodeError> {
     let mut at = HEADER_LEN;
     for entry in 0..usize::from(nr_conns) {
         // Every entry is at least as long as an IPv4 one.
-        if at.checked_add(V4_ENTRY_LEN).is_none_or(|end| end > buf.len()) {
+        if at.checked_add(V4_ENTRY_LEN).map_or(true, |end| end > buf.len()) {
             return Err(DecodeError::Truncated { entry });
         }
         let ver_size = be16(buf, at + 2);

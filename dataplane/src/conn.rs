@@ -137,7 +137,9 @@ pub struct Entry {
     /// `F_*` flags.
     pub flags: u8,
     status: u8,
-    _pad: u8,
+    /// Packet count for connection synchronisation (modulo `sync_period`, see
+    /// `engine::sync_conn`); 0 in a new entry.
+    pub sync_count: u8,
     control: u32,
     n_control: u32,
     next: u32,
@@ -159,7 +161,7 @@ impl Entry {
         state: 0,
         flags: 0,
         status: ST_FREE,
-        _pad: 0,
+        sync_count: 0,
         control: NO_INDEX,
         n_control: 0,
         next: NIL,
@@ -669,7 +671,7 @@ impl ConnTable {
             state: init.state,
             flags: init.flags,
             status: ST_HASHED,
-            _pad: 0,
+            sync_count: 0,
             control: NO_INDEX,
             n_control: 0,
             next: NIL,

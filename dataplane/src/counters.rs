@@ -115,11 +115,13 @@ pub enum DropReason {
     TxFull,
     /// A reply could not be built (no mbuf).
     NoMbuf,
+    /// The backup sync daemon runs with `backup_only=1`: the director does not forward.
+    BackupOnly,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = DropReason::NoMbuf as usize + 1;
+    pub const COUNT: usize = DropReason::BackupOnly as usize + 1;
 
     /// All reasons in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -152,6 +154,7 @@ impl DropReason {
         DropReason::MtuExceeded,
         DropReason::TxFull,
         DropReason::NoMbuf,
+        DropReason::BackupOnly,
     ];
 
     /// Stable snake_case name.
@@ -186,6 +189,7 @@ impl DropReason {
             DropReason::MtuExceeded => "mtu_exceeded",
             DropReason::TxFull => "tx_full",
             DropReason::NoMbuf => "no_mbuf",
+            DropReason::BackupOnly => "backup_only",
         }
     }
 }

@@ -36,7 +36,7 @@ const HOUSEKEEPING: Duration = Duration::from_millis(100);
 /// Slots of each hand-off ring.
 const HANDOFF_RING: u32 = 4096;
 /// Size of the software redirection table (NICs are programmed with the same pattern).
-const STEERING_RETA: u16 = 128;
+pub const STEERING_RETA: u16 = 128;
 /// How long the control side waits for workers to answer a counters request.
 const WORKER_ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -195,12 +195,23 @@ pub fn compile(cfg: &Config, neigh: &NeighTable, base_ports: &[PortInfo]) -> Res
     if sc.cache_bypass {
         return Err(CtlError::refused("cache_bypass=1 is not supported by this director (it only serves its own addresses)"));
     }
+    if sc.sync_version != 1 {
+        return Err(CtlError::refused("sync_version=0 is not supported by this director (it speaks the sync protocol version 1 only)"));
+    }
     s.sysctl = Sysctl {
         expire_nodest_conn: sc.expire_nodest_conn,
         expire_quiescent_template: sc.expire_quiescent_template,
         sloppy_tcp: sc.sloppy_tcp,
         conn_reuse_mode: sc.conn_reuse_mode,
         pmtu_disc: sc.pmtu_disc,
+        sync: crate::snapshot::SyncSysctl {
+            threshold: sc.sync_threshold.min(254) as u8,
+            period: sc.sync_period.min(255) as u8,
+            refresh_secs: sc.sync_refresh_period,
+            retries: sc.sync_retries,
+            persist_mode: sc.sync_persist_mode != 0,
+            backup_only: sc.backup_only,
+        },
     };
     let t = cfg.timeouts();
     s.timeouts.set_tcp_tcpfin_udp(t.tcp, t.tcp_fin, t.udp);

@@ -26,6 +26,8 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+mod sync_conn;
+
 use crossbeam::queue::ArrayQueue;
 
 use crate::conn::{
@@ -159,6 +161,8 @@ pub struct Engine {
     local_tab: [u32; LOCAL_TAB],
     /// True when `local_tab` holds every local address.
     local_in_tab: bool,
+    /// Connection synchronisation (see `sync_conn`).
+    sync: sync_conn::SyncSide,
 }
 
 /// Slots of the local-address table (power of two, at most half full).
@@ -330,6 +334,7 @@ impl Engine {
             fwd: Vec::new(),
             local_tab: [0; LOCAL_TAB],
             local_in_tab: true,
+            sync: sync_conn::SyncSide::default(),
         })
     }
 
@@ -609,6 +614,11 @@ impl Engine {
         if f.state != FWD_OK || ttl <= 1 || total > f.mtu {
             return None;
         }
+        // A sync daemon runs: count the packet (master) or leave it to the full path
+        // (backup_only). One byte test otherwise.
+        if self.sync.mode != 0 && !self.sync_packet(idx, false, now) {
+            return None;
+        }
         self.conns.touch(idx, now);
         self.rewrite_dr(frame, 14, &f, slot, u64::from(total));
         if let Some(c) = self.counters.ports.get_mut(in_port as usize) {
@@ -821,6 +831,10 @@ impl Engine {
     #[inline]
     fn connection(&mut self, p: &L4, in_port: u16, now: u32) -> Result<u32, Refusal> {
         use tcp_flags::{RST, SYN};
+        if self.sync.mode & sync_conn::BACKUP_ONLY != 0 {
+            // backup_only: the director function is off while the backup daemon runs.
+            return Err(Refusal::Drop(DropReason::BackupOnly));
+        }
         let key = p.key;
         let tcp = key.proto == PROTO_TCP;
         let syn = tcp && p.flags & SYN != 0 && p.flags & RST == 0;
@@ -867,6 +881,7 @@ impl Engine {
             Ok(i) => i,
             Err(_) => return Err(Refusal::Drop(DropReason::TableFull)),
         };
+        self.sync_created(idx, now);
         if let Some(c) = self.counters.servers.get_mut(slot as usize) {
             c.conns += 1;
             c.inactive += 1;
@@ -894,6 +909,9 @@ impl Engine {
         // state nor counters; only the idle timer is refreshed.
         if live && proto == PROTO_TCP && state == TcpState::Established as u8 && flags & (SYN | FIN | RST) == 0 && flags & ACK != 0 {
             self.conns.touch(idx, now);
+            if self.sync.mode & sync_conn::MASTER != 0 {
+                self.sync_packet(idx, false, now);
+            }
             return Some(Ok(slot));
         }
         let sysctl = self.snap.sysctl;
@@ -927,7 +945,7 @@ impl Engine {
     #[inline]
     fn track(&mut self, idx: u32, flags: u8, now: u32) {
         let Some(e) = self.conns.get_mut(idx) else { return };
-        let (slot, control) = (e.server, e.control());
+        let (slot, control, old_state) = (e.server, e.control(), e.state);
         if e.key().proto == PROTO_TCP {
             let t = e.apply_tcp(flags, &self.timeouts);
             if let Some(c) = self.counters.servers.get_mut(slot as usize) {
@@ -955,6 +973,10 @@ impl Engine {
             e.apply_udp(&self.timeouts);
         }
         self.conns.touch(idx, now);
+        if self.sync.mode & sync_conn::MASTER != 0 {
+            let changed = self.conns.get(idx).is_some_and(|e| e.state != old_state);
+            self.sync_packet(idx, changed, now);
+        }
     }
 
     /// Removes an entry at once (port reuse, expire_nodest_conn), releasing its counter.
@@ -999,6 +1021,7 @@ impl Engine {
             Ok(t) => t,
             Err(_) => return Err(Refusal::Drop(DropReason::TableFull)),
         };
+        self.sync_created(t, now);
         if let Some(c) = self.counters.servers.get_mut(slot as usize) {
             c.persist += 1;
         }

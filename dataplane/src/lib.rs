@@ -15,6 +15,7 @@ pub mod neigh;
 pub mod sched;
 pub mod snapshot;
 pub mod steer;
+pub mod sync;
 pub mod timer;
 pub mod wire;
 pub mod worker;
