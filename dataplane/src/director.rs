@@ -415,6 +415,10 @@ impl Director {
             },
         });
         let merged = (nworkers > 1).then(|| Arc::new(MergedCounts::new(nworkers, opts.max_servers as usize)));
+        // Connection sync: one pair of queues per worker, shared with the daemons.
+        let sync_shared = Arc::new(crate::sync::SyncShared::default());
+        let sync_ports: Vec<Arc<crate::sync::SyncPort>> =
+            (0..nworkers).map(|_| Arc::new(crate::sync::SyncPort::new(sync_shared.clone()))).collect();
         let max_port = ports.iter().map(|p| p.id() as usize + 1).max().unwrap_or(1);
         let hz = tsc_hz().max(1);
         let seed = hz ^ (std::process::id() as u64).rotate_left(32) ^ crate::dpdk::tsc();
@@ -435,6 +439,7 @@ impl Director {
             if let Some(m) = &merged {
                 engine.share_counts(m.clone(), i);
             }
+            engine.attach_sync(sync_ports[i].clone());
             workers.push(Worker {
                 index: i as u16,
                 ports: ports.clone(),
@@ -455,7 +460,8 @@ impl Director {
         let path = SlowPath { shared: shared.clone(), slow: Arc::new(Mutex::new(slow)) };
         // The configuration file is applied and published before any slow-path thread or
         // worker runs, so the first packet already sees it; a bad file stops the start-up.
-        let backend = crate::backend::DirectorBackend::new(path.clone(), ports.clone(), opts.conn_capacity);
+        let backend = crate::backend::DirectorBackend::new(path.clone(), ports.clone(), opts.conn_capacity)
+            .with_sync(crate::sync::SyncDaemons::new(sync_ports, sync_shared, shared.clone()));
         let mut controller = control::server::Controller::new(backend, opts.max_servers);
         if let Some(file) = &opts.config {
             let n = control::config_file::load(&mut controller, file)

@@ -235,6 +235,8 @@ impl Worker {
                 self.flush(&mut tx);
             }
             self.serve_mailbox(&mut tx);
+            // Connection sync: which daemons run, and entries received for this worker.
+            self.engine.sync_poll(now);
             self.engine.expire(now, EXPIRE_BUDGET);
             if work == 0 && !self.idle_sleep.is_zero() {
                 std::thread::sleep(self.idle_sleep);
