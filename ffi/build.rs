@@ -17,6 +17,7 @@ const STATIC_WHOLE_ARCHIVE: &[&str] = &[
     "rte_net_memif",
     "rte_net_pcap",
     "rte_net_null",
+    "rte_net_tap",
     "rte_net_virtio",
     "rte_net_ixgbe",
     "rte_net_i40e",
@@ -46,6 +47,9 @@ fn main() {
     } else {
         // rte_eth_from_ring lives in the ring PMD, which pkg-config's shared --libs omits.
         println!("cargo:rustc-link-lib=dylib=rte_net_ring");
+        // rte_vdev_init (hot-plugging the kernel leg's net_tap ports) lives in the vdev bus
+        // driver, which pkg-config's shared --libs omits as well.
+        println!("cargo:rustc-link-lib=dylib=rte_bus_vdev");
     }
 
     let mut build = cc::Build::new();
@@ -77,7 +81,8 @@ fn main() {
              eth_allmulticast_enable|eth_dev_get_mtu|eth_dev_set_mtu|eth_dev_get_name_by_port|\
              eth_dev_socket_id|eth_dev_rss_hash_update|eth_dev_rss_reta_update|eth_dev_rss_hash_conf_get|\
              eth_dev_is_valid_port|eth_find_next_owned_by|eth_from_ring|eth_from_rings|\
-             mempool_free|ring_create|ring_free|log_set_global_level)",
+             mempool_free|ring_create|ring_free|log_set_global_level|\
+             vdev_init|vdev_uninit|eth_dev_get_port_by_name)",
         )
         .allowlist_type(
             "rte_(eth_conf|eth_dev_info|eth_stats|ether_addr|eth_link|eth_rxconf|eth_txconf|\

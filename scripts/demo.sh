@@ -208,8 +208,11 @@ start_real_server "$NS_RS1" rs1 "$RS1_IP"
 start_real_server "$NS_RS2" rs2 "$RS2_IP"
 info "rs1      $RS1_IP/$PREFIX_LEN on eth0, $VIP/32 on lo, http server 'rs1' on :80"
 info "rs2      $RS2_IP/$PREFIX_LEN on eth0, $VIP/32 on lo, http server 'rs2' on :80"
-nsx "$NS_DIR" sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1
-info "director eth0 $(mac_of "$NS_DIR" eth0): no kernel address, IPv6 off (owned by DPDK)"
+# The af_packet port only taps eth0: keep the namespace's own stack off it (the director's
+# kernel leg, dpdk0, is where the host meets the segment).
+nsx "$NS_DIR" sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1 net.ipv4.conf.all.rp_filter=0 \
+    net.ipv4.conf.eth0.rp_filter=1 net.ipv4.conf.eth0.arp_ignore=8
+info "director eth0 $(mac_of "$NS_DIR" eth0): no kernel address, IPv6 off, host stack off it (owned by DPDK)"
 
 section "Sanity: the real servers answer on their own addresses (no director involved)"
 for pair in "rs1 $NS_RS1 $RS1_IP" "rs2 $NS_RS2 $RS2_IP"; do

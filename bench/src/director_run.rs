@@ -78,6 +78,8 @@ impl DirectorRig {
                 no_huge: memory == Memory::NoHuge,
                 idle_sleep_us: 0,
                 config: None,
+                kernel_if: false,
+                ..DirectorOptions::default()
             };
             match Director::start(eal, opts) {
                 Ok(d) => {

@@ -24,7 +24,7 @@ use dataplane::counters::DropReason;
 use dataplane::director::{compile, TICKS_PER_SEC};
 use dataplane::dpdk::{tsc, Eal, MbufBatch, Mempool, Port, PortConfig, Ring};
 use dataplane::engine::{Engine, EngineConfig};
-use dataplane::worker::{prefetch_burst, process_burst, BURST};
+use dataplane::worker::{prefetch_burst, process_burst, Sink, BURST};
 use dataplane::neigh::{NeighParams, NeighTable};
 use dataplane::snapshot::PortInfo;
 use dataplane::wire::MacAddr;
@@ -76,7 +76,7 @@ pub fn engine_for(traffic: &Traffic, port: &Port, capacity: usize) -> Result<Eng
     let snap = compile(&c, &neigh, &ports).map_err(|e| anyhow::anyhow!("compile: {e}"))?;
     anyhow::ensure!(snap.servers.iter().flatten().all(|s| s.mac.is_some()), "unresolved server in the snapshot");
     let mut e = Engine::new(
-        EngineConfig { conn_capacity: capacity, max_servers: 1024, ports: port.id() as usize + 1, ticks_per_sec: TICKS_PER_SEC, seed: 0x1234_5678 },
+        EngineConfig { conn_capacity: capacity, max_servers: 1024, ports: port.id() as usize + 1, ticks_per_sec: TICKS_PER_SEC, seed: 0x1234_5678, host_pps: dataplane::kernel::DEFAULT_PPS },
         Arc::new(ArrayQueue::new(4096)),
     )
     .context("engine")?;
@@ -109,7 +109,7 @@ impl EngineLoop {
         let port = self.port;
         let id = port.id();
         let mut rx: MbufBatch<BURST> = MbufBatch::new();
-        let mut txs: Vec<MbufBatch<BURST>> = (0..=id).map(|_| MbufBatch::new()).collect();
+        let mut sink = Sink::new(id as usize, None);
         let mut n = 0u64;
         match self.engine.as_mut() {
             None => loop {
@@ -129,8 +129,9 @@ impl EngineLoop {
                 let now = (self.processed >> 20) as u32;
                 // Exactly the worker's burst code (prefetch, three engine stages, TX batch).
                 prefetch_burst(&rx);
-                process_burst(engine, &mut rx, Some(id), now, &mut txs);
-                let tx = &mut txs[id as usize];
+                process_burst(engine, &mut rx, Some(id), now, &mut sink);
+                sink.host.clear();
+                let tx = &mut sink.tx[id as usize];
                 port.tx_burst(0, tx);
                 if !tx.is_empty() {
                     for _ in 0..tx.len() {

@@ -146,6 +146,8 @@ impl VdevEal {
             no_huge: self.memory == Memory::NoHuge,
             idle_sleep_us: 0,
             config: None,
+            kernel_if: false,
+            ..DirectorOptions::default()
         };
         self.go.send(opts).context("the EAL thread is gone")?;
         let shared = self

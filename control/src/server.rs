@@ -522,7 +522,12 @@ const POLL: Duration = Duration::from_millis(100);
 const ACCEPT_POLL: Duration = Duration::from_millis(10);
 const TICK_EVERY: Duration = Duration::from_secs(1);
 
-fn lock<B: Backend>(m: &Mutex<Controller<B>>) -> MutexGuard<'_, Controller<B>> {
+/// A controller shared by the socket server and other slow-path threads.
+pub type SharedController<B> = Arc<Mutex<Controller<B>>>;
+
+/// Locks a shared controller (a poisoned lock is taken over: every change is applied to a
+/// clone and swapped in whole, so the controller is never left half-changed).
+pub fn lock<B: Backend>(m: &Mutex<Controller<B>>) -> MutexGuard<'_, Controller<B>> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -663,10 +668,20 @@ pub fn serve<B: Backend + 'static>(
     controller: Controller<B>,
     stop: Arc<AtomicBool>,
 ) -> io::Result<()> {
+    serve_shared(path, Arc::new(Mutex::new(controller)), stop)
+}
+
+/// [`serve`] over a controller that other slow-path threads share (the kernel leg's address
+/// sync, health checkers): they lock it for one change at a time, exactly as a client
+/// request does, so their changes and the socket's requests are serialised.
+pub fn serve_shared<B: Backend + 'static>(
+    path: &Path,
+    ctl: SharedController<B>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<()> {
     let listener = bind(path)?;
     let ino = std::fs::symlink_metadata(path).map(|m| m.ino()).ok();
     listener.set_nonblocking(true)?;
-    let ctl = Arc::new(Mutex::new(controller));
     let active = Arc::new(AtomicUsize::new(0));
     let mut clients: Vec<JoinHandle<()>> = Vec::new();
     let mut last_tick = Instant::now();

@@ -29,12 +29,15 @@ pub struct DirectorBackend {
     ports: Vec<Port>,
     conn_capacity: usize,
     sync: Option<SyncDaemons>,
+    /// The changes being published came from the kernel interfaces (address sync): they are
+    /// not written back there.
+    kernel_origin: bool,
 }
 
 impl DirectorBackend {
     /// A backend over the director's slow path and ports.
     pub fn new(path: SlowPath, ports: Vec<Port>, conn_capacity: usize) -> Self {
-        DirectorBackend { path, ports, conn_capacity, sync: None }
+        DirectorBackend { path, ports, conn_capacity, sync: None, kernel_origin: false }
     }
 
     /// The same with the connection-sync daemons (`--start-daemon`, `-L --daemon`,
@@ -42,6 +45,12 @@ impl DirectorBackend {
     pub fn with_sync(mut self, sync: SyncDaemons) -> Self {
         self.sync = Some(sync);
         self
+    }
+
+    /// Marks the changes published from now on as coming from the kernel interfaces (the
+    /// address-sync thread sets it around its own changes, under the controller's lock).
+    pub fn set_kernel_origin(&mut self, yes: bool) {
+        self.kernel_origin = yes;
     }
 
     /// Every connection row of every worker.
@@ -115,7 +124,7 @@ impl Backend for DirectorBackend {
     }
 
     fn publish(&mut self, cfg: &Config) -> Result<(), CtlError> {
-        self.path.publish(cfg)
+        self.path.publish(cfg, self.kernel_origin)
     }
 
     fn server_stats(&mut self) -> Vec<(ServerId, ServerStats)> {

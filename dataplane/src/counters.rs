@@ -115,6 +115,12 @@ pub enum DropReason {
     TxFull,
     /// A reply could not be built (no mbuf).
     NoMbuf,
+    /// For the host, over the kernel leg's packets-per-second cap (`--kernel-pps`).
+    HostPoliced,
+    /// For the host, but the queue to the kernel leg's thread was full.
+    HostQueueFull,
+    /// For a local real server, but the director runs without kernel interfaces.
+    NoKernelInterface,
     /// The backup sync daemon runs with `backup_only=1`: the director does not forward.
     BackupOnly,
 }
@@ -154,6 +160,9 @@ impl DropReason {
         DropReason::MtuExceeded,
         DropReason::TxFull,
         DropReason::NoMbuf,
+        DropReason::HostPoliced,
+        DropReason::HostQueueFull,
+        DropReason::NoKernelInterface,
         DropReason::BackupOnly,
     ];
 
@@ -189,6 +198,9 @@ impl DropReason {
             DropReason::MtuExceeded => "mtu_exceeded",
             DropReason::TxFull => "tx_full",
             DropReason::NoMbuf => "no_mbuf",
+            DropReason::HostPoliced => "host_policed",
+            DropReason::HostQueueFull => "host_queue_full",
+            DropReason::NoKernelInterface => "no_kernel_interface",
             DropReason::BackupOnly => "backup_only",
         }
     }
@@ -234,6 +246,8 @@ pub struct PortCounters {
     pub replied: u64,
     /// Frames dropped after arriving on this port.
     pub dropped: u64,
+    /// Frames (or copies) handed to the host through this port's kernel interface.
+    pub to_host: u64,
 }
 
 /// Everything one worker counts.
@@ -317,6 +331,7 @@ impl WorkerCounters {
             a.forwarded += b.forwarded;
             a.replied += b.replied;
             a.dropped += b.dropped;
+            a.to_host += b.to_host;
         }
         for (a, b) in self.servers.iter_mut().zip(o.servers.iter()) {
             a.merge(b);

@@ -20,6 +20,7 @@ use control::error::CtlError;
 use control::model::{Config, ServiceKey, Slot};
 
 use crate::counters::{MergedCounts, WorkerCounters};
+use crate::dpdk::vdev::VdevBus;
 use crate::dpdk::{tsc_hz, Eal, Mempool, Port, PortConfig, Ring};
 use crate::engine::{Engine, EngineConfig, NeighEvent};
 use crate::neigh::{NeighParams, NeighTable};
@@ -60,6 +61,11 @@ pub struct DirectorOptions {
     /// A configuration file (lbadm lines, see `control::config_file`) applied as one
     /// transaction before the workers start; a bad file makes [`Director::start`] fail.
     pub config: Option<PathBuf>,
+    /// The kernel leg: a host interface `dpdkN` per port (see [`crate::kernel`]).
+    pub kernel_if: bool,
+    /// Packets per second the kernel leg hands to the host at most (all workers together;
+    /// local real servers' connections are not counted against it).
+    pub kernel_pps: u32,
 }
 
 impl Default for DirectorOptions {
@@ -74,6 +80,8 @@ impl Default for DirectorOptions {
             no_huge: false,
             idle_sleep_us: 0,
             config: None,
+            kernel_if: true,
+            kernel_pps: crate::kernel::DEFAULT_PPS,
         }
     }
 }
@@ -88,6 +96,17 @@ pub struct Slow {
     pub ports: Vec<PortInfo>,
     /// Real-server slots.
     pub max_servers: u32,
+    /// The ports have kernel interfaces (the kernel leg is on).
+    pub host_leg: bool,
+}
+
+impl Slow {
+    /// Compiles `cfg` with this state's neighbours, ports and kernel leg.
+    pub fn compile(&self, cfg: &Config) -> Result<Snapshot, CtlError> {
+        let mut s = compile(cfg, &self.neigh, &self.ports)?;
+        s.host_leg = self.host_leg;
+        Ok(s)
+    }
 }
 
 fn port_index(ports: &[PortInfo], dev: &str) -> Option<usize> {
@@ -128,7 +147,10 @@ pub fn compile(cfg: &Config, neigh: &NeighTable, base_ports: &[PortInfo]) -> Res
                 Slot::Live { incarnation, .. } | Slot::Trash { incarnation, .. } => incarnation,
                 Slot::Free => 0,
             };
+            // IPVS's LOCALNODE: a server at 127.0.0.0/8 or at one of our own addresses.
+            let local = rs.addr.is_loopback() || s.local.contains_key(&rs.addr);
             let (egress_port, mac) = match s.on_link(rs.addr) {
+                _ if local => (None, None),
                 Some((port, _)) => (Some(port), neigh.lookup(rs.addr).filter(|&(_, p)| p == port).map(|(m, _)| m)),
                 None => (None, None),
             };
@@ -146,6 +168,7 @@ pub fn compile(cfg: &Config, neigh: &NeighTable, base_ports: &[PortInfo]) -> Res
                 egress_port,
                 mac,
                 incarnation,
+                local,
             });
             slots.push(slot);
         }
@@ -223,7 +246,7 @@ pub fn wanted_neighbours(snap: &Snapshot) -> Vec<(Ipv4Addr, u16, Ipv4Addr)> {
     let mut v: Vec<(Ipv4Addr, u16, Ipv4Addr)> = Vec::new();
     // Linear in the number of servers (it runs after every publication and every 100 ms).
     let mut seen = std::collections::HashSet::new();
-    for rs in snap.servers.iter().flatten() {
+    for rs in snap.servers.iter().flatten().filter(|rs| !rs.local) {
         if seen.insert(rs.addr) {
             if let Some((port, src)) = snap.on_link(rs.addr) {
                 v.push((rs.addr, port, src));
@@ -240,6 +263,10 @@ pub struct SlowPath {
     pub shared: Arc<Shared>,
     /// Slow-path state.
     pub slow: Arc<Mutex<Slow>>,
+    /// The kernel leg's interfaces and counters, when it is on.
+    pub leg: Option<Arc<crate::kernel::Leg>>,
+    /// Writes configured addresses into the kernel interfaces, when the leg is on.
+    pub kernel_addrs: Option<Arc<crate::kernel::addrsync::KernelAddrs>>,
 }
 
 impl SlowPath {
@@ -255,13 +282,18 @@ impl SlowPath {
     }
 
     /// Compiles `cfg` with the current neighbours and publishes it; on success `cfg` becomes
-    /// the configuration of record and new addresses are announced by gratuitous ARP.
-    pub fn publish(&self, cfg: &Config) -> Result<(), CtlError> {
+    /// the configuration of record and new addresses are announced by gratuitous ARP. With
+    /// the kernel leg, address changes are also written into the kernel interfaces, unless
+    /// `from_kernel` (they came from there).
+    pub fn publish(&self, cfg: &Config, from_kernel: bool) -> Result<(), CtlError> {
         let mut slow = self.lock();
-        let snap = compile(cfg, &slow.neigh, &slow.ports)?;
+        let snap = slow.compile(cfg)?;
         let old_addrs = slow.config.addrs().to_vec();
         self.shared.published.publish(snap);
         slow.config = cfg.clone();
+        if let (Some(k), false) = (&self.kernel_addrs, from_kernel) {
+            k.apply(&old_addrs, cfg.addrs());
+        }
         for a in cfg.addrs() {
             if !old_addrs.contains(a) {
                 if let Some(i) = port_index(&slow.ports, &a.dev) {
@@ -292,7 +324,7 @@ impl SlowPath {
             self.send(TxRequest::ArpRequest { port: p.port, source: p.source, target: p.target });
         }
         if changed {
-            match compile(&slow.config, &slow.neigh, &slow.ports) {
+            match slow.compile(&slow.config) {
                 Ok(s) => {
                     self.shared.published.publish(s);
                 }
@@ -386,15 +418,24 @@ impl Director {
                 rss_key: Some(RSS_KEY),
                 reta: steering.reta().to_vec(),
                 promiscuous: false,
+                // VRRP and other link-local multicast belong to the host.
+                allmulticast: opts.kernel_if,
             };
             p.configure(&cfg, &pool).with_context(|| format!("configuring {}", p.name()))?;
             p.start().with_context(|| format!("starting {}", p.name()))?;
             infos.push(PortInfo { id: p.id(), mac: MacAddr(p.mac()), mtu: p.mtu(), addrs: Vec::new() });
         }
         let port_names: Vec<String> = ports.iter().map(|p| p.name()).collect();
+        // The kernel leg: a TAP per port and the rings between it and the workers.
+        let service = if opts.kernel_if {
+            let rings = |name: &str, sp: bool, sc: bool| Ring::new(eal, name, crate::kernel::RING_SLOTS, sp, sc).map_err(anyhow::Error::from);
+            Some(crate::kernel::Service::create(VdevBus::new(eal), &ports, pool.clone(), nworkers, rings)?)
+        } else {
+            None
+        };
         let events = Arc::new(ArrayQueue::new(4096));
         let shared = Arc::new(Shared {
-            published: Published::new(Snapshot { ports: infos.clone(), ..Snapshot::default() }),
+            published: Published::new(Snapshot { ports: infos.clone(), host_leg: service.is_some(), ..Snapshot::default() }),
             stop: Arc::new(AtomicBool::new(false)),
             neigh_events: events.clone(),
             mailboxes: (0..nworkers).map(|_| Mailbox::new(1024)).collect(),
@@ -413,6 +454,8 @@ impl Director {
                 }
                 v
             },
+            to_host: service.as_ref().map_or_else(Vec::new, |s| (0..nworkers).filter_map(|w| s.to_host_ring(w)).collect()),
+            from_host: service.as_ref().map(|s| s.from_host_ring()),
         });
         let merged = (nworkers > 1).then(|| Arc::new(MergedCounts::new(nworkers, opts.max_servers as usize)));
         // Connection sync: one pair of queues per worker, shared with the daemons.
@@ -431,6 +474,7 @@ impl Director {
                     ports: max_port,
                     ticks_per_sec: TICKS_PER_SEC,
                     seed: seed.wrapping_add(i as u64),
+                    host_pps: (opts.kernel_pps / nworkers as u32).max(1),
                 },
                 events.clone(),
             )
@@ -456,19 +500,53 @@ impl Director {
             neigh: NeighTable::new(NeighParams::default()),
             ports: infos,
             max_servers: opts.max_servers,
+            host_leg: service.is_some(),
         };
-        let path = SlowPath { shared: shared.clone(), slow: Arc::new(Mutex::new(slow)) };
-        // The configuration file is applied and published before any slow-path thread or
-        // worker runs, so the first packet already sees it; a bad file stops the start-up.
+        let leg = service.as_ref().map(|s| s.leg());
+        let path = SlowPath {
+            shared: shared.clone(),
+            slow: Arc::new(Mutex::new(slow)),
+            kernel_addrs: leg.clone().map(|l| Arc::new(crate::kernel::addrsync::KernelAddrs::new(l))),
+            leg: leg.clone(),
+        };
         let backend = crate::backend::DirectorBackend::new(path.clone(), ports.clone(), opts.conn_capacity)
             .with_sync(crate::sync::SyncDaemons::new(sync_ports, sync_shared, shared.clone()));
-        let mut controller = control::server::Controller::new(backend, opts.max_servers);
+        let controller = Arc::new(Mutex::new(control::server::Controller::new(backend, opts.max_servers)));
+        // The address sync learns the interfaces' indexes first, so that the configuration
+        // file's addresses are written into them as it is applied.
+        let addr_sync = match &leg {
+            Some(l) => Some(
+                crate::kernel::addrsync::Sync::new(l.clone(), controller.clone())
+                    .context("opening rtnetlink for the kernel interfaces")?,
+            ),
+            None => None,
+        };
+        // The configuration file is applied and published before any slow-path thread or
+        // worker runs, so the first packet already sees it; a bad file stops the start-up.
         if let Some(file) = &opts.config {
-            let n = control::config_file::load(&mut controller, file)
+            let n = control::config_file::load(&mut control::server::lock(&controller), file)
                 .map_err(|e| anyhow::anyhow!("configuration file {}", e.message))?;
             eprintln!("director: {} command(s) loaded from {}", n, file.display());
         }
         let mut threads = Vec::new();
+        if let Some(service) = service {
+            let stop = shared.stop.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("kernel-leg".into())
+                    .spawn(move || service.run(&stop))
+                    .context("spawning the kernel-leg thread")?,
+            );
+        }
+        if let Some(sync) = addr_sync {
+            let stop = shared.stop.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("addr-sync".into())
+                    .spawn(move || sync.run(&stop))
+                    .context("spawning the address-sync thread")?,
+            );
+        }
         {
             let path = path.clone();
             threads.push(
@@ -493,7 +571,7 @@ impl Director {
                     .name("control".into())
                     .spawn(move || {
                         r2.store(true, Ordering::SeqCst);
-                        if let Err(e) = control::server::serve(&socket, controller, stop.clone()) {
+                        if let Err(e) = control::server::serve_shared(&socket, controller, stop.clone()) {
                             eprintln!("director: control socket {}: {e}", socket.display());
                             stop.store(true, Ordering::SeqCst);
                         }

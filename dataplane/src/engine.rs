@@ -35,6 +35,7 @@ use crate::conn::{
     NO_INDEX, TEMPLATE_STATE_ASSURED, TEMPLATE_STATE_NONE,
 };
 use crate::counters::{DropReason, MergedCounts, ServerCounters, WorkerCounters};
+use crate::ratelimit::TokenBucket;
 use crate::sched::{DestSet, SchedInput, Scheduler};
 use crate::snapshot::{Snapshot, SvcKey, PROTO_TCP, PROTO_UDP};
 use crate::wire::arp::{self, ArpPacket};
@@ -72,6 +73,17 @@ pub enum Verdict {
     Consumed,
     /// Dropped; counted under this reason.
     Drop(DropReason),
+    /// Hand the frame, unchanged, to the host stack through the kernel interface of the
+    /// receiving port (the kernel leg): traffic for the director's own addresses that no
+    /// service takes, link-local multicast, ARP, other ethertypes, local real servers.
+    Host,
+    /// Send the frame back out of the receiving port (rewritten into a reply in place, as
+    /// [`Verdict::Reply`]) and hand the host a copy of the original, the first `len` bytes of
+    /// [`Engine::scratch`] (an ARP request the director answered: the host learns from it).
+    ReplyAndHost {
+        /// Length of the copy.
+        len: u16,
+    },
 }
 
 /// What burst stages 1 and 2 ([`Engine::prepare`], [`Engine::prefetch_entry`]) found out
@@ -108,6 +120,9 @@ pub struct EngineConfig {
     pub ticks_per_sec: u32,
     /// Hash seed for the connection table.
     pub seed: u64,
+    /// This worker's share of the kernel leg's packets-per-second cap on traffic for the
+    /// host (it applies only while a snapshot has the leg on).
+    pub host_pps: u32,
 }
 
 /// Parsed facts about a TCP/UDP packet that the slow paths need.
@@ -130,6 +145,8 @@ enum Refusal {
     Rst(DropReason),
     /// Answer with ICMP port unreachable.
     Unreachable(DropReason),
+    /// Not service traffic: the host stack decides (kernel leg).
+    Host,
 }
 
 /// One worker's packet logic and state.
@@ -149,9 +166,11 @@ pub struct Engine {
     now: u32,
     /// Generated replies are built here.
     scratch: [u8; SCRATCH_LEN],
-    /// Token bucket for generated replies (tokens × ticks_per_sec, to stay in integers).
-    reply_tokens: u64,
-    reply_tick: u32,
+    /// Token bucket for generated replies.
+    replies: TokenBucket,
+    /// Token bucket for frames handed to the host (kernel leg), except local real servers'
+    /// connections (service traffic, not policed).
+    host_police: TokenBucket,
     /// Counts merged over workers (with more than one worker) and this worker's index.
     merged: Option<(Arc<MergedCounts>, usize)>,
     /// Forwarding record of every server slot of `snap` (derived at each snapshot change).
@@ -194,6 +213,8 @@ const FWD_OK: u8 = 1;
 const FWD_NO_ROUTE: u8 = 2;
 /// Server MAC not resolved.
 const FWD_UNRESOLVED: u8 = 3;
+/// A local real server (127.0.0.0/8 or an address of the director): delivered to the host.
+const FWD_LOCAL: u8 = 4;
 
 /// Verifies an IPv4 header checksum (one's-complement sum of the header is 0xffff). The
 /// one's-complement sum does not depend on byte order (RFC 1071), so a 20-byte header is
@@ -328,8 +349,8 @@ impl Engine {
             events,
             now: 0,
             scratch: [0; SCRATCH_LEN],
-            reply_tokens: REPLY_BURST as u64 * cfg.ticks_per_sec.max(1) as u64,
-            reply_tick: 0,
+            replies: TokenBucket::new(REPLY_RATE, REPLY_BURST, cfg.ticks_per_sec),
+            host_police: TokenBucket::new(cfg.host_pps, (cfg.host_pps / 10).max(64), cfg.ticks_per_sec),
             merged: None,
             fwd: Vec::new(),
             local_tab: [0; LOCAL_TAB],
@@ -433,6 +454,7 @@ impl Engine {
             let Some(rs) = rs else { continue };
             let port = rs.egress_port.and_then(|p| self.snap.ports.get(p as usize));
             *f = match (port, rs.mac) {
+                _ if rs.local => Fwd { state: FWD_LOCAL, ..Fwd::default() },
                 (None, _) => Fwd { state: FWD_NO_ROUTE, ..Fwd::default() },
                 (Some(_), None) => Fwd { state: FWD_UNRESOLVED, ..Fwd::default() },
                 (Some(p), Some(mac)) => {
@@ -634,7 +656,7 @@ impl Engine {
     fn slow_path(&mut self, frame: &mut [u8], in_port: u16, now: u32) -> Verdict {
         let v = self.classify(frame, in_port, now);
         let v = match v {
-            Verdict::Emit { reason, .. } if !self.take_reply_token(now) => {
+            Verdict::Emit { reason, .. } if !self.replies.take(now) => {
                 self.counters.replies_ratelimited += 1;
                 Verdict::Drop(reason)
             }
@@ -678,24 +700,32 @@ impl Engine {
                     c.rx += 1;
                 }
             }
+            Verdict::Host => {
+                if let Some(c) = pc {
+                    c.rx += 1;
+                    c.to_host += 1;
+                }
+            }
+            Verdict::ReplyAndHost { .. } => {
+                if let Some(c) = pc {
+                    c.rx += 1;
+                    c.replied += 1;
+                    c.to_host += 1;
+                }
+            }
         }
         v
     }
 
-    /// Token bucket for generated replies: REPLY_RATE per second, REPLY_BURST deep.
+    /// A frame for the host, within the kernel leg's rate cap: [`Verdict::Host`], or a drop
+    /// counted as `host_policed` when this worker's share of the cap is used up (a flood at
+    /// the director's address must starve neither the workers nor the host).
     #[inline]
-    fn take_reply_token(&mut self, now: u32) -> bool {
-        let tps = self.ticks_per_sec as u64;
-        let elapsed = now.wrapping_sub(self.reply_tick) as u64;
-        self.reply_tick = now;
-        let cap = REPLY_BURST as u64 * tps;
-        // Tokens are kept scaled by ticks_per_sec: one tick adds REPLY_RATE scaled units.
-        self.reply_tokens = (self.reply_tokens + elapsed.min(cap) * REPLY_RATE as u64).min(cap);
-        if self.reply_tokens >= tps {
-            self.reply_tokens -= tps;
-            true
+    fn to_host(&mut self, now: u32) -> Verdict {
+        if self.host_police.take(now) {
+            Verdict::Host
         } else {
-            false
+            Verdict::Drop(DropReason::HostPoliced)
         }
     }
 
@@ -712,24 +742,53 @@ impl Engine {
             return Verdict::Drop(DropReason::NotOurMac);
         };
         let dst = MacAddr([frame[0], frame[1], frame[2], frame[3], frame[4], frame[5]]);
+        // Broadcast and multicast destinations (the group bit).
+        let group = dst.0[0] & 1 != 0;
+        let host = self.snap.host_leg;
         match l2.ethertype {
             ethertype::ARP => {
                 if dst != my_mac && !dst.is_broadcast() {
                     return Verdict::Drop(DropReason::NotOurMac);
                 }
-                self.arp(frame, l2.l3_offset, in_port, my_mac)
+                self.arp(frame, l2.l3_offset, in_port, my_mac, now)
             }
             ethertype::IPV4 => {
                 if dst != my_mac {
+                    if group && host {
+                        return self.ipv4_group(frame, l2.l3_offset, in_port, now);
+                    }
                     return Verdict::Drop(DropReason::NotOurMac);
                 }
                 self.ipv4(frame, l2.l3_offset, in_port, my_mac, now)
             }
+            // IPv6, LLDP and every other ethertype belong to the host's stack.
+            _ if host && (dst == my_mac || group) => self.to_host(now),
             _ => Verdict::Drop(DropReason::UnsupportedEthertype),
         }
     }
 
-    fn arp(&mut self, frame: &mut [u8], l3: usize, in_port: u16, my_mac: MacAddr) -> Verdict {
+    /// An IPv4 frame to a group MAC with the kernel leg on: link-local multicast (VRRP,
+    /// OSPF, IGMP: 224.0.0.0/24), the limited broadcast and the broadcast address of one of
+    /// the receiving port's subnets go to the host; other multicast is not the director's.
+    fn ipv4_group(&mut self, frame: &[u8], l3: usize, in_port: u16, now: u32) -> Verdict {
+        let Some(ip) = frame.get(l3..).and_then(|b| Ipv4Packet::new_checked(b).ok()) else {
+            return Verdict::Drop(DropReason::Truncated);
+        };
+        let d = u32::from(ip.dst());
+        let link_local = d & 0xffff_ff00 == 0xe000_0000;
+        let subnet_broadcast = || {
+            self.snap.ports.get(in_port as usize).is_some_and(|p| {
+                p.addrs.iter().any(|&(a, len)| len > 0 && len < 31 && d == u32::from(a) | (u32::MAX >> len))
+            })
+        };
+        if link_local || d == u32::MAX || subnet_broadcast() {
+            self.to_host(now)
+        } else {
+            Verdict::Drop(DropReason::NotLocal)
+        }
+    }
+
+    fn arp(&mut self, frame: &mut [u8], l3: usize, in_port: u16, my_mac: MacAddr, now: u32) -> Verdict {
         let (op, sha, spa, tpa) = {
             let Some(buf) = frame.get(l3..) else { return Verdict::Drop(DropReason::Truncated) };
             match ArpPacket::new_checked(buf) {
@@ -746,11 +805,30 @@ impl Engine {
                 self.counters.neigh_events_lost += 1;
             }
         }
+        let host = self.snap.host_leg;
         if op == arp::op::REQUEST && for_us && spa != tpa {
+            // The host gets the request as it arrived (copied before it becomes the reply),
+            // within the leg's rate cap; the director answers either way.
+            let copy = host && frame.len() <= SCRATCH_LEN && {
+                let ok = self.host_police.take(now);
+                if !ok {
+                    self.counters.drop(DropReason::HostPoliced);
+                }
+                ok
+            };
+            if copy {
+                self.scratch[..frame.len()].copy_from_slice(frame);
+            }
             return match arp::make_reply_in_place(frame, l3, my_mac) {
+                Ok(()) if copy => Verdict::ReplyAndHost { len: frame.len() as u16 },
                 Ok(()) => Verdict::Reply,
                 Err(_) => Verdict::Drop(DropReason::BadArp),
             };
+        }
+        if host {
+            // Replies, gratuitous ARP and requests for others: the host's neighbour table
+            // learns from them as on any Linux box (after the director learned).
+            return self.to_host(now);
         }
         if op == arp::op::REPLY {
             return Verdict::Consumed;
@@ -820,9 +898,11 @@ impl Engine {
                     Err(Refusal::Unreachable(r)) => {
                         self.emit_icmp_error(frame, l3, my_mac, msg_type::DEST_UNREACH, CODE_PORT_UNREACH, [0; 4], r)
                     }
+                    Err(Refusal::Host) => self.to_host(now),
                 }
             }
-            protocol::ICMP => self.icmp_local(frame, l3, l4, l4_end, in_port, my_mac),
+            protocol::ICMP => self.icmp_local(frame, l3, l4, l4_end, in_port, my_mac, now),
+            _ if self.snap.host_leg => self.to_host(now),
             _ => Verdict::Drop(DropReason::UnsupportedProtocol),
         }
     }
@@ -848,6 +928,15 @@ impl Engine {
         }
         // New connection: TCP only on SYN without RST, unless sloppy_tcp (any non-RST).
         if tcp && !syn && !(self.snap.sysctl.sloppy_tcp && p.flags & RST == 0) {
+            // With the kernel leg, TCP to a port no service takes is the host's own (its
+            // connections' answers, ssh, BGP): only a service port gets the RST.
+            if self.snap.host_leg {
+                let vip = Ipv4Addr::from(key.vaddr);
+                let mark = self.snap.mark_of(in_port, vip, key.proto, key.vport);
+                if self.snap.find_service(mark, key.proto, vip, key.vport).is_none() {
+                    return Err(Refusal::Host);
+                }
+            }
             return Err(if p.flags & RST != 0 { Refusal::Drop(DropReason::NoConnection) } else { Refusal::Rst(DropReason::NoConnection) });
         }
         let vip = Ipv4Addr::from(key.vaddr);
@@ -863,6 +952,9 @@ impl Engine {
             })
         };
         let Some(si) = self.snap.find_service(mark, key.proto, vip, key.vport) else {
+            if self.snap.host_leg {
+                return Err(Refusal::Host);
+            }
             // The director's own stack has no listener on this port.
             return Err(if tcp {
                 if p.flags & RST != 0 { Refusal::Drop(DropReason::NoService) } else { Refusal::Rst(DropReason::NoService) }
@@ -1046,6 +1138,10 @@ impl Engine {
             FWD_OK => {}
             FWD_NO_ROUTE => return Verdict::Drop(DropReason::NoRoute),
             FWD_UNRESOLVED => return Verdict::Drop(DropReason::NeighbourUnresolved),
+            // A local real server: its connections reach the host stack unchanged, as IPVS
+            // hands LOCALNODE packets to the local stack.
+            FWD_LOCAL if self.snap.host_leg => return Verdict::Host,
+            FWD_LOCAL => return Verdict::Drop(DropReason::NoKernelInterface),
             _ => return Verdict::Drop(DropReason::DestinationGone),
         }
         // The IPv4 header was validated by the caller: TTL at +8, DF in +6, checksum at +10.
@@ -1088,7 +1184,8 @@ impl Engine {
 
     /// ICMP addressed to one of our addresses: answer echo requests in place; forward errors
     /// about a known connection to its real server (§6.3).
-    fn icmp_local(&mut self, frame: &mut [u8], l3: usize, l4: usize, l4_end: usize, in_port: u16, my_mac: MacAddr) -> Verdict {
+    #[allow(clippy::too_many_arguments)]
+    fn icmp_local(&mut self, frame: &mut [u8], l3: usize, l4: usize, l4_end: usize, in_port: u16, my_mac: MacAddr, now: u32) -> Verdict {
         let (ty, quoted) = {
             let Some(buf) = frame.get(l4..l4_end) else { return Verdict::Drop(DropReason::Truncated) };
             let Ok(icmp) = IcmpPacket::new_checked(buf) else { return Verdict::Drop(DropReason::BadIcmp) };
@@ -1105,15 +1202,19 @@ impl Engine {
         if ty == msg_type::ECHO_REQUEST {
             return self.echo_reply(frame, l3, l4, l4_end, my_mac);
         }
-        let Some(q) = quoted else { return Verdict::Drop(DropReason::IcmpUnhandled) };
+        // Echo replies, and errors about no connection of ours: the host's (its own pings and
+        // probes) with the kernel leg, else nobody's.
+        let unhandled = |e: &mut Self| if e.snap.host_leg { e.to_host(now) } else { Verdict::Drop(DropReason::IcmpUnhandled) };
+        let Some(q) = quoted else { return unhandled(self) };
         // The quoted packet is a real server's reply: VIP:vport → client:cport. Errors about
         // later fragments carry no ports.
         if q.frag_offset != 0 || (q.protocol != PROTO_TCP && q.protocol != PROTO_UDP) {
-            return Verdict::Drop(DropReason::IcmpUnhandled);
+            return unhandled(self);
         }
         let key = ConnKey { proto: q.protocol, caddr: u32::from(q.dst), cport: q.dst_port, vaddr: u32::from(q.src), vport: q.src_port };
-        let Some(idx) = self.conns.lookup(&key) else { return Verdict::Drop(DropReason::IcmpUnhandled) };
-        let Some(slot) = self.conns.get(idx).map(|e| e.server) else { return Verdict::Drop(DropReason::IcmpUnhandled) };
+        let Some(slot) = self.conns.lookup(&key).and_then(|idx| self.conns.get(idx)).map(|e| e.server) else {
+            return unhandled(self);
+        };
         let total = (l4_end - l3) as u64;
         match self.dr_forward(frame, l3, in_port, my_mac, slot, total) {
             // Never answer an ICMP error with another one.
@@ -1294,7 +1395,7 @@ mod tests {
 
     fn engine(sched: &str) -> (Engine, Arc<ArrayQueue<NeighEvent>>) {
         let q = Arc::new(ArrayQueue::new(16));
-        let cfg = EngineConfig { conn_capacity: 64, max_servers: 16, ports: 2, ticks_per_sec: TPS, seed: 7 };
+        let cfg = EngineConfig { conn_capacity: 64, max_servers: 16, ports: 2, ticks_per_sec: TPS, seed: 7, host_pps: 1000 };
         let mut e = Engine::new(cfg, q.clone()).unwrap();
         e.set_snapshot(Arc::new(snapshot(sched)));
         (e, q)
@@ -1585,7 +1686,7 @@ mod tests {
     #[test]
     fn full_table_refuses_new_connections_but_keeps_serving_existing_ones() {
         let q = Arc::new(ArrayQueue::new(4));
-        let cfg = EngineConfig { conn_capacity: 4, max_servers: 16, ports: 1, ticks_per_sec: TPS, seed: 1 };
+        let cfg = EngineConfig { conn_capacity: 4, max_servers: 16, ports: 1, ticks_per_sec: TPS, seed: 1, host_pps: 1000 };
         let mut e = Engine::new(cfg, q).unwrap();
         e.set_snapshot(Arc::new(snapshot("rr")));
         for sport in 46000..46004 {
@@ -1677,7 +1778,7 @@ mod tests {
 
     fn with(s: Snapshot) -> Engine {
         let q = Arc::new(ArrayQueue::new(16));
-        let cfg = EngineConfig { conn_capacity: 4096, max_servers: 16, ports: 2, ticks_per_sec: TPS, seed: 3 };
+        let cfg = EngineConfig { conn_capacity: 4096, max_servers: 16, ports: 2, ticks_per_sec: TPS, seed: 3, host_pps: 1000 };
         let mut e = Engine::new(cfg, q).unwrap();
         e.set_snapshot(Arc::new(s));
         e

@@ -46,6 +46,16 @@ struct Opts {
     /// line stops the director with the file name, line number and reason.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Do not create the kernel leg (the host interface `dpdkN` of every port, through which
+    /// the host's own stack, ssh, routing daemons, health checks and keepalived reach the
+    /// segment, and local real servers get their connections).
+    #[arg(long)]
+    no_kernel_if: bool,
+    /// Packets per second handed to the host through the kernel leg at most (all workers
+    /// together); the excess is dropped and counted as `host_policed`. Local real servers'
+    /// connections are not counted against it.
+    #[arg(long, default_value_t = dataplane::kernel::DEFAULT_PPS, value_name = "N")]
+    kernel_pps: u32,
 }
 
 fn main() -> Result<()> {
@@ -71,6 +81,8 @@ fn main() -> Result<()> {
             no_huge,
             idle_sleep_us: opts.idle_sleep_us,
             config: opts.config,
+            kernel_if: !opts.no_kernel_if,
+            kernel_pps: opts.kernel_pps,
         },
     )?;
     let stop = d.shared().clone();

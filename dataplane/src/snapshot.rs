@@ -90,6 +90,9 @@ pub struct ServerInfo {
     pub mac: Option<MacAddr>,
     /// Changes when the slot is given to a different server (counters restart from zero).
     pub incarnation: u64,
+    /// A local real server (IPVS LOCALNODE: 127.0.0.0/8 or an address of the director):
+    /// its connections are handed to the host stack unchanged.
+    pub local: bool,
 }
 
 /// A compiled mark rule (iptables mangle `-j MARK` semantics: evaluated in order, the last
@@ -196,6 +199,9 @@ pub struct Snapshot {
     /// address), longest prefix first; built by [`Snapshot::index_subnets`]. VIPs (/32) are
     /// not subnets, so this stays short even with thousands of VIPs.
     pub subnets: Vec<(u32, u32, u8, u16, Ipv4Addr)>,
+    /// Every port has a kernel interface (the kernel leg): what is not service traffic goes
+    /// to the host instead of being answered or dropped by the director.
+    pub host_leg: bool,
 }
 
 impl Default for Snapshot {
@@ -214,6 +220,7 @@ impl Default for Snapshot {
             sysctl: Sysctl::default(),
             steer_mask: u32::MAX,
             subnets: Vec::new(),
+            host_leg: false,
         }
     }
 }

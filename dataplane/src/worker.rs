@@ -129,6 +129,12 @@ pub struct Shared {
     /// Hand-off rings: `handoff[from * workers + to]` carries packets worker `from` received
     /// for owner `to` (single producer, single consumer; `None` on the diagonal).
     pub handoff: Vec<Option<Ring>>,
+    /// Kernel leg: frames worker `w` hands to the host go on `to_host[w]` (single producer:
+    /// that worker; single consumer: the kernel-leg thread). Empty without the leg.
+    pub to_host: Vec<Arc<Ring>>,
+    /// Kernel leg: frames the host sent, each tagged with its DPDK port, for worker 0 to
+    /// transmit (single producer: the kernel-leg thread; single consumer: worker 0).
+    pub from_host: Option<Arc<Ring>>,
 }
 
 impl Shared {
@@ -140,6 +146,26 @@ impl Shared {
     #[inline]
     fn ring(&self, from: usize, to: usize) -> Option<&Ring> {
         self.handoff.get(from * self.workers() + to).and_then(Option::as_ref)
+    }
+}
+
+/// Where the frames of a decided burst go: a TX batch per port (indexed by port id), the
+/// batch of frames for the host (kernel leg; each tagged with its port), and the pool that
+/// copies for the host come from (`None`: copies are dropped and counted as `no_mbuf`).
+pub struct Sink {
+    /// TX batches, indexed by port id.
+    pub tx: Vec<MbufBatch<BURST>>,
+    /// Frames for the host. A burst adds at most one frame per received frame, so it never
+    /// overflows when it is flushed after every burst.
+    pub host: MbufBatch<BURST>,
+    /// Pool for copies.
+    pub pool: Option<Arc<Mempool>>,
+}
+
+impl Sink {
+    /// Batches for ports `0..=max_port`.
+    pub fn new(max_port: usize, pool: Option<Arc<Mempool>>) -> Sink {
+        Sink { tx: (0..=max_port).map(|_| MbufBatch::new()).collect(), host: MbufBatch::new(), pool }
     }
 }
 
@@ -169,10 +195,10 @@ impl Worker {
         let me = self.index as usize;
         let workers = self.shared.workers();
         let mut rx: MbufBatch<BURST> = MbufBatch::new();
-        // One TX batch per port (indexed by port id) and one hand-off batch per worker,
-        // allocated before the loop.
+        // One TX batch per port (indexed by port id), the host batch and one hand-off batch
+        // per worker, allocated before the loop.
         let max_port = self.ports.iter().map(|p| p.id() as usize).max().unwrap_or(0);
-        let mut tx: Vec<MbufBatch<BURST>> = (0..=max_port).map(|_| MbufBatch::new()).collect();
+        let mut sink = Sink::new(max_port, Some(self.pool.clone()));
         let mut out: Vec<MbufBatch<BURST>> = (0..workers).map(|_| MbufBatch::new()).collect();
         let tsc0 = tsc();
         let mut generation = u64::MAX;
@@ -212,8 +238,8 @@ impl Worker {
                         None
                     });
                 }
-                process_burst(&mut self.engine, &mut rx, Some(port.id()), now, &mut tx);
-                self.flush(&mut tx);
+                process_burst(&mut self.engine, &mut rx, Some(port.id()), now, &mut sink);
+                self.flush(&mut sink);
                 self.hand_off(&mut out);
             }
             // Packets other workers received for clients this worker owns.
@@ -231,10 +257,25 @@ impl Worker {
                 work += n;
                 self.engine.counters_mut().handoff_in += n as u64;
                 prefetch_burst(&rx);
-                process_burst(&mut self.engine, &mut rx, None, now, &mut tx);
-                self.flush(&mut tx);
+                process_burst(&mut self.engine, &mut rx, None, now, &mut sink);
+                self.flush(&mut sink);
             }
-            self.serve_mailbox(&mut tx);
+            // What the host sent out of its kernel interfaces (worker 0 only; one dequeue
+            // per loop, no syscall: the kernel-leg thread did the reading).
+            if let Some(r) = self.shared.from_host.as_ref().filter(|_| me == 0) {
+                if r.dequeue(&mut rx) > 0 {
+                    work += rx.len();
+                    for m in rx.drain() {
+                        let port = m.port() as usize;
+                        match sink.tx.get_mut(port).map(|b| b.push(m)) {
+                            Some(Ok(())) => {}
+                            _ => self.engine.count_drop(DropReason::TxFull),
+                        }
+                    }
+                    self.flush(&mut sink);
+                }
+            }
+            self.serve_mailbox(&mut sink);
             // Connection sync: which daemons run, and entries received for this worker.
             self.engine.sync_poll(now);
             self.engine.expire(now, EXPIRE_BUDGET);
@@ -242,7 +283,7 @@ impl Worker {
                 std::thread::sleep(self.idle_sleep);
             }
         }
-        self.flush(&mut tx);
+        self.flush(&mut sink);
         for b in &mut out {
             b.clear();
         }
@@ -268,9 +309,19 @@ impl Worker {
         }
     }
 
-    fn flush(&mut self, tx: &mut [MbufBatch<BURST>]) {
+    /// Transmits the TX batches and queues the host batch for the kernel leg; what the
+    /// NIC or the ring refuses is dropped and counted.
+    fn flush(&mut self, sink: &mut Sink) {
+        if !sink.host.is_empty() {
+            if let Some(r) = self.shared.to_host.get(self.index as usize) {
+                r.enqueue(&mut sink.host);
+            }
+            for _ in sink.host.drain() {
+                self.engine.count_drop(DropReason::HostQueueFull);
+            }
+        }
         let queue = self.index;
-        for (id, b) in tx.iter_mut().enumerate() {
+        for (id, b) in sink.tx.iter_mut().enumerate() {
             if b.is_empty() {
                 continue;
             }
@@ -287,7 +338,7 @@ impl Worker {
         }
     }
 
-    fn serve_mailbox(&mut self, tx: &mut [MbufBatch<BURST>]) {
+    fn serve_mailbox(&mut self, sink: &mut Sink) {
         let me = self.index as usize;
         let mut served = 0;
         for _ in 0..MAILBOX_BUDGET {
@@ -297,7 +348,7 @@ impl Worker {
             match req {
                 WorkerRequest::Tx(t) => {
                     if let Some((port, m)) = self.build_tx(t) {
-                        if let Some(b) = tx.get_mut(port as usize) {
+                        if let Some(b) = sink.tx.get_mut(port as usize) {
                             if b.push(m).is_err() {
                                 self.engine.count_drop(DropReason::TxFull);
                             }
@@ -321,7 +372,7 @@ impl Worker {
             }
         }
         if served > 0 {
-            self.flush(tx);
+            self.flush(sink);
         }
     }
 
@@ -347,10 +398,10 @@ pub const ARP_FRAME_LEN: usize = 60;
 
 /// Lets `engine` decide a burst (received on `in_port`, or on each mbuf's own port for
 /// handed-off packets) in three stages so that the table's cache misses overlap, and
-/// queues the results for transmission in `tx` (indexed by port id). The worker loop and
+/// queues the results in `sink` (for transmission, or for the host). The worker loop and
 /// the benchmarks run exactly this.
 #[inline]
-pub fn process_burst(engine: &mut Engine, rx: &mut MbufBatch<BURST>, in_port: Option<u16>, now: u32, tx: &mut [MbufBatch<BURST>]) {
+pub fn process_burst(engine: &mut Engine, rx: &mut MbufBatch<BURST>, in_port: Option<u16>, now: u32, sink: &mut Sink) {
     let mut preps = [Prep::default(); BURST];
     for (m, p) in rx.iter().zip(preps.iter_mut()) {
         engine.prepare(m.data(), in_port.unwrap_or_else(|| m.port()), p);
@@ -360,13 +411,13 @@ pub fn process_burst(engine: &mut Engine, rx: &mut MbufBatch<BURST>, in_port: Op
     }
     for (m, p) in rx.drain().zip(preps.iter()) {
         let port = in_port.unwrap_or_else(|| m.port());
-        handle(engine, m, port, now, p, tx);
+        handle(engine, m, port, now, p, sink);
     }
 }
 
 /// Lets the engine decide one packet (stage 3) and queues it for transmission.
 #[inline(always)]
-fn handle(engine: &mut Engine, mut m: Mbuf, in_port: u16, now: u32, p: &Prep, tx: &mut [MbufBatch<BURST>]) {
+fn handle(engine: &mut Engine, mut m: Mbuf, in_port: u16, now: u32, p: &Prep, sink: &mut Sink) {
     if m.segments() != 1 {
         engine.count_drop(DropReason::MultiSegment);
         return;
@@ -385,12 +436,42 @@ fn handle(engine: &mut Engine, mut m: Mbuf, in_port: u16, now: u32, p: &Prep, tx
             m.data_mut().copy_from_slice(src);
             in_port
         }
+        Verdict::Host => {
+            // Tagged with its port: the kernel-leg thread writes it into that port's
+            // interface.
+            m.set_port(in_port);
+            if sink.host.push(m).is_err() {
+                engine.count_drop(DropReason::HostQueueFull);
+            }
+            return;
+        }
+        Verdict::ReplyAndHost { len } => {
+            host_copy(engine, len as usize, in_port, sink);
+            in_port
+        }
         Verdict::Consumed | Verdict::Drop(_) => return,
     };
-    if let Some(b) = tx.get_mut(out as usize) {
+    if let Some(b) = sink.tx.get_mut(out as usize) {
         if b.push(m).is_err() {
             engine.count_drop(DropReason::TxFull);
         }
+    }
+}
+
+/// Queues for the host a copy of the frame the engine saved in its scratch buffer.
+#[cold]
+fn host_copy(engine: &mut Engine, len: usize, in_port: u16, sink: &mut Sink) {
+    let Some(mut c) = sink.pool.as_ref().and_then(|p| p.alloc()) else {
+        engine.count_drop(DropReason::NoMbuf);
+        return;
+    };
+    match (c.append(len), engine.scratch().get(..len)) {
+        (Some(dst), Some(src)) => dst.copy_from_slice(src),
+        _ => return,
+    }
+    c.set_port(in_port);
+    if sink.host.push(c).is_err() {
+        engine.count_drop(DropReason::HostQueueFull);
     }
 }
 

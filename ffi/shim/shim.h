@@ -19,6 +19,7 @@
 #include <rte_ethdev.h>
 #include <rte_ring.h>
 #include <rte_eth_ring.h>
+#include <rte_bus_vdev.h>
 #include <rte_version.h>
 #include <rte_log.h>
 

@@ -67,6 +67,9 @@ impl Rig {
                 no_huge: true,
                 idle_sleep_us: 0,
                 config: None,
+                // In-process on the test machine's own namespace: no host interfaces.
+                kernel_if: false,
+                ..DirectorOptions::default()
             },
         )
         .expect("director start");

@@ -65,9 +65,19 @@ pub fn mac_of(ns: &Netns, dev: &str) -> String {
 }
 
 /// Prepares a veth end that a director's DPDK net_af_packet port will own: no kernel address,
-/// IPv6 off (no RS/DAD/MLD from the kernel on that link), link up.
+/// IPv6 off (no RS/DAD/MLD from the kernel on that link), link up, and the namespace's own
+/// stack kept off it. An af_packet socket only taps the interface: the kernel still receives
+/// every frame, and with the kernel leg the director's addresses are the host's too (on
+/// `dpdkN`), so without this the host would answer the VIP's traffic itself (RST). Strict
+/// reverse-path filtering on the veth drops every IPv4 packet there (no route points at it),
+/// `arp_ignore=8` stops ARP answers; a NIC bound to DPDK needs none of this.
 pub fn prepare_director_port(ns: &Netns, ifname: &str) {
-    ns.sysctl(&[(&format!("net.ipv6.conf.{ifname}.disable_ipv6") as &str, "1")]);
+    ns.sysctl(&[
+        (&format!("net.ipv6.conf.{ifname}.disable_ipv6") as &str, "1"),
+        ("net.ipv4.conf.all.rp_filter", "0"),
+        (&format!("net.ipv4.conf.{ifname}.rp_filter"), "1"),
+        (&format!("net.ipv4.conf.{ifname}.arp_ignore"), "8"),
+    ]);
     ns.exec_ok(&["ip", "link", "set", ifname, "up"]);
 }
 

@@ -18,6 +18,7 @@ mod mbuf;
 mod port;
 pub mod prof;
 mod ring;
+pub mod vdev;
 
 pub use eal::{lcore_id, tsc, tsc_hz, Eal, EalError};
 pub use mbuf::{Mbuf, MbufBatch, Mempool};

@@ -25,6 +25,9 @@ pub struct PortConfig {
     /// Put the port in promiscuous mode (needed on af_packet/veth to see frames for VIP MACs
     /// that are our own; harmless on real NICs).
     pub promiscuous: bool,
+    /// Receive all multicast frames (the kernel leg passes VRRP and other link-local
+    /// multicast to the host).
+    pub allmulticast: bool,
 }
 
 impl Default for PortConfig {
@@ -38,6 +41,7 @@ impl Default for PortConfig {
             rss_key: None,
             reta: Vec::new(),
             promiscuous: true,
+            allmulticast: false,
         }
     }
 }
@@ -101,6 +105,11 @@ impl Port {
     pub fn from_id(_eal: &Eal, id: u16) -> Option<Port> {
         // SAFETY: validity check only.
         (unsafe { ffi::rte_eth_dev_is_valid_port(id) } == 1).then_some(Port { id })
+    }
+
+    /// A port by id, for ports this module created itself (hot-plugged virtual devices).
+    pub(crate) fn from_raw(id: u16) -> Port {
+        Port { id }
     }
 
     /// Port id.
@@ -223,6 +232,11 @@ impl Port {
             // SAFETY: plain setter; failure (unsupported) is harmless and ignored.
             unsafe { ffi::rte_eth_promiscuous_enable(self.id) };
         }
+        if cfg.allmulticast {
+            // SAFETY: plain setter; failure (unsupported) is harmless and ignored (such a PMD
+            // then delivers only what its filter lets through).
+            unsafe { ffi::rte_eth_allmulticast_enable(self.id) };
+        }
         Ok(())
     }
 
@@ -296,6 +310,16 @@ impl Port {
         } else {
             mtu
         }
+    }
+
+    /// Sets the MTU.
+    pub fn set_mtu(&self, mtu: u16) -> Result<(), DpdkError> {
+        // SAFETY: plain setter on a valid port.
+        let r = unsafe { ffi::rte_eth_dev_set_mtu(self.id, mtu) };
+        if r != 0 {
+            return Err(DpdkError::from_errno(format!("set mtu {mtu} on port {}", self.id), r));
+        }
+        Ok(())
     }
 
     /// Port counters.
