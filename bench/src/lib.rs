@@ -16,6 +16,7 @@
 //! | [`memif_run`] | input (2): director + generator process over `net_memif` |
 //! | [`pcap`] | classic libpcap file writer |
 //! | [`pcap_run`] | input (3): director on `net_pcap` with `infinite_rx=1` |
+//! | [`sync_run`] | the connection-sync master beside the engine loop: sender thread, loopback sink, counts |
 //!
 //! The driver is the `director-bench` binary (`make bench`); docs/benchmarks.md explains the
 //! method and the numbers.
@@ -32,6 +33,7 @@ pub mod report;
 pub mod rig;
 pub mod run;
 pub mod scenario;
+pub mod sync_run;
 pub mod valgrind;
 pub mod vdev_rig;
 pub mod yardstick;

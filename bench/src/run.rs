@@ -50,6 +50,8 @@ pub struct RunArgs {
     pub memory: Memory,
     /// Under callgrind: the two packet counts.
     pub callgrind: Option<(u64, u64)>,
+    /// Engine loop only: the connection-sync master runs (see [`crate::sync_run`]).
+    pub sync: bool,
 }
 
 /// One measured run.
@@ -111,6 +113,9 @@ pub struct RunResult {
     /// memif / pcap modes: input device, setup check, generator counts.
     #[serde(default)]
     pub input: Option<crate::vdev_rig::InputInfo>,
+    /// Engine loop with the sync master: what it queued and sent.
+    #[serde(default)]
+    pub sync: Option<crate::sync_run::SyncCounts>,
 }
 
 fn summarize(r: &mut RunResult) {
@@ -153,6 +158,7 @@ fn base_result(a: &RunArgs, capacity: u64) -> RunResult {
         drops: Vec::new(),
         prepare_secs: 0.0,
         input: None,
+        sync: None,
     }
 }
 
@@ -228,8 +234,13 @@ pub fn run(a: &RunArgs) -> Result<RunResult> {
             let capacity = a.scenario.capacity(&t, a.packets * (a.runs as u64 + 1) + a.callgrind.map_or(0, |c| c.0 + c.1 + chunk as u64));
             let mut r = base_result(a, capacity);
             let mut store = Store::new(chunk);
+            let mut master = None;
             if a.mode == Mode::Loop {
-                lp.engine = Some(engine_for(&t, &port, capacity as usize)?);
+                let mut engine = engine_for(&t, &port, capacity as usize)?;
+                if a.sync {
+                    master = Some(crate::sync_run::Master::start(&mut engine)?);
+                }
+                lp.engine = Some(engine);
                 let t0 = std::time::Instant::now();
                 scenario::prepare(&mut lp, &mut store, &t, &a.scenario, chunk)?;
                 r.prepare_secs = t0.elapsed().as_secs_f64();
@@ -241,9 +252,13 @@ pub fn run(a: &RunArgs) -> Result<RunResult> {
                 r.capacity = 0;
             }
             r.tsc_hz = rig::tsc_hz();
+            let before = master.as_ref().map(crate::sync_run::Master::counts);
             match a.callgrind {
                 Some(n) => callgrind_phases(&mut lp, &mut store, &t, a, n, &mut r)?,
                 None => measure_runs(&mut lp, &mut store, &t, a, &mut r)?,
+            }
+            if let (Some(m), Some(b)) = (master.take(), before) {
+                r.sync = Some(m.finish(b));
             }
             if let Some(e) = lp.engine.as_ref() {
                 let c = e.counters();

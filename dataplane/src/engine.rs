@@ -1388,6 +1388,7 @@ mod tests {
                 egress_port: Some(0),
                 mac: Some(RS_MACS[i]),
                 incarnation: i as u64 + 1,
+                local: false,
             }));
         }
         s

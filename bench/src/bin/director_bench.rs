@@ -66,6 +66,9 @@ enum Cmd {
         /// Override the packet size (wire bytes).
         #[arg(long)]
         packet_bytes: Option<u16>,
+        /// Engine loop: run the connection-sync master (sender thread to a loopback sink).
+        #[arg(long)]
+        sync_master: bool,
     },
     /// Scenario names.
     List,
@@ -104,7 +107,7 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Run { mode, scenario, quick, packets, runs, chunk, memory, callgrind, packet_bytes } => {
+        Cmd::Run { mode, scenario, quick, packets, runs, chunk, memory, callgrind, packet_bytes, sync_master } => {
             let mut sc = catalogue(quick)
                 .into_iter()
                 .chain(catalogue(false))
@@ -127,7 +130,7 @@ fn main() -> Result<()> {
                 "pcap" => Mode::Pcap,
                 _ => Mode::Iofloor,
             };
-            let a = RunArgs { mode, scenario: sc, packets, runs, chunk, memory: memory_of(&memory), callgrind };
+            let a = RunArgs { mode, scenario: sc, packets, runs, chunk, memory: memory_of(&memory), callgrind, sync: sync_master };
             let r = bench::run::run(&a)?;
             println!("RESULT {}", serde_json::to_string(&r)?);
             // EAL objects are left to process exit.
@@ -262,7 +265,30 @@ impl Plan {
     }
 
     fn native_with(&self, mode: &str, scenario: &str, memory: Memory, errors: &mut Vec<String>) -> Option<RunResult> {
-        let (ok, out, err) = child(Command::new(&self.exe).args(self.args(mode, scenario, memory, None)), Duration::from_secs(240));
+        self.native_extra(mode, scenario, memory, &[], errors)
+    }
+
+    /// The engine loop on `scenario` with (`on`) or without the connection-sync master.
+    fn native_sync(&self, scenario: &str, on: bool, errors: &mut Vec<String>) -> Option<RunResult> {
+        let extra: &[&str] = if on { &["--sync-master"] } else { &[] };
+        let r = self.native_extra("loop", scenario, self.memory, extra, errors);
+        if let Some(r) = &r {
+            eprintln!(
+                "  {:<34} sync {:<3} {:>9} connections/s{}",
+                scenario,
+                if on { "on" } else { "off" },
+                r.mpps.map_or("-".into(), |v| format!("{:.0}", v * 1e6)),
+                r.sync.map_or(String::new(), |s| format!(
+                    "  ({} entries, {} messages in {:.2} s, {} queue-full)",
+                    s.entries_sent, s.messages_sent, s.secs, s.ring_full
+                ))
+            );
+        }
+        r
+    }
+
+    fn native_extra(&self, mode: &str, scenario: &str, memory: Memory, extra: &[&str], errors: &mut Vec<String>) -> Option<RunResult> {
+        let (ok, out, err) = child(Command::new(&self.exe).args(self.args(mode, scenario, memory, None)).args(extra), Duration::from_secs(240));
         match parse_result(&out) {
             Some(r) if ok => Some(r),
             _ => {
@@ -367,6 +393,19 @@ fn all(quick: bool, out: &Path, with_callgrind: bool, only: Option<&str>) -> Res
             engine_loop,
             ..ScenarioResults::default()
         });
+    }
+
+    // 2a. Connection sync: new connections per second without and with the sync master,
+    // alternated so that both see the same machine.
+    if only.map_or(true, |o| "new-connections".contains(o)) {
+        for _ in 0..2 {
+            if let Some(r) = plan.native_sync("new-connections", false, &mut c.errors) {
+                c.sync_off.push(r);
+            }
+            if let Some(r) = plan.native_sync("new-connections", true, &mut c.errors) {
+                c.sync_on.push(r);
+            }
+        }
     }
 
     // 2b. The director fed by the other inputs: a generator process over memif and a

@@ -413,6 +413,7 @@ mod tests {
                 egress_port: Some(0),
                 mac: Some(RS_MACS[i]),
                 incarnation: i as u64 + 1,
+                local: false,
             }));
         }
         s.sysctl.sync = sync;
@@ -426,7 +427,7 @@ mod tests {
     /// An engine with a sync port; `master`/`backup` say which daemons run.
     fn engine(s: Snapshot, master: bool, backup: bool) -> (Engine, Arc<SyncPort>) {
         let q: Arc<ArrayQueue<NeighEvent>> = Arc::new(ArrayQueue::new(16));
-        let cfg = EngineConfig { conn_capacity: 1024, max_servers: 16, ports: 2, ticks_per_sec: TPS, seed: 5 };
+        let cfg = EngineConfig { conn_capacity: 1024, max_servers: 16, ports: 2, ticks_per_sec: TPS, seed: 5, host_pps: 1000 };
         let mut e = Engine::new(cfg, q).unwrap();
         e.set_snapshot(Arc::new(s));
         let shared = Arc::new(SyncShared::default());
