@@ -4,7 +4,8 @@
 #   make test    prepare the host, build release binaries, run every test of the workspace
 #   make bench   prepare the host, build release binaries, run the benchmarks (< 15 min;
 #                BENCH_QUICK=1 < 3 min) -> target/bench/report.{json,md}, *.png (docs/benchmarks.md)
-#   make build   release binaries only (target/release/director, target/release/lbadm)
+#   make build   release binaries only (target/release/director, target/release/lbadm and its
+#                other name target/release/ipvsadm)
 #   make setup   scripts/setup-host.sh only (packages, hugepages; needs root)
 #   make clean   cargo clean
 #
@@ -31,8 +32,11 @@ all: build
 setup:
 	bash $(REPO)/scripts/setup-host.sh
 
+# `ipvsadm` is a name of lbadm (same program, same default socket), so operators' scripts
+# that call ipvsadm run unchanged with target/release on PATH.
 build: setup
 	cd $(REPO) && $(CARGO) build --release
+	ln -sf lbadm $(TARGET_DIR)/release/ipvsadm
 
 demo: build
 	bash $(REPO)/scripts/demo.sh

@@ -260,6 +260,13 @@ for ip in "$RS1_IP" "$RS2_IP"; do
 done
 lb neigh show || true
 
+section "Kernel leg: the host's own stack on dpdk0 (same addresses as lbadm addr show)"
+info "\$ ip -4 addr show dev dpdk0      (in the director's namespace)"
+nsx "$NS_DIR" ip -4 addr show dev dpdk0 | sed 's/^/      /'
+out=$(nsx "$NS_DIR" curl -s --max-time 3 "http://$RS1_IP/") || out="(no answer)"
+info "\$ curl http://$RS1_IP/   (from the director host, through dpdk0) -> $out"
+info "ssh, bird or keepalived on the director host use dpdk0 the same way"
+
 section "Ping: client -> director address $DIR_IP (answered by the director itself)"
 if nsx "$NS_CLIENT" ping -c 2 -i 0.2 -W 2 "$DIR_IP" | sed 's/^/    /'; then :; else
     info "(no answer to ping; continuing)"

@@ -530,6 +530,10 @@ fn render(io: &mut CliIo<'_>, reply: &Reply, rendering: &Rendering, json: bool) 
     let names = io.names;
     let text = match (reply, rendering) {
         (Reply::Ok, _) => String::new(),
+        (Reply::Warning(w), _) => {
+            let _ = writeln!(io.stderr, "{PROG}: warning: {w}");
+            String::new()
+        }
         (
             Reply::Services {
                 table_size,

@@ -663,6 +663,22 @@ pub fn links(list: &[LinkInfo]) -> String {
             "    TX: packets {} bytes {} errors {}",
             l.tx_packets, l.tx_bytes, l.tx_errors
         );
+        if let Some(k) = &l.kernel {
+            let _ = writeln!(
+                out,
+                "    kernel: {} ifindex {} state {} mtu {}{}",
+                k.name,
+                k.ifindex,
+                if k.ifindex == 0 { "GONE" } else if k.up { "UP" } else { "DOWN" },
+                k.mtu,
+                if k.mac_matches { "" } else { " (MAC changed by the host)" }
+            );
+            let _ = writeln!(
+                out,
+                "      to host: packets {} errors {}  from host: packets {} malformed {} queue_full {}  recreated {}",
+                k.to_host, k.to_host_errors, k.from_host, k.from_host_malformed, k.from_host_full, k.recreated
+            );
+        }
         if !l.drops.is_empty() {
             out.push_str("    drops:");
             for (reason, n) in &l.drops {
@@ -1535,6 +1551,7 @@ IP  05:59  NONE        10.1.1.5:0         0.0.0.7:0          10.0.0.31:0
             tx_errors: 0,
             rx_nombuf: 0,
             drops: vec![("no_service".into(), 3)],
+            kernel: None,
         }];
         assert_eq!(
             links(&l),

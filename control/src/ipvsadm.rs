@@ -165,7 +165,7 @@ impl IpvsCommand {
                 Ok(())
             }
             IpvsCommand::AddServer { server, .. } | IpvsCommand::EditServer { server, .. } => match server.fwd {
-                FwdMethod::Route => Ok(()),
+                FwdMethod::Route | FwdMethod::Local => Ok(()),
                 FwdMethod::Masq => Err(CtlError::refused(
                     "director forwards by direct routing only: masquerading (-m) is not supported",
                 )),

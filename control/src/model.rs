@@ -487,22 +487,27 @@ pub enum FwdMethod {
     Masq,
     /// IP-in-IP tunnelling (`-i`).
     Tunnel,
+    /// A local real server (IPVS's LOCALNODE: 127.0.0.0/8 or an address of the director).
+    /// Never configured as such: listings show it for a `-g` server at a local address, as
+    /// the kernel reports LOCALNODE for one; `-S` writes it back as `-g`.
+    Local,
 }
 
 impl FwdMethod {
-    /// Name in the Forward column ("Route", "Masq", "Tunnel").
+    /// Name in the Forward column ("Route", "Masq", "Tunnel", "Local").
     pub fn name(self) -> &'static str {
         match self {
             FwdMethod::Route => "Route",
             FwdMethod::Masq => "Masq",
             FwdMethod::Tunnel => "Tunnel",
+            FwdMethod::Local => "Local",
         }
     }
 
-    /// The ipvsadm switch ("-g", "-m", "-i").
+    /// The ipvsadm switch ("-g", "-m", "-i"; ipvsadm writes a local node as "-g").
     pub fn switch(self) -> &'static str {
         match self {
-            FwdMethod::Route => "-g",
+            FwdMethod::Route | FwdMethod::Local => "-g",
             FwdMethod::Masq => "-m",
             FwdMethod::Tunnel => "-i",
         }
@@ -850,6 +855,12 @@ impl Config {
         self.services.get(key)
     }
 
+    /// True when a real server at `addr` is a local node (IPVS LOCALNODE): 127.0.0.0/8 or
+    /// one of the director's own addresses.
+    pub fn is_local_addr(&self, addr: Ipv4Addr) -> bool {
+        addr.is_loopback() || self.addrs.iter().any(|a| a.addr == addr)
+    }
+
     /// Addresses on the director's ports, in the order they were added.
     pub fn addrs(&self) -> &[AddrConfig] {
         &self.addrs
@@ -1138,7 +1149,7 @@ impl Config {
     pub fn normalize_server(service: &ServiceKey, spec: &ServerSpec) -> ServerSpec {
         let mut s = spec.clone();
         if let ServiceKey::Addr { port, .. } = service {
-            if matches!(s.fwd, FwdMethod::Route | FwdMethod::Tunnel) {
+            if matches!(s.fwd, FwdMethod::Route | FwdMethod::Tunnel | FwdMethod::Local) {
                 s.port = *port;
             }
         }

@@ -222,6 +222,9 @@ impl Response {
 pub enum Reply {
     /// The change was applied (and published).
     Ok,
+    /// The change was applied (and published), with a warning for the operator (one line,
+    /// printed on stderr; the exit status stays 0).
+    Warning(String),
     /// Virtual services with their servers and counters (`-L`, `-S`). Services are in creation
     /// order and servers in kernel order (newest first), i.e. ipvsadm's `--nosort` order;
     /// clients sort for display.
@@ -532,6 +535,36 @@ pub struct LinkInfo {
     pub rx_nombuf: u64,
     /// Dataplane drop counters by reason.
     pub drops: Vec<(String, u64)>,
+    /// The port's kernel interface, when the kernel leg is on.
+    #[serde(default)]
+    pub kernel: Option<KernelIfInfo>,
+}
+
+/// A port's kernel interface (the kernel leg), as `lbadm link show` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelIfInfo {
+    /// Interface name (the port's).
+    pub name: String,
+    /// Interface index (0 while it is being recreated).
+    pub ifindex: u32,
+    /// Administratively up, as the kernel reports.
+    pub up: bool,
+    /// MTU as the kernel reports.
+    pub mtu: u32,
+    /// False when someone changed the interface's MAC away from the port's.
+    pub mac_matches: bool,
+    /// Frames written into the interface (to the host).
+    pub to_host: u64,
+    /// Frames the interface refused (down or gone).
+    pub to_host_errors: u64,
+    /// Frames the host sent out of the interface, queued for the port.
+    pub from_host: u64,
+    /// Frames from the host dropped as malformed (runt, over the MTU).
+    pub from_host_malformed: u64,
+    /// Frames from the host dropped because the queue to the port was full.
+    pub from_host_full: u64,
+    /// Times the interface was recreated after being deleted underneath the director.
+    pub recreated: u64,
 }
 
 /// Why a frame could not be read.

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::CtlError;
 use crate::ipvsadm::{DaemonRole, DaemonSpec, IpvsCommand};
-use crate::model::{AddrConfig, Config, ConfigCommand, ServerId, ServiceKey};
+use crate::model::{AddrConfig, Config, ConfigCommand, FwdMethod, ServerId, ServiceKey};
 use crate::proto::{
     decode_request, encode_response, write_frame, ConfigDump, ConnInfo, LinkInfo, MarkCounters,
     MarkStatus, NeighInfo, Op, Reply, Request, Response, ServerStats, ServerStatus, ServiceDump,
@@ -350,8 +350,11 @@ impl<B: Backend> Controller<B> {
     fn ipvs(&mut self, cmd: &IpvsCommand) -> Result<Reply, CtlError> {
         cmd.validate()?;
         if let Some(cc) = cmd.config_command() {
-            self.apply(&[cc])?;
-            return Ok(Reply::Ok);
+            self.apply(std::slice::from_ref(&cc))?;
+            return Ok(match self.vip_warning(&cc) {
+                Some(w) => Reply::Warning(w),
+                None => Reply::Ok,
+            });
         }
         match cmd {
             IpvsCommand::List(opts) => {
@@ -456,6 +459,24 @@ impl<B: Backend> Controller<B> {
         Reply::Batch(results)
     }
 
+    /// For `-A`/`-E` of a service whose VIP is not an address of the director: the warning
+    /// that its packets are dropped until the address exists (the change itself succeeds,
+    /// as in ipvsadm, where the VIP is an alias configured separately).
+    fn vip_warning(&self, cc: &ConfigCommand) -> Option<String> {
+        let (ConfigCommand::AddService(spec) | ConfigCommand::EditService(spec)) = cc else {
+            return None;
+        };
+        let ServiceKey::Addr { addr, port, .. } = spec.key else {
+            return None;
+        };
+        if self.config.addrs().iter().any(|a| a.addr == addr) {
+            return None;
+        }
+        Some(format!(
+            "{addr} is not an address of this director: packets to {addr}:{port} are dropped until it is added (lbadm addr add {addr}/32 dev dpdk0, or ip addr add on the kernel interface)"
+        ))
+    }
+
     fn services_reply(&mut self, only: Option<&ServiceKey>) -> Result<Reply, CtlError> {
         let raw: HashMap<ServerId, ServerStats> = self.backend.server_stats().into_iter().collect();
         let list: Vec<_> = match only {
@@ -478,6 +499,10 @@ impl<B: Backend> Controller<B> {
                 rates: Default::default(),
             };
             for srv in &s.servers {
+                let mut server = srv.clone();
+                if server.fwd == FwdMethod::Route && self.config.is_local_addr(server.addr) {
+                    server.fwd = FwdMethod::Local;
+                }
                 let r = raw.get(&srv.id).copied().unwrap_or_default();
                 let (c, rates) = self.stats.view(&self.config, srv.id, &r);
                 st.conns = st.conns.saturating_add(c.conns);
@@ -491,7 +516,7 @@ impl<B: Backend> Controller<B> {
                 st.rates.inbps += rates.inbps;
                 st.rates.outbps += rates.outbps;
                 st.servers.push(ServerStatus {
-                    server: srv.clone(),
+                    server,
                     active: c.active,
                     inactive: c.inactive,
                     persist: c.persist,

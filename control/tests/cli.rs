@@ -68,6 +68,7 @@ fn ipvsadm_session_matches_reference_output() {
     let r = common::Running::start("cli");
     let s = &r.path;
     for cmd in [
+        "addr add 192.168.1.100/32 dev dpdk0",
         "-A -t 192.168.1.100:80 -s wlc -p 600 -M 255.255.255.0",
         "-a -t 192.168.1.100:80 -r 10.0.0.11:80 -g -w 1",
         "-a -t 192.168.1.100:80 -r 10.0.0.12 -w 0",
@@ -218,7 +219,16 @@ fn errors_and_exit_codes() {
     check("-D -t 1.1.1.1:80", 255, "No such service");
     check("-a -t 1.1.1.1:80 -r 2.2.2.2", 255, "Service not defined");
     check("-L -n -t 1.1.1.1:80", 1, "No such service");
-    assert_eq!(ok(s, "-A -t 1.1.1.1:80"), "");
+    // A VIP that is no address of the director: done, exit 0, one warning line.
+    let o = lbadm(s, "-A -t 1.1.1.1:80");
+    assert_eq!((o.code, o.stdout.as_str()), (0, ""));
+    assert_eq!(
+        o.stderr,
+        "lbadm: warning: 1.1.1.1 is not an address of this director: packets to 1.1.1.1:80 are dropped until it is added (lbadm addr add 1.1.1.1/32 dev dpdk0, or ip addr add on the kernel interface)\n"
+    );
+    ok(s, "addr add 1.1.1.1/32 dev dpdk0");
+    assert_eq!(ok(s, "-E -t 1.1.1.1:80 -s rr"), "", "no warning once it is an address");
+    ok(s, "-E -t 1.1.1.1:80 -s wlc");
     check("-A -t 1.1.1.1:80", 255, "Service already exists");
     check(
         "-A -t 1.1.1.2:80 -s lblc",

@@ -26,10 +26,11 @@ fn vip80() -> ServiceKey {
 #[test]
 fn changes_are_published_and_failed_publish_changes_nothing() {
     let (mut ctl, state) = common::controller();
-    assert_eq!(
+    // Done, with a warning: the VIP is not (yet) an address of the director.
+    assert!(matches!(
         ctl.handle(ipvs("-A -t 192.168.1.100:80 -s rr")).result,
-        Ok(Reply::Ok)
-    );
+        Ok(Reply::Warning(w)) if w.starts_with("192.168.1.100 is not an address")
+    ));
     assert_eq!(
         ctl.handle(ipvs("-a -t 192.168.1.100:80 -r 10.0.0.11"))
             .result,

@@ -91,12 +91,12 @@ fn concurrent_clients() {
                 let add = format!("-A -t 10.0.{i}.1:80 -s rr");
                 let args: Vec<String> = add.split_whitespace().map(str::to_string).collect();
                 let req = Request::new(Op::Ipvs(control::ipvsadm::parse(&args).unwrap()));
-                assert_eq!(
+                assert!(matches!(
                     client::exchange(&mut s, &req, Duration::from_secs(5))
                         .unwrap()
                         .result,
-                    Ok(Reply::Ok)
-                );
+                    Ok(Reply::Warning(_))
+                ));
                 for _ in 0..20 {
                     let resp = client::exchange(&mut s, &list(), Duration::from_secs(5)).unwrap();
                     assert!(matches!(resp.result, Ok(Reply::Services { .. })));

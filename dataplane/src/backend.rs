@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use control::error::CtlError;
 use control::model::{Config, ServerId};
 use control::ipvsadm::{DaemonRole, DaemonSpec};
-use control::proto::{ConnInfo, ConnProto, LinkInfo, MarkCounters, NeighInfo, ServerStats, SyncStatus};
+use control::proto::{ConnInfo, ConnProto, KernelIfInfo, LinkInfo, MarkCounters, NeighInfo, ServerStats, SyncStatus};
+use std::sync::atomic::Ordering;
 use control::server::Backend;
 
 use crate::conn::{state_name, F_TEMPLATE};
@@ -115,6 +116,24 @@ fn shown_dport(template: bool, vport: u16, server_port: u16, service_port: u16) 
         server_port
     } else {
         vport
+    }
+}
+
+/// What `lbadm link show` reports of a kernel interface.
+fn kernel_info(i: &crate::kernel::Iface) -> KernelIfInfo {
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    KernelIfInfo {
+        name: i.name.clone(),
+        ifindex: i.ifindex.load(Ordering::Relaxed),
+        up: i.up.load(Ordering::Relaxed),
+        mtu: i.kernel_mtu.load(Ordering::Relaxed),
+        mac_matches: !i.mac_changed.load(Ordering::Relaxed),
+        to_host: get(&i.to_host),
+        to_host_errors: get(&i.to_host_errors),
+        from_host: get(&i.from_host),
+        from_host_malformed: get(&i.from_host_malformed),
+        from_host_full: get(&i.from_host_full),
+        recreated: get(&i.recreated),
     }
 }
 
@@ -244,6 +263,7 @@ impl Backend for DirectorBackend {
                     rx_nombuf: st.rx_nombuf,
                     // Dataplane drop reasons are per director, shown with the first port.
                     drops: if i == 0 { drops.clone() } else { Vec::new() },
+                    kernel: self.path.leg.as_ref().and_then(|l| l.iface_of_port(p.id())).map(kernel_info),
                 }
             })
             .collect()

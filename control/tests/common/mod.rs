@@ -97,6 +97,7 @@ impl Backend for FakeBackend {
             tx_errors: 0,
             rx_nombuf: 0,
             drops: vec![("no_service".into(), 1)],
+            kernel: None,
         }]
     }
 

@@ -48,6 +48,8 @@ pub const RING_SLOTS: u32 = 2048;
 const IDLE: Duration = Duration::from_micros(100);
 /// Packets per burst on the service thread.
 const BURST: usize = 32;
+/// How often the service thread reads the TAPs' own error counters.
+const TAP_STATS: Duration = Duration::from_secs(1);
 
 /// One port's kernel interface: what never changes, and its counters (written by the
 /// service and address-sync threads, read by `lbadm link show`).
@@ -69,7 +71,8 @@ pub struct Iface {
     pub to_host_errors: AtomicU64,
     /// Frames the host sent out of the interface, queued for the port.
     pub from_host: AtomicU64,
-    /// Frames from the host dropped as malformed (runt, over the port's MTU, scattered).
+    /// Frames from the host dropped as malformed (runt, over the port's MTU, scattered):
+    /// by the service thread, and by the TAP device itself (a frame larger than one mbuf).
     pub from_host_malformed: AtomicU64,
     /// Frames from the host dropped because the queue to the port was full.
     pub from_host_full: AtomicU64,
@@ -120,6 +123,10 @@ pub struct Service {
     to_host: Vec<Arc<Ring>>,
     /// Frames from the host, for worker 0 to transmit (single consumer: worker 0).
     from_host: Arc<Ring>,
+    /// Per interface: frames the service thread dropped itself, and the receive errors of
+    /// the TAPs it replaced (the current TAP's are added when reported).
+    own_malformed: Vec<u64>,
+    past_tap_errors: Vec<u64>,
 }
 
 /// Creates the `net_tap` device of one port and starts it with the port's MTU.
@@ -199,7 +206,17 @@ impl Service {
             .map(|w| rings(&format!("to_host_{w}"), true, true).map(Arc::new))
             .collect::<Result<Vec<_>>>()?;
         let from_host = Arc::new(rings("from_host", true, true)?);
-        Ok(Service { leg: Arc::new(Leg { ifaces, by_port }), taps, bus, pool, to_host, from_host })
+        let n = ifaces.len();
+        Ok(Service {
+            leg: Arc::new(Leg { ifaces, by_port }),
+            taps,
+            bus,
+            pool,
+            to_host,
+            from_host,
+            own_malformed: vec![0; n],
+            past_tap_errors: vec![0; n],
+        })
     }
 
     /// The interfaces and their counters.
@@ -224,6 +241,7 @@ impl Service {
     pub fn run(mut self, stop: &AtomicBool) {
         let mut batch: MbufBatch<BURST> = MbufBatch::new();
         let mut per_tap: Vec<MbufBatch<BURST>> = self.taps.iter().map(|_| MbufBatch::new()).collect();
+        let mut stats_at = std::time::Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let mut moved = 0;
             for ring in &self.to_host {
@@ -252,15 +270,17 @@ impl Service {
                     self.recreate(i);
                 }
             }
+            if stats_at.elapsed() >= TAP_STATS {
+                stats_at = std::time::Instant::now();
+                for i in 0..self.taps.len() {
+                    self.report_malformed(i);
+                }
+            }
             if moved == 0 {
                 std::thread::sleep(IDLE);
             }
         }
-        for (t, i) in self.taps.iter().zip(&self.leg.ifaces) {
-            if t.is_some() {
-                self.bus.remove(&i.vdev);
-            }
-        }
+        // Dropping `self` removes the TAPs.
     }
 
     /// Writes a batch of host-bound frames into interface `i`; what the TAP refuses is
@@ -281,7 +301,7 @@ impl Service {
 
     /// Reads what the host sent out of interface `i`, drops malformed frames (counted) and
     /// queues the rest for worker 0, tagged with the DPDK port. Returns how many were read.
-    fn read_from_host(&self, i: usize, batch: &mut MbufBatch<BURST>) -> usize {
+    fn read_from_host(&mut self, i: usize, batch: &mut MbufBatch<BURST>) -> usize {
         let Some(tap) = self.taps.get(i).copied().flatten() else { return 0 };
         let n = tap.rx_burst(0, batch);
         if n == 0 {
@@ -300,7 +320,10 @@ impl Service {
             m.set_port(port);
             Some(m)
         });
-        iface.from_host_malformed.fetch_add(bad, Ordering::Relaxed);
+        self.own_malformed[i] += bad;
+        if bad > 0 {
+            self.report_malformed(i);
+        }
         let queued = self.from_host.enqueue(batch);
         iface.from_host.fetch_add(queued as u64, Ordering::Relaxed);
         iface.from_host_full.fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -308,10 +331,19 @@ impl Service {
         n
     }
 
+    /// Publishes interface `i`'s malformed count: the service thread's own drops plus the
+    /// receive errors of its TAPs (frames the TAP could not fit into one mbuf).
+    fn report_malformed(&self, i: usize) {
+        let tap = self.taps[i].map_or(0, |t| t.stats().rx_errors);
+        let n = self.own_malformed[i] + self.past_tap_errors[i] + tap;
+        self.leg.ifaces[i].from_host_malformed.store(n, Ordering::Relaxed);
+    }
+
     /// Replaces interface `i`'s TAP by a new one (after it was deleted underneath us).
     fn recreate(&mut self, i: usize) {
         let iface = &self.leg.ifaces[i];
-        if self.taps[i].take().is_some() {
+        if let Some(old) = self.taps[i].take() {
+            self.past_tap_errors[i] += old.stats().rx_errors;
             self.bus.remove(&iface.vdev);
         }
         match create_tap(&mut self.bus, iface, &self.pool) {
@@ -323,6 +355,19 @@ impl Service {
             Err(e) => {
                 log_line(&format!("kernel interface {} could not be recreated: {e:#}", iface.name));
                 // Try again at the address-sync thread's next check.
+            }
+        }
+    }
+}
+
+impl Drop for Service {
+    /// Removes the TAP devices (their interfaces disappear) while the pool they receive into
+    /// is still alive: at the end of [`Service::run`], or when start-up fails after creating
+    /// them.
+    fn drop(&mut self) {
+        for (t, i) in self.taps.iter_mut().zip(&self.leg.ifaces) {
+            if t.take().is_some() {
+                self.bus.remove(&i.vdev);
             }
         }
     }

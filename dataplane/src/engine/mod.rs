@@ -44,6 +44,8 @@ use crate::wire::icmp::{msg_type, IcmpPacket};
 use crate::wire::ipv4::{protocol, Ipv4Packet};
 use crate::wire::{checksum, parse_l2, MacAddr, TcpPacket, UdpPacket, WireError};
 
+mod host;
+
 /// Size of the scratch buffer generated replies are built in.
 pub const SCRATCH_LEN: usize = 256;
 /// Generated replies (RST, ICMP errors) allowed per second per worker, and the burst.
@@ -717,18 +719,6 @@ impl Engine {
         v
     }
 
-    /// A frame for the host, within the kernel leg's rate cap: [`Verdict::Host`], or a drop
-    /// counted as `host_policed` when this worker's share of the cap is used up (a flood at
-    /// the director's address must starve neither the workers nor the host).
-    #[inline]
-    fn to_host(&mut self, now: u32) -> Verdict {
-        if self.host_police.take(now) {
-            Verdict::Host
-        } else {
-            Verdict::Drop(DropReason::HostPoliced)
-        }
-    }
-
     #[inline]
     fn classify(&mut self, frame: &mut [u8], in_port: u16, now: u32) -> Verdict {
         let l2 = match parse_l2(frame) {
@@ -761,30 +751,10 @@ impl Engine {
                 }
                 self.ipv4(frame, l2.l3_offset, in_port, my_mac, now)
             }
+            _ if !host => Verdict::Drop(DropReason::UnsupportedEthertype),
             // IPv6, LLDP and every other ethertype belong to the host's stack.
-            _ if host && (dst == my_mac || group) => self.to_host(now),
-            _ => Verdict::Drop(DropReason::UnsupportedEthertype),
-        }
-    }
-
-    /// An IPv4 frame to a group MAC with the kernel leg on: link-local multicast (VRRP,
-    /// OSPF, IGMP: 224.0.0.0/24), the limited broadcast and the broadcast address of one of
-    /// the receiving port's subnets go to the host; other multicast is not the director's.
-    fn ipv4_group(&mut self, frame: &[u8], l3: usize, in_port: u16, now: u32) -> Verdict {
-        let Some(ip) = frame.get(l3..).and_then(|b| Ipv4Packet::new_checked(b).ok()) else {
-            return Verdict::Drop(DropReason::Truncated);
-        };
-        let d = u32::from(ip.dst());
-        let link_local = d & 0xffff_ff00 == 0xe000_0000;
-        let subnet_broadcast = || {
-            self.snap.ports.get(in_port as usize).is_some_and(|p| {
-                p.addrs.iter().any(|&(a, len)| len > 0 && len < 31 && d == u32::from(a) | (u32::MAX >> len))
-            })
-        };
-        if link_local || d == u32::MAX || subnet_broadcast() {
-            self.to_host(now)
-        } else {
-            Verdict::Drop(DropReason::NotLocal)
+            _ if dst == my_mac || group => self.to_host(now),
+            _ => Verdict::Drop(DropReason::NotOurMac),
         }
     }
 
@@ -1346,22 +1316,22 @@ impl UnicastLike for Ipv4Addr {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::conn::tcp_flags::{ACK, FIN, RST, SYN};
     use crate::snapshot::{PortInfo, ServerInfo, ServiceInfo, SvcKey};
     use crate::wire::{Frame, TcpFlags};
 
-    const PORT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xd0]);
-    const CLIENT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xc1]);
-    const RS_MACS: [MacAddr; 2] = [MacAddr([2, 0, 0, 0, 0, 0x11]), MacAddr([2, 0, 0, 0, 0, 0x12])];
-    const DIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
-    const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 100);
-    const CIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 50);
-    const RIPS: [Ipv4Addr; 2] = [Ipv4Addr::new(198, 51, 100, 11), Ipv4Addr::new(198, 51, 100, 12)];
-    const TPS: u32 = 16;
+    pub(super) const PORT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xd0]);
+    pub(super) const CLIENT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xc1]);
+    pub(super) const RS_MACS: [MacAddr; 2] = [MacAddr([2, 0, 0, 0, 0, 0x11]), MacAddr([2, 0, 0, 0, 0, 0x12])];
+    pub(super) const DIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+    pub(super) const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 100);
+    pub(super) const CIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 50);
+    pub(super) const RIPS: [Ipv4Addr; 2] = [Ipv4Addr::new(198, 51, 100, 11), Ipv4Addr::new(198, 51, 100, 12)];
+    pub(super) const TPS: u32 = 16;
 
-    fn snapshot(sched: &str) -> Snapshot {
+    pub(super) fn snapshot(sched: &str) -> Snapshot {
         let mut s = Snapshot::default();
         s.ports.push(PortInfo { id: 0, mac: PORT_MAC, mtu: 1500, addrs: vec![(DIP, 24), (VIP, 32)] });
         s.local.insert(DIP, 1);
@@ -1394,7 +1364,7 @@ mod tests {
         s
     }
 
-    fn engine(sched: &str) -> (Engine, Arc<ArrayQueue<NeighEvent>>) {
+    pub(super) fn engine(sched: &str) -> (Engine, Arc<ArrayQueue<NeighEvent>>) {
         let q = Arc::new(ArrayQueue::new(16));
         let cfg = EngineConfig { conn_capacity: 64, max_servers: 16, ports: 2, ticks_per_sec: TPS, seed: 7, host_pps: 1000 };
         let mut e = Engine::new(cfg, q.clone()).unwrap();
@@ -1402,7 +1372,7 @@ mod tests {
         (e, q)
     }
 
-    fn tcp(sport: u16, flags: u8) -> Vec<u8> {
+    pub(super) fn tcp(sport: u16, flags: u8) -> Vec<u8> {
         Frame::tcp()
             .src_mac(CLIENT_MAC)
             .dst_mac(PORT_MAC)
@@ -1462,7 +1432,7 @@ mod tests {
     }
 
     /// The generated frame of an Emit verdict, parsed: (ip src, ip dst, l4 bytes).
-    fn emitted(e: &Engine, v: Verdict) -> Vec<u8> {
+    pub(super) fn emitted(e: &Engine, v: Verdict) -> Vec<u8> {
         let Verdict::Emit { len, .. } = v else { panic!("expected a generated reply, got {v:?}") };
         let f = e.scratch()[..len as usize].to_vec();
         assert_eq!(&f[0..6], &CLIENT_MAC.0, "back to the sender");
