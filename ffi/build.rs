@@ -82,7 +82,7 @@ fn main() {
              eth_dev_socket_id|eth_dev_rss_hash_update|eth_dev_rss_reta_update|eth_dev_rss_hash_conf_get|\
              eth_dev_is_valid_port|eth_find_next_owned_by|eth_from_ring|eth_from_rings|\
              mempool_free|ring_create|ring_free|log_set_global_level|\
-             vdev_init|vdev_uninit|eth_dev_get_port_by_name)",
+             vdev_init|vdev_uninit|eth_dev_get_port_by_name|eth_dev_default_mac_addr_set)",
         )
         .allowlist_type(
             "rte_(eth_conf|eth_dev_info|eth_stats|ether_addr|eth_link|eth_rxconf|eth_txconf|\

@@ -49,8 +49,10 @@ use crate::vdev_rig::ctl;
 
 impl DirectorRig {
     /// Starts EAL (`-l 0`) and a director with `capacity` connection entries; the ring port
-    /// has room for `slots` packets each way and the traffic pool `mbufs` mbufs.
-    pub fn start(memory: Memory, mem_mb: u32, capacity: usize, slots: u32, mbufs: u32) -> Result<DirectorRig> {
+    /// has room for `slots` packets each way and the traffic pool `mbufs` mbufs. `kernel_pps`:
+    /// the kernel leg on with that cap (it creates the interface `dpdk0` in this process's
+    /// network namespace: the benchmark driver gives such runs a namespace of their own).
+    pub fn start(memory: Memory, mem_mb: u32, capacity: usize, slots: u32, mbufs: u32, kernel_pps: Option<u32>) -> Result<DirectorRig> {
         let args = rig::eal_args("director-bench", "0", memory, mem_mb);
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let (go_tx, go_rx) = mpsc::channel::<()>();
@@ -78,8 +80,8 @@ impl DirectorRig {
                 no_huge: memory == Memory::NoHuge,
                 idle_sleep_us: 0,
                 config: None,
-                kernel_if: false,
-                ..DirectorOptions::default()
+                kernel_if: kernel_pps.is_some(),
+                kernel_pps: kernel_pps.unwrap_or(dataplane::kernel::DEFAULT_PPS),
             };
             match Director::start(eal, opts) {
                 Ok(d) => {
@@ -114,6 +116,26 @@ impl DirectorRig {
     /// The port's MAC (frames are addressed to it).
     pub fn mac(&self) -> MacAddr {
         MacAddr(self.port.mac())
+    }
+
+    /// The port's RX ring (what the director receives).
+    pub fn rx_ring(&self) -> &Ring {
+        &self.rx
+    }
+
+    /// The port's TX ring (what the director sends).
+    pub fn tx_ring(&self) -> &Ring {
+        &self.tx
+    }
+
+    /// The pool frames are injected from.
+    pub fn pool(&self) -> &Mempool {
+        &self.pool
+    }
+
+    /// The control socket.
+    pub fn socket(&self) -> &std::path::Path {
+        &self.socket
     }
 
     fn inject(&self, frame: &[u8]) -> Result<()> {

@@ -48,10 +48,14 @@ pub struct EngineLoop {
     processed: u64,
     /// Instrument only the measured sections under callgrind.
     pub callgrind: bool,
+    /// Kernel leg on: the rings a worker exchanges with the kernel-leg thread (to the host,
+    /// from the host), checked per burst exactly as worker 0 does.
+    pub host_rings: Option<(Ring, Ring)>,
 }
 
-/// Builds the director's snapshot for `traffic` on `port` and an engine using it.
-pub fn engine_for(traffic: &Traffic, port: &Port, capacity: usize) -> Result<Engine> {
+/// Builds the director's snapshot for `traffic` on `port` and an engine using it; with
+/// `kernel_leg` the snapshot has the leg on.
+pub fn engine_for(traffic: &Traffic, port: &Port, capacity: usize, kernel_leg: bool) -> Result<Engine> {
     let cfg = traffic.config();
     let mut c = Config::new(vec!["dpdk0".into()], 1024);
     for a in &cfg.addrs {
@@ -73,7 +77,8 @@ pub fn engine_for(traffic: &Traffic, port: &Port, capacity: usize) -> Result<Eng
         neigh.learn(ip, mac, port.id(), true, now);
     }
     let ports = vec![PortInfo { id: port.id(), mac: MacAddr(port.mac()), mtu: port.mtu(), addrs: Vec::new() }];
-    let snap = compile(&c, &neigh, &ports).map_err(|e| anyhow::anyhow!("compile: {e}"))?;
+    let mut snap = compile(&c, &neigh, &ports).map_err(|e| anyhow::anyhow!("compile: {e}"))?;
+    snap.host_leg = kernel_leg;
     anyhow::ensure!(snap.servers.iter().flatten().all(|s| s.mac.is_some()), "unresolved server in the snapshot");
     let mut e = Engine::new(
         EngineConfig { conn_capacity: capacity, max_servers: 1024, ports: port.id() as usize + 1, ticks_per_sec: TICKS_PER_SEC, seed: 0x1234_5678, host_pps: dataplane::kernel::DEFAULT_PPS },
@@ -95,7 +100,13 @@ impl EngineLoop {
         let cfg = PortConfig { rx_queues: 1, tx_queues: 1, rx_desc: 1024, tx_desc: 1024, rss_src_only: true, promiscuous: false, ..PortConfig::default() };
         port.configure(&cfg, &pool)?;
         port.start()?;
-        Ok(EngineLoop { port, rx, tx, pool, engine: None, processed: 0, callgrind: false })
+        Ok(EngineLoop { port, rx, tx, pool, engine: None, processed: 0, callgrind: false, host_rings: None })
+    }
+
+    /// Turns the kernel leg's per-burst work on (two rings, as the director creates them).
+    pub fn with_host_rings(&mut self, eal: &Eal) -> Result<()> {
+        self.host_rings = Some((rig::ring(eal, "lto_host", 2048)?, rig::ring(eal, "lfrom_host", 2048)?));
+        Ok(())
     }
 
     /// The port (for its MAC and id).
@@ -130,7 +141,21 @@ impl EngineLoop {
                 // Exactly the worker's burst code (prefetch, three engine stages, TX batch).
                 prefetch_burst(&rx);
                 process_burst(engine, &mut rx, Some(id), now, &mut sink);
-                sink.host.clear();
+                // The worker's kernel-leg work per burst: queue what goes to the host, take
+                // what the host sent (worker 0).
+                match &self.host_rings {
+                    Some((to_host, from_host)) => {
+                        if !sink.host.is_empty() {
+                            to_host.enqueue(&mut sink.host);
+                        }
+                        if from_host.dequeue(&mut rx) > 0 {
+                            for m in rx.drain() {
+                                let _ = sink.tx[id as usize].push(m);
+                            }
+                        }
+                    }
+                    None => sink.host.clear(),
+                }
                 let tx = &mut sink.tx[id as usize];
                 port.tx_burst(0, tx);
                 if !tx.is_empty() {

@@ -24,6 +24,7 @@
 pub mod cpu;
 pub mod director_run;
 pub mod engine_loop;
+pub mod kernel_run;
 pub mod gen;
 pub mod memif_gen;
 pub mod memif_run;

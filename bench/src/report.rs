@@ -49,6 +49,9 @@ pub struct Collected {
     /// The generator's counts during that testpmd run.
     #[serde(default)]
     pub testpmd_memif_gen: Option<crate::memif_gen::GenCounts>,
+    /// The kernel leg's throughput each way (mode `kernel`).
+    #[serde(default)]
+    pub kernel_leg: Option<RunResult>,
     /// Connection sync: the new-connections scenario in the engine loop without and with the
     /// sync master, alternated (off, on, off, on, …).
     #[serde(default)]
@@ -94,6 +97,42 @@ fn human(n: u64) -> String {
 }
 
 impl Collected {
+    /// The kernel leg's section: its throughput each way, and what it costs forwarding
+    /// (established-hot with and without it, instructions per packet and Mpps).
+    fn kernel_leg_markdown(&self, m: &mut String) {
+        let find = |n: &str| self.scenarios.iter().find(|s| s.name == n);
+        let (off, on) = (find("established-hot"), find("established-hot-kernel-leg"));
+        let k = self.kernel_leg.as_ref().and_then(|r| r.kernel_leg.as_ref());
+        if off.is_none() && on.is_none() && k.is_none() {
+            return;
+        }
+        let _ = writeln!(m, "\n## Kernel leg\n");
+        if let Some(k) = k {
+            let _ = writeln!(m, "| direction | offered | delivered | packets/s |\n| --- | ---: | ---: | ---: |");
+            let _ = writeln!(
+                m,
+                "| port → host (UDP to the director's address; written into the TAP / received by a host socket) | {} | {} / {} | {:.0} |",
+                k.to_host_offered, k.to_host_written, k.to_host_received, k.to_host_pps()
+            );
+            let _ = writeln!(
+                m,
+                "| host → port (a host UDP socket through dpdk0; frames out of the port) | {} | {} | {:.0} |",
+                k.from_host_sent, k.from_host_out, k.from_host_pps()
+            );
+        }
+        let ipp = |s: Option<&ScenarioResults>| s.and_then(|s| s.ipp);
+        let mpps = |s: Option<&ScenarioResults>| s.and_then(|s| s.director.as_ref()).and_then(|d| d.mpps);
+        let _ = writeln!(
+            m,
+            "\nWhat it costs forwarding (established-hot, 1k flows): instructions/packet {} without the leg, {} with it ({}); real director {} Mpps without, {} Mpps with.",
+            f(ipp(off), 1),
+            f(ipp(on), 1),
+            f(ipp(on).zip(ipp(off)).map(|(a, b)| a - b), 2),
+            f(mpps(off), 2),
+            f(mpps(on), 2)
+        );
+    }
+
     fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
         match (a, b) {
             (Some(a), Some(b)) if b > 0.0 => Some(a / b),
@@ -372,6 +411,7 @@ impl Collected {
                 if s.new_connections { f(mpps.map(|x| x * 1e6), 0) } else { "".into() },
             );
         }
+        self.kernel_leg_markdown(&mut m);
         let bpc = self.report_json()["bytes_per_connection"].as_f64();
         let _ = writeln!(m, "\nBytes per connection entry (entry + its share of the hash index): {}\n", f(bpc, 1));
         self.inputs_markdown(&mut m);
@@ -487,6 +527,7 @@ fn input_mode(r: &RunResult) -> &'static str {
         crate::run::Mode::Director => "director",
         crate::run::Mode::Loop => "loop",
         crate::run::Mode::Iofloor => "iofloor",
+        crate::run::Mode::Kernel => "kernel",
     }
 }
 

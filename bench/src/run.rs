@@ -27,6 +27,8 @@ pub enum Mode {
     Memif,
     /// The real director on a net_pcap `infinite_rx=1` port (input (3)).
     Pcap,
+    /// The kernel leg's throughput each way (run in a network namespace of its own).
+    Kernel,
 }
 
 /// memif and pcap modes: forwarded packets per measured window = this × `packets`
@@ -113,6 +115,9 @@ pub struct RunResult {
     /// memif / pcap modes: input device, setup check, generator counts.
     #[serde(default)]
     pub input: Option<crate::vdev_rig::InputInfo>,
+    /// Kernel mode: the leg's rates each way.
+    #[serde(default)]
+    pub kernel_leg: Option<crate::kernel_run::KernelLegRates>,
     /// Engine loop with the sync master: what it queued and sent.
     #[serde(default)]
     pub sync: Option<crate::sync_run::SyncCounts>,
@@ -158,6 +163,7 @@ fn base_result(a: &RunArgs, capacity: u64) -> RunResult {
         drops: Vec::new(),
         prepare_secs: 0.0,
         input: None,
+        kernel_leg: None,
         sync: None,
     }
 }
@@ -193,6 +199,12 @@ fn callgrind_phases(lp: &mut EngineLoop, store: &mut Store, t: &Traffic, a: &Run
 pub fn run(a: &RunArgs) -> Result<RunResult> {
     let chunk = a.chunk;
     match a.mode {
+        Mode::Kernel => {
+            let mut r = base_result(a, 0);
+            r.name = "kernel-leg".into();
+            r.kernel_leg = Some(crate::kernel_run::run(a.memory, a.packets, &a.scenario.traffic)?);
+            Ok(r)
+        }
         Mode::Memif | Mode::Pcap => {
             let mut r = base_result(a, 0);
             let window = a.packets * WINDOW_FACTOR;
@@ -210,7 +222,8 @@ pub fn run(a: &RunArgs) -> Result<RunResult> {
             let mut r = base_result(a, capacity);
             let extra = (capacity * 90 / (1 << 20)) as u32; // the table lives on the heap, not in EAL memory
             let _ = extra;
-            let mut d = DirectorRig::start(a.memory, rig::mem_for(chunk as u32 + 1024, 64), capacity as usize, chunk as u32 + 1024, chunk as u32 + 1024)?;
+            let kernel = a.scenario.kernel_leg.then_some(dataplane::kernel::DEFAULT_PPS);
+            let mut d = DirectorRig::start(a.memory, rig::mem_for(chunk as u32 + 1024, 64), capacity as usize, chunk as u32 + 1024, chunk as u32 + 1024, kernel)?;
             let t = Traffic::new(a.scenario.traffic.clone(), d.mac())?;
             d.configure(&t)?;
             let mut store = Store::new(chunk);
@@ -236,11 +249,14 @@ pub fn run(a: &RunArgs) -> Result<RunResult> {
             let mut store = Store::new(chunk);
             let mut master = None;
             if a.mode == Mode::Loop {
-                let mut engine = engine_for(&t, &port, capacity as usize)?;
+                let mut engine = engine_for(&t, &port, capacity as usize, a.scenario.kernel_leg)?;
                 if a.sync {
                     master = Some(crate::sync_run::Master::start(&mut engine)?);
                 }
                 lp.engine = Some(engine);
+                if a.scenario.kernel_leg {
+                    lp.with_host_rings(&eal)?;
+                }
                 let t0 = std::time::Instant::now();
                 scenario::prepare(&mut lp, &mut store, &t, &a.scenario, chunk)?;
                 r.prepare_secs = t0.elapsed().as_secs_f64();

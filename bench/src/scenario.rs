@@ -31,6 +31,9 @@ pub struct Scenario {
     pub new_connections: bool,
     /// Part of the table-size sweep.
     pub sweep: bool,
+    /// Run with the kernel leg on (host interfaces, `host_leg` snapshot, the worker's
+    /// per-loop ring checks): what enabling it costs forwarding.
+    pub kernel_leg: bool,
 }
 
 /// Upper bound on the persistence templates the traffic creates.
@@ -65,9 +68,11 @@ pub fn catalogue(quick: bool) -> Vec<Scenario> {
         table_entries: table,
         new_connections: false,
         sweep,
+        kernel_leg: false,
     };
     let mut v = vec![
         est("established-hot", 1 << 10, 1 << 10, false),
+        Scenario { kernel_leg: true, ..est("established-hot-kernel-leg", 1 << 10, 1 << 10, false) },
         est("established-64k-of-1M", 1 << 16, 1 << 20, false),
         Scenario {
             name: "new-connections".into(),
@@ -89,6 +94,7 @@ pub fn catalogue(quick: bool) -> Vec<Scenario> {
             table_entries: 0,
             new_connections: true,
             sweep: false,
+            kernel_leg: false,
         },
     ];
     let tables: &[(u64, &str)] =

@@ -46,7 +46,7 @@ enum Cmd {
     },
     /// One benchmark process.
     Run {
-        #[arg(long, value_parser = ["director", "loop", "iofloor", "memif", "pcap"])]
+        #[arg(long, value_parser = ["director", "loop", "iofloor", "memif", "pcap", "kernel"])]
         mode: String,
         #[arg(long, default_value = "established-hot")]
         scenario: String,
@@ -128,6 +128,7 @@ fn main() -> Result<()> {
                 "loop" => Mode::Loop,
                 "memif" => Mode::Memif,
                 "pcap" => Mode::Pcap,
+                "kernel" => Mode::Kernel,
                 _ => Mode::Iofloor,
             };
             let a = RunArgs { mode, scenario: sc, packets, runs, chunk, memory: memory_of(&memory), callgrind, sync: sync_master };
@@ -203,6 +204,27 @@ fn remove_temp_files(pid: u32) {
         format!("director-gen-{pid}.log"),
     ] {
         let _ = std::fs::remove_file(tmp.join(name));
+    }
+}
+
+/// A network namespace for one benchmark process, deleted on drop.
+struct BenchNetns(String);
+
+impl BenchNetns {
+    fn new() -> Result<BenchNetns> {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = format!("dbench-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let ok = |args: &[&str]| Command::new("ip").args(args).status().map(|s| s.success()).unwrap_or(false);
+        anyhow::ensure!(ok(&["netns", "add", &name]), "ip netns add {name} failed (root needed)");
+        let ns = BenchNetns(name);
+        anyhow::ensure!(ok(&["-n", &ns.0, "link", "set", "lo", "up"]), "lo up in {}", ns.0);
+        Ok(ns)
+    }
+}
+
+impl Drop for BenchNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
 }
 
@@ -288,7 +310,24 @@ impl Plan {
     }
 
     fn native_extra(&self, mode: &str, scenario: &str, memory: Memory, extra: &[&str], errors: &mut Vec<String>) -> Option<RunResult> {
-        let (ok, out, err) = child(Command::new(&self.exe).args(self.args(mode, scenario, memory, None)).args(extra), Duration::from_secs(240));
+        // A director with the kernel leg creates the interface dpdk0: in a namespace of its
+        // own, never in the machine's.
+        let kernel_leg = mode == "kernel" || (mode == "director" && catalogue(self.quick).iter().any(|s| s.name == scenario && s.kernel_leg));
+        let netns = kernel_leg.then(|| BenchNetns::new());
+        let mut cmd = match &netns {
+            Some(Ok(ns)) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &ns.0]).arg(&self.exe);
+                c
+            }
+            Some(Err(e)) => {
+                errors.push(format!("{mode} {scenario}: {e:#}"));
+                return None;
+            }
+            None => Command::new(&self.exe),
+        };
+        let (ok, out, err) = child(cmd.args(self.args(mode, scenario, memory, None)).args(extra), Duration::from_secs(240));
+        drop(netns);
         match parse_result(&out) {
             Some(r) if ok => Some(r),
             _ => {
@@ -395,7 +434,21 @@ fn all(quick: bool, out: &Path, with_callgrind: bool, only: Option<&str>) -> Res
         });
     }
 
-    // 2a. Connection sync: new connections per second without and with the sync master,
+    // 2a. The kernel leg's throughput each way (own namespace).
+    if only.is_none_or(|o| "kernel-leg".contains(o)) {
+        let t0 = Instant::now();
+        c.kernel_leg = plan.native_with("kernel", "established-hot", memory, &mut c.errors);
+        if let Some(k) = c.kernel_leg.as_ref().and_then(|r| r.kernel_leg.as_ref()) {
+            eprintln!(
+                "  kernel leg: port -> host {:.0} packets/s, host -> port {:.0} packets/s ({:.1} s)",
+                k.to_host_pps(),
+                k.from_host_pps(),
+                t0.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    // 2c. Connection sync: new connections per second without and with the sync master,
     // alternated so that both see the same machine.
     if only.map_or(true, |o| "new-connections".contains(o)) {
         for _ in 0..2 {

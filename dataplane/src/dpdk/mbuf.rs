@@ -324,6 +324,12 @@ impl<const N: usize> MbufBatch<N> {
         self.slots[..self.len].iter().flatten()
     }
 
+    /// The mbufs held, in order, mutably.
+    #[inline]
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Mbuf> + '_ {
+        self.slots[..self.len].iter_mut().flatten()
+    }
+
     /// Offers every mbuf to `f` in order; those it gives back stay (in order), the others
     /// are gone (`f` kept or freed them).
     #[inline]

@@ -289,6 +289,17 @@ impl Port {
         a.addr_bytes
     }
 
+    /// Sets the port's MAC address (PMDs without the operation refuse it).
+    pub fn set_mac(&self, mac: [u8; 6]) -> Result<(), DpdkError> {
+        let mut a = ffi::rte_ether_addr { addr_bytes: mac };
+        // SAFETY: a is a valid address the call copies.
+        let r = unsafe { ffi::rte_eth_dev_default_mac_addr_set(self.id, &mut a) };
+        if r != 0 {
+            return Err(DpdkError::from_errno(format!("set mac on port {}", self.id), r));
+        }
+        Ok(())
+    }
+
     /// Link status without waiting.
     pub fn link(&self) -> LinkStatus {
         let mut l = ffi::rte_eth_link::default();

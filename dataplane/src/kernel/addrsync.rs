@@ -198,8 +198,15 @@ impl Sync {
                         log_line(&format!("kernel interface {} is {}", iface.name, if l.up { "up" } else { "down (the host's traffic on it stops)" }));
                     }
                     if mac_changed && !iface.mac_changed.load(Ordering::Relaxed) {
-                        log_line(&format!("kernel interface {} has MAC {:02x?}, not the port's {}: the host no longer receives its frames", iface.name, l.mac, iface.mac));
+                        log_line(&format!(
+                            "kernel interface {} has MAC {}, not the port's {}: frames between them are rewritten",
+                            iface.name,
+                            l.mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"),
+                            iface.mac
+                        ));
                     }
+                    let kmac = if mac_changed && l.mac.len() == 6 { super::mac_number(&l.mac) } else { 0 };
+                    iface.kernel_mac.store(kmac, Ordering::Relaxed);
                     if l.mtu != u32::from(iface.mtu) && iface.kernel_mtu.load(Ordering::Relaxed) != l.mtu {
                         log_line(&format!("kernel interface {} has MTU {}, the port {}: larger frames from the host are dropped", iface.name, l.mtu, iface.mtu));
                     }

@@ -86,6 +86,12 @@ pub struct Iface {
     pub kernel_mtu: AtomicU32,
     /// True when the kernel reported a MAC other than the port's.
     pub mac_changed: AtomicBool,
+    /// The interface's MAC as the kernel last reported it, when it differs from the port's
+    /// (a port without a usable MAC, or a host that changed it), as a 48-bit number; 0 when
+    /// they agree. The service thread then rewrites the port's MAC into it on the way in and
+    /// back on the way out, so the host keeps receiving and the segment keeps seeing the
+    /// port's MAC.
+    pub kernel_mac: AtomicU64,
     /// Set by the address-sync thread when the interface is gone; the service thread
     /// recreates it and clears the flag.
     pub recreate: AtomicBool,
@@ -185,6 +191,7 @@ impl Service {
                 up: AtomicBool::new(false),
                 kernel_mtu: AtomicU32::new(0),
                 mac_changed: AtomicBool::new(false),
+                kernel_mac: AtomicU64::new(0),
                 recreate: AtomicBool::new(false),
             });
         }
@@ -290,6 +297,16 @@ impl Service {
             return;
         }
         let iface = &self.leg.ifaces[i];
+        let kmac = iface.kernel_mac.load(Ordering::Relaxed);
+        if kmac != 0 {
+            let k = mac_bytes(kmac);
+            for m in b.iter_mut() {
+                let d = m.data_mut();
+                if d.len() >= 12 && d[..6] == iface.mac.0 {
+                    d[..6].copy_from_slice(&k);
+                }
+            }
+        }
         let sent = match self.taps.get(i).copied().flatten() {
             Some(tap) => tap.tx_burst(0, b),
             None => 0,
@@ -312,10 +329,17 @@ impl Service {
         // Ethernet header, the port's MTU, and room for one VLAN tag.
         let max = iface.mtu as usize + 14 + 4;
         let mut bad = 0u64;
+        let kmac = mac_bytes(iface.kernel_mac.load(Ordering::Relaxed));
+        let mac = iface.mac.0;
         batch.retain_with(|mut m| {
             if m.segments() != 1 || m.len() < 14 || m.len() > max {
                 bad += 1;
                 return None;
+            }
+            // The segment knows the port's MAC, whatever the interface's is.
+            let d = m.data_mut();
+            if kmac != [0; 6] && d[6..12] == kmac {
+                d[6..12].copy_from_slice(&mac);
             }
             m.set_port(port);
             Some(m)
@@ -371,6 +395,17 @@ impl Drop for Service {
             }
         }
     }
+}
+
+/// A MAC address kept in the low 48 bits of a number, as bytes.
+fn mac_bytes(v: u64) -> [u8; 6] {
+    let b = v.to_be_bytes();
+    [b[2], b[3], b[4], b[5], b[6], b[7]]
+}
+
+/// A MAC address as the low 48 bits of a number.
+pub(crate) fn mac_number(m: &[u8]) -> u64 {
+    m.iter().take(6).fold(0u64, |a, &b| (a << 8) | u64::from(b))
 }
 
 /// One line on stderr, for the slow-path threads of the kernel leg.
