@@ -16,7 +16,7 @@ set -euo pipefail
 
 PACKAGES=(dpdk dpdk-dev libdpdk-dev clang libclang-dev pkg-config ethtool iproute2
           iputils-ping netcat-openbsd curl apache2-utils tcpdump python3 valgrind
-          fonts-dejavu-core tshark)
+          fonts-dejavu-core tshark keepalived)
 HUGEPAGES_WANTED=512          # 2 MiB pages -> 1 GiB: room for a few 256 MiB directors
 HUGE_MNT=/dev/hugepages
 
