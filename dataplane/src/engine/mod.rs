@@ -183,7 +183,7 @@ pub struct Engine {
     /// True when `local_tab` holds every local address.
     local_in_tab: bool,
     /// Connection synchronisation (see `sync_conn`).
-    sync: sync_conn::SyncSide,
+    sync: Box<sync_conn::SyncSide>,
 }
 
 /// Slots of the local-address table (power of two, at most half full).
@@ -217,6 +217,8 @@ const FWD_NO_ROUTE: u8 = 2;
 const FWD_UNRESOLVED: u8 = 3;
 /// A local real server (127.0.0.0/8 or an address of the director): delivered to the host.
 const FWD_LOCAL: u8 = 4;
+/// Forwardable, but held: the backup sync daemon runs with `backup_only` (see `sync_conn`).
+const FWD_HELD: u8 = 5;
 
 /// Verifies an IPv4 header checksum (one's-complement sum of the header is 0xffff). The
 /// one's-complement sum does not depend on byte order (RFC 1071), so a 20-byte header is
@@ -357,7 +359,7 @@ impl Engine {
             fwd: Vec::new(),
             local_tab: [0; LOCAL_TAB],
             local_in_tab: true,
-            sync: sync_conn::SyncSide::default(),
+            sync: Box::default(),
         })
     }
 
@@ -467,6 +469,8 @@ impl Engine {
                 }
             };
         }
+        // backup_only holds the forwardable servers while the backup daemon runs.
+        self.sync_hold(self.sync.backup_only);
         self.local_tab = [0; LOCAL_TAB];
         self.local_in_tab = self.snap.local.len() <= LOCAL_TAB / 2;
         if self.local_in_tab {
@@ -638,11 +642,6 @@ impl Engine {
         if f.state != FWD_OK || ttl <= 1 || total > f.mtu {
             return None;
         }
-        // A sync daemon runs: count the packet (master) or leave it to the full path
-        // (backup_only). One byte test otherwise.
-        if self.sync.mode != 0 && !self.sync_packet(idx, false, now) {
-            return None;
-        }
         self.conns.touch(idx, now);
         self.rewrite_dr(frame, 14, &f, slot, u64::from(total));
         if let Some(c) = self.counters.ports.get_mut(in_port as usize) {
@@ -650,6 +649,11 @@ impl Engine {
         }
         if let Some(c) = self.counters.ports.get_mut(f.port as usize) {
             c.forwarded += 1;
+        }
+        // The sync master counts the packet (out of line, after everything: one byte test
+        // while no master runs). `backup_only` never gets here: it holds the servers' `fwd`.
+        if self.sync.master {
+            self.sync_packet(idx, false, now);
         }
         Some(Verdict::Forward(f.port))
     }
@@ -881,9 +885,10 @@ impl Engine {
     #[inline]
     fn connection(&mut self, p: &L4, in_port: u16, now: u32) -> Result<u32, Refusal> {
         use tcp_flags::{RST, SYN};
-        if self.sync.mode & sync_conn::BACKUP_ONLY != 0 {
-            // backup_only: the director function is off while the backup daemon runs.
-            return Err(Refusal::Drop(DropReason::BackupOnly));
+        if self.sync.backup_only {
+            // backup_only: the director function is off while the backup daemon runs; as
+            // IPVS passes the packet to the local stack, so does the kernel leg.
+            return Err(if self.snap.host_leg { Refusal::Host } else { Refusal::Drop(DropReason::BackupOnly) });
         }
         let key = p.key;
         let tcp = key.proto == PROTO_TCP;
@@ -971,7 +976,7 @@ impl Engine {
         // state nor counters; only the idle timer is refreshed.
         if live && proto == PROTO_TCP && state == TcpState::Established as u8 && flags & (SYN | FIN | RST) == 0 && flags & ACK != 0 {
             self.conns.touch(idx, now);
-            if self.sync.mode & sync_conn::MASTER != 0 {
+            if self.sync.master {
                 self.sync_packet(idx, false, now);
             }
             return Some(Ok(slot));
@@ -1035,7 +1040,7 @@ impl Engine {
             e.apply_udp(&self.timeouts);
         }
         self.conns.touch(idx, now);
-        if self.sync.mode & sync_conn::MASTER != 0 {
+        if self.sync.master {
             let changed = self.conns.get(idx).is_some_and(|e| e.state != old_state);
             self.sync_packet(idx, changed, now);
         }
@@ -1112,6 +1117,8 @@ impl Engine {
             // hands LOCALNODE packets to the local stack.
             FWD_LOCAL if self.snap.host_leg => return Verdict::Host,
             FWD_LOCAL => return Verdict::Drop(DropReason::NoKernelInterface),
+            FWD_HELD if self.snap.host_leg => return Verdict::Host,
+            FWD_HELD => return Verdict::Drop(DropReason::BackupOnly),
             _ => return Verdict::Drop(DropReason::DestinationGone),
         }
         // The IPv4 header was validated by the caller: TTL at +8, DF in +6, checksum at +10.

@@ -34,8 +34,14 @@
 //! in the kernel. New entries count in ActiveConn/InActConn/PersistConn, not in the
 //! connections-created counter.
 //!
+//! `backup_only` (the backup daemon runs with it set): the director does not forward; the
+//! forwarding records of the servers are held, so their packets take the full path, which
+//! gives them to the host over the kernel leg (IPVS passes them to the local stack) or drops
+//! them (`backup_only`) without one.
+//!
 //! Concurrency: runs on the worker that owns the table. The hot path costs one byte test
-//! while no daemon runs ([`Engine::fast_path`] checks `mode`); everything else is out of line.
+//! while no master runs (at the end of the engine's fast path); everything else is out of
+//! line.
 //! Nothing here allocates on the packet path (the refresh timestamps are allocated between
 //! bursts, when the master starts with `sync_refresh_period` set), locks or makes a syscall.
 
@@ -49,10 +55,6 @@ use crate::conn::{ConnInit, ConnKey, TcpState, F_INACTIVE, F_TEMPLATE, NO_INDEX}
 use crate::snapshot::{SvcKey, PROTO_TCP, PROTO_UDP};
 use crate::sync::{InstallDrop, SyncPort, SyncRecord};
 
-/// `mode` bit: the master daemon runs (packets are counted and entries sent).
-pub(super) const MASTER: u8 = 1;
-/// `mode` bit: the backup daemon runs with `backup_only` (nothing is forwarded).
-pub(super) const BACKUP_ONLY: u8 = 2;
 /// Received entries installed per [`Engine::sync_poll`].
 const INSTALL_BUDGET: usize = 256;
 /// The kernel's default timeout of a synchronised template without one (3 min).
@@ -61,8 +63,12 @@ const TEMPLATE_DEFAULT_SECS: u32 = 180;
 /// Per-worker synchronisation state inside the engine.
 #[derive(Debug, Default)]
 pub(super) struct SyncSide {
-    /// `MASTER | BACKUP_ONLY`, recomputed by [`Engine::sync_poll`] between bursts.
-    pub(super) mode: u8,
+    /// The master daemon runs: packets are counted and entries sent (recomputed by
+    /// [`Engine::sync_poll`] between bursts).
+    pub(super) master: bool,
+    /// The backup daemon runs with `backup_only`: nothing is forwarded (the servers' `fwd`
+    /// entries are held, so the fast path does not even test this).
+    pub(super) backup_only: bool,
     /// The worker's queues, when the director has sync daemons.
     port: Option<Arc<SyncPort>>,
     /// Per entry: the kernel's `sync_endtime` (expiry at the last send, in ticks, low two
@@ -106,7 +112,12 @@ impl Engine {
         let master = port.shared.master.load(std::sync::atomic::Ordering::Relaxed);
         let backup = port.shared.backup.load(std::sync::atomic::Ordering::Relaxed);
         let sc = self.snap.sysctl.sync;
-        self.sync.mode = u8::from(master) * MASTER | u8::from(backup && sc.backup_only) * BACKUP_ONLY;
+        self.sync.master = master;
+        let hold = backup && sc.backup_only;
+        if hold != self.sync.backup_only {
+            self.sync.backup_only = hold;
+            self.sync_hold(hold);
+        }
         let want_stamps = master && sc.refresh_secs > 0;
         if want_stamps && self.sync.stamps.is_empty() {
             // Once per master start with a refresh period (between bursts, never per packet).
@@ -124,6 +135,15 @@ impl Engine {
         self.sync.port = Some(port);
     }
 
+    /// Holds (`backup_only`) or releases every forwardable server: a held one sends its
+    /// packets to the full path, which gives them to the host (or drops them).
+    pub(super) fn sync_hold(&mut self, hold: bool) {
+        let (from, to) = if hold { (super::FWD_OK, super::FWD_HELD) } else { (super::FWD_HELD, super::FWD_OK) };
+        for f in self.fwd.iter_mut().filter(|f| f.state == from) {
+            f.state = to;
+        }
+    }
+
     /// A new entry `idx` was created at `now`: its refresh timestamp starts at `now` (the
     /// kernel's `sync_endtime = jiffies`).
     #[inline]
@@ -133,18 +153,12 @@ impl Engine {
         }
     }
 
-    /// One packet of connection `idx` (its state just changed if `changed`) while a daemon
-    /// runs. Returns false when the director must not forward (`backup_only`).
+    /// One packet of connection `idx` (its state just changed if `changed`) while the
+    /// master runs.
     #[inline(never)]
-    pub(super) fn sync_packet(&mut self, idx: u32, changed: bool, now: u32) -> bool {
-        if self.sync.mode & BACKUP_ONLY != 0 {
-            return false;
-        }
-        if self.sync.mode & MASTER == 0 {
-            return true;
-        }
+    pub(super) fn sync_packet(&mut self, idx: u32, changed: bool, now: u32) {
         let sc = self.snap.sysctl.sync;
-        let Some(e) = self.conns.get_mut(idx) else { return true };
+        let Some(e) = self.conns.get_mut(idx) else { return };
         e.sync_count = bump(e.sync_count, sc.period);
         let (count, control) = (e.sync_count, e.control());
         let tmpl = if control == NO_INDEX { None } else { self.conns.get(control).filter(|t| t.is_template()).map(|_| control) };
@@ -152,14 +166,13 @@ impl Engine {
             self.sync_emit(idx);
         }
         if let Some(t) = tmpl {
-            let Some(te) = self.conns.get_mut(t) else { return true };
+            let Some(te) = self.conns.get_mut(t) else { return };
             te.sync_count = bump(te.sync_count, sc.period);
             let count = te.sync_count;
             if self.sync_needed(t, count, false, now) {
                 self.sync_emit(t);
             }
         }
-        true
     }
 
     /// `ip_vs_sync_conn_needed` for entry `idx` with packet count `count`.
@@ -590,6 +603,28 @@ mod tests {
         let (mut e, _port) = engine(snap(vip80(), None, bo), false, true);
         let mut f = tcp(CIP, 40000, 80, SYN);
         assert_eq!(e.process(&mut f, 0, 0), Verdict::Drop(crate::counters::DropReason::BackupOnly));
+        // An installed (synchronised) established connection is held too: its ACKs, which
+        // the fast path would forward, are not forwarded while the backup runs.
+        let rec = SyncRecord {
+            proto: 6,
+            state: TcpState::Established as u16,
+            flags: wire::DROUTE | wire::NOOUTPUT | wire::SYNC,
+            cport: 40001,
+            vport: 80,
+            dport: 80,
+            fwmark: 0,
+            timeout: 900,
+            caddr: u32::from(CIP),
+            vaddr: u32::from(VIP),
+            daddr: u32::from(RIPS[0]),
+        };
+        e.install_synced(&rec, 0).unwrap();
+        let mut a = tcp(CIP, 40001, 80, ACK);
+        assert_eq!(e.process(&mut a, 0, 1), Verdict::Drop(crate::counters::DropReason::BackupOnly));
+        // The backup stops (takeover): the same connection is forwarded to its server.
+        _port.shared.backup.store(false, Ordering::Relaxed);
+        e.sync_poll(2);
+        assert_eq!(send(&mut e, tcp(CIP, 40001, 80, ACK), 3), 0);
         // Without backup_only a running backup forwards (master and backup may run at once).
         let (mut e, _port) = engine(snap(vip80(), None, Default::default()), false, true);
         send(&mut e, tcp(CIP, 40000, 80, SYN), 0);
