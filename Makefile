@@ -1,11 +1,14 @@
 # Director: build, demo and test entry points.
 #
-#   make demo    prepare the host, build release binaries, run the one-armed DR demo
+#   make demo    prepare the host, build release binaries, run the persistence demo (rr, PPC,
+#                PCC, firewall-mark groups, templates, metrics) through the DR director
 #   make test    prepare the host, build release binaries, run every test of the workspace
 #   make bench   prepare the host, build release binaries, run the benchmarks (< 15 min;
 #                BENCH_QUICK=1 < 3 min) -> target/bench/report.{json,md}, *.png (docs/benchmarks.md)
 #   make build   release binaries only (target/release/director, target/release/lbadm and its
 #                other name target/release/ipvsadm)
+#   make install build, then install (PREFIX=/usr/local, SYSCONFDIR=/etc, DESTDIR): director,
+#                lbadm, the ipvsadm link, the systemd unit, a default config (scripts/install.sh)
 #   make setup   scripts/setup-host.sh only (packages, hugepages; needs root)
 #   make clean   cargo clean
 #
@@ -25,7 +28,7 @@ TARGET_DIR := $(if $(CARGO_TARGET_DIR),$(abspath $(CARGO_TARGET_DIR)),$(REPO)/ta
 export DIRECTOR_BIN ?= $(TARGET_DIR)/release/director
 export LBADM_BIN    ?= $(TARGET_DIR)/release/lbadm
 
-.PHONY: all setup build demo test bench clean
+.PHONY: all setup build install demo test bench clean
 
 all: build
 
@@ -37,6 +40,10 @@ setup:
 build: setup
 	cd $(REPO) && $(CARGO) build --release
 	ln -sf lbadm $(TARGET_DIR)/release/ipvsadm
+
+# PREFIX, SYSCONFDIR and DESTDIR pass through the environment to scripts/install.sh.
+install: build
+	bash $(REPO)/scripts/install.sh
 
 demo: build
 	bash $(REPO)/scripts/demo.sh

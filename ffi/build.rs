@@ -82,17 +82,22 @@ fn main() {
              eth_dev_socket_id|eth_dev_rss_hash_update|eth_dev_rss_reta_update|eth_dev_rss_hash_conf_get|\
              eth_dev_is_valid_port|eth_find_next_owned_by|eth_from_ring|eth_from_rings|\
              mempool_free|ring_create|ring_free|log_set_global_level|\
+             pdump_init|pdump_uninit|set_application_usage_hook|\
+             telemetry_register_cmd|tel_data_start_dict|tel_data_start_array|tel_data_string|\
+             tel_data_add_dict_string|tel_data_add_dict_u64|tel_data_add_dict_int|tel_data_add_dict_container|\
+             tel_data_add_array_string|tel_data_add_array_u64|tel_data_add_array_int|tel_data_alloc|tel_data_free|\
              vdev_init|vdev_uninit|eth_dev_get_port_by_name|eth_dev_default_mac_addr_set)",
         )
         .allowlist_type(
             "rte_(eth_conf|eth_dev_info|eth_stats|ether_addr|eth_link|eth_rxconf|eth_txconf|\
-             eth_rss_conf|eth_rss_reta_entry64|mbuf|mempool|ring|lcore_state_t|proc_type_t|eth_rx_mq_mode|eth_tx_mq_mode)",
+             eth_rss_conf|eth_rss_reta_entry64|mbuf|mempool|ring|lcore_state_t|proc_type_t|eth_rx_mq_mode|eth_tx_mq_mode|\
+             tel_data|tel_value_type)",
         )
         .allowlist_var(
             "RTE_(MAX_ETHPORTS|MAX_LCORE|ETHER_ADDR_LEN|ETH_LINK_UP|ETH_LINK_DOWN|ETH_SPEED_NUM_NONE|\
              RING_F_SP_ENQ|RING_F_SC_DEQ|MEMPOOL_CACHE_MAX_SIZE|LCORE_ID_ANY|SOCKET_ID_ANY|\
              LOG_(EMERG|ALERT|CRIT|ERR|WARNING|NOTICE|INFO|DEBUG)|PKTMBUF_HEADROOM|\
-             ETH_MQ_RX_RSS|ETH_MQ_RX_NONE)",
+             ETH_MQ_RX_RSS|ETH_MQ_RX_NONE|TEL_MAX_STRING_LEN|TEL_MAX_DICT_ENTRIES|TEL_MAX_ARRAY_ENTRIES)",
         )
         .allowlist_var("SOCKET_ID_ANY")
         .allowlist_var("RING_F_(SP_ENQ|SC_DEQ)")
@@ -103,6 +108,7 @@ fn main() {
         .opaque_type("rte_mempool")
         .opaque_type("rte_ring")
         .opaque_type("rte_mbuf")
+        .opaque_type("rte_tel_data")
         .derive_default(true)
         .default_enum_style(bindgen::EnumVariation::Consts)
         .layout_tests(true)

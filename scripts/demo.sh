@@ -1,10 +1,24 @@
 #!/usr/bin/env bash
-# demo.sh — one-armed LVS direct routing through the DPDK director, in network namespaces.
+# demo.sh — LVS persistence through the DPDK director, as the seeds tell it, in network
+# namespaces with real clients (curl, a telnet-like TCP client) and two real servers.
 #
-#   client 198.51.100.50 ─┐
-#   director (DPDK) ──────┤  bridge br0 in namespace "switch"      VIP 198.51.100.100:80
-#   rs1 198.51.100.11 ────┤  (one L2 segment, 198.51.100.0/24)
-#   rs2 198.51.100.12 ────┘
+#   client 198.51.100.50 (+ .51) ─┐
+#   director (DPDK) ──────────────┤  bridge br0 in namespace "switch"      VIP 198.51.100.100
+#   rs1 198.51.100.11 ────────────┤  (one L2 segment, 198.51.100.0/24)
+#   rs2 198.51.100.12 ────────────┘
+#
+# The story (each step prints the commands an operator types and what they show):
+#   1. rr without persistence: every refresh goes to the other server;
+#   2. PPC: `-p` on :80 makes a client stick; a second persistent service on :23 (telnet)
+#      has its own template and sticks independently;
+#   3. PCC: a port-0 service sends every port of a client to one server; another client may
+#      go elsewhere;
+#   4. a firewall-mark group 80+443 made with the iptables syntax: grouped ports stick
+#      together, an ungrouped port (23, plain rr) does not;
+#   5. `lbadm -L -n -c` shows the persistence templates, `--persistent-conn` counts them;
+#   6. what Prometheus sees (`--metrics`: node_exporter's IPVS names).
+# It ends with a summary table. (Health checks, a server dying and leaving rotation, come
+# with issue 11.)
 #
 # * The director's veth has no kernel IP address: the director's DPDK net_af_packet port
 #   (dpdk0) owns it. The director holds 198.51.100.2/24 and the VIP, answers ARP for both,
@@ -12,14 +26,15 @@
 #   header changes).
 # * The real servers hold the VIP on `lo` (arp_ignore=1, arp_announce=2, so they never answer
 #   ARP for it), accept the forwarded packets as their own and answer the client directly.
-# * Each real server runs scripts/testbed-httpd.py, which answers GET with its name.
+# * Each real server answers with its name: HTTP on 80 and 443 (scripts/testbed-httpd.py),
+#   a "telnet" banner on 23 (scripts/testbed-probe.py serve-tcp).
 #
 # Usage: scripts/demo.sh [--no-director]
 #   --no-director   build the testbed and check the real servers directly, without the director
 #                   (checks the host: namespaces, bridge, servers, curl)
 # Env:   DIRECTOR_BIN, LBADM_BIN (default: <repo>/target/release/{director,lbadm}), PYTHON,
 #        DEMO_KEEP=1 keeps the work directory (logs) after the demo.
-# Exit:  0 when six requests through the VIP alternate strictly between rs1 and rs2.
+# Exit:  0 when every step of the story behaved as LVS does (the summary table says which).
 #
 # Everything is created under unique names (prefix lbdemo-<pid>-) and removed by the EXIT trap,
 # which kills only the processes this script started, by PID.
@@ -29,6 +44,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DIRECTOR_BIN=${DIRECTOR_BIN:-$REPO/target/release/director}
 LBADM_BIN=${LBADM_BIN:-$REPO/target/release/lbadm}
 HTTPD=$REPO/scripts/testbed-httpd.py
+PROBE=$REPO/scripts/testbed-probe.py
 if [[ -z ${PYTHON:-} ]]; then
     if [[ -x /usr/bin/python3 ]]; then PYTHON=/usr/bin/python3; else PYTHON=python3; fi
 fi
@@ -46,6 +62,8 @@ NS_SW="$P-switch"; NS_CLIENT="$P-client"; NS_DIR="$P-director"; NS_RS1="$P-rs1";
 VIP=198.51.100.100
 DIR_IP=198.51.100.2
 CLIENT_IP=198.51.100.50
+CLIENT2_IP=198.51.100.51
+METRICS=127.0.0.1:9120                # the director's --metrics (its namespace's loopback)
 RS1_IP=198.51.100.11
 RS2_IP=198.51.100.12
 PREFIX_LEN=24
@@ -162,8 +180,14 @@ start_real_server() {  # start_real_server NS NAME IP
         net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.eth0.rp_filter=0
     # `ip netns exec` (not the nsx function) so that $! is the server's own PID: bash forks and
     # execs ip, which enters the namespace and execs python in place.
-    ip netns exec "$ns" "$PYTHON" "$HTTPD" --name "$name" --bind 0.0.0.0 --port 80 \
-        >"$WORK/$name.log" 2>&1 &
+    local port
+    for port in 80 443; do
+        ip netns exec "$ns" "$PYTHON" "$HTTPD" --name "$name" --bind 0.0.0.0 --port "$port" \
+            >"$WORK/$name-$port.log" 2>&1 &
+        STARTED_PIDS+=("$!")
+    done
+    ip netns exec "$ns" "$PYTHON" "$PROBE" serve-tcp --name "$name" --port 23 \
+        >"$WORK/$name-23.log" 2>&1 &
     STARTED_PIDS+=("$!")
 }
 wait_http() {  # wait_http NS URL EXPECTED: poll (bounded: 50 x 0.1 s)
@@ -203,11 +227,12 @@ info "checksum/segmentation offloads off on both ends of every veth"
 # ---- 2. hosts --------------------------------------------------------------------------------
 section "Hosts: client, real servers (VIP $VIP on lo, arp_ignore=1/arp_announce=2)"
 ip -n "$NS_CLIENT" addr add "$CLIENT_IP/$PREFIX_LEN" dev eth0
-info "client   $CLIENT_IP/$PREFIX_LEN on eth0"
+ip -n "$NS_CLIENT" addr add "$CLIENT2_IP/$PREFIX_LEN" dev eth0
+info "client   $CLIENT_IP/$PREFIX_LEN and $CLIENT2_IP on eth0 (two client hosts in one namespace)"
 start_real_server "$NS_RS1" rs1 "$RS1_IP"
 start_real_server "$NS_RS2" rs2 "$RS2_IP"
-info "rs1      $RS1_IP/$PREFIX_LEN on eth0, $VIP/32 on lo, http server 'rs1' on :80"
-info "rs2      $RS2_IP/$PREFIX_LEN on eth0, $VIP/32 on lo, http server 'rs2' on :80"
+info "rs1      $RS1_IP/$PREFIX_LEN on eth0, $VIP/32 on lo, answers 'rs1' on :80 :443 (http) and :23 (telnet)"
+info "rs2      $RS2_IP/$PREFIX_LEN on eth0, $VIP/32 on lo, answers 'rs2' on :80 :443 (http) and :23 (telnet)"
 # The af_packet port only taps eth0: keep the namespace's own stack off it (the director's
 # kernel leg, dpdk0, is where the host meets the segment).
 nsx "$NS_DIR" sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1 net.ipv4.conf.all.rp_filter=0 \
@@ -218,6 +243,11 @@ section "Sanity: the real servers answer on their own addresses (no director inv
 for pair in "rs1 $NS_RS1 $RS1_IP" "rs2 $NS_RS2 $RS2_IP"; do
     read -r name ns ip <<<"$pair"
     wait_http "$ns" "http://127.0.0.1/" "$name" || fail "$name's http server did not start"
+    wait_http "$ns" "http://127.0.0.1:443/" "$name" || fail "$name's http server on :443 did not start"
+    for ((i = 0; i < 50; i++)); do
+        nsx "$ns" "$PYTHON" "$PROBE" tcp --dst 127.0.0.1 --port 23 --timeout 1 >/dev/null 2>&1 && break
+        sleep 0.1
+    done
     out=$(nsx "$NS_CLIENT" curl -s --max-time 3 "http://$ip/") || true
     [[ $out == "$name" ]] || fail "client -> $ip answered '$out', expected '$name'"
     info "client -> http://$ip/ : $out"
@@ -232,8 +262,9 @@ fi
 section "Director: DPDK net_af_packet on the director's veth, control socket $SOCK"
 # shellcheck disable=SC2207
 EAL=(-l 0 --no-pci --log-level 4 $(eal_memory_args) --vdev "net_af_packet0,iface=eth0")
-info "ip netns exec $NS_DIR director ${EAL[*]} -- --socket $SOCK"
-ip netns exec "$NS_DIR" "$DIRECTOR_BIN" "${EAL[@]}" -- --socket "$SOCK" >"$DIRECTOR_LOG" 2>&1 &
+info "ip netns exec $NS_DIR director ${EAL[*]} -- --socket $SOCK --metrics $METRICS"
+ip netns exec "$NS_DIR" "$DIRECTOR_BIN" "${EAL[@]}" -- --socket "$SOCK" --metrics "$METRICS" \
+    >"$DIRECTOR_LOG" 2>&1 &
 DIRECTOR_PID=$!
 for ((i = 0; i < 300; i++)); do          # bounded: 30 s
     [[ -S $SOCK ]] && break
@@ -243,13 +274,14 @@ done
 [[ -S $SOCK ]] || fail "director's control socket did not appear within 30 s"
 info "director running (pid $DIRECTOR_PID), control socket ready"
 
-section "Configure: addresses, virtual service, real servers (ipvsadm syntax)"
+section "Configure: the director's address and the VIP (the seeds' eth0 and eth0:0)"
 lb addr add "$DIR_IP/$PREFIX_LEN" dev dpdk0 || fail "addr add $DIR_IP"
 lb addr add "$VIP/32" dev dpdk0 || fail "addr add $VIP"
+lb addr show || true
+# The real servers must be in some service for the director to resolve them (ARP).
 lb -A -t "$VIP:80" -s rr || fail "-A"
 lb -a -t "$VIP:80" -r "$RS1_IP:80" -g -w 1 || fail "-a rs1"
 lb -a -t "$VIP:80" -r "$RS2_IP:80" -g -w 1 || fail "-a rs2"
-lb addr show || true
 
 section "Neighbours: wait until the director has resolved both real servers (ARP)"
 reachable() { "$LBADM_BIN" --socket "$SOCK" neigh show 2>/dev/null \
@@ -272,23 +304,117 @@ if nsx "$NS_CLIENT" ping -c 2 -i 0.2 -W 2 "$DIR_IP" | sed 's/^/    /'; then :; e
     info "(no answer to ping; continuing)"
 fi
 
-section "Traffic: 6 x curl http://$VIP/ from the client (rr: names must alternate)"
-names=()
-for n in 1 2 3 4 5 6; do
-    out=$(nsx "$NS_CLIENT" curl -s --max-time 3 "http://$VIP/") || out="(no answer)"
-    names+=("$out")
-    info "request $n -> $out"
-done
-info "client's ARP entry for the VIP (the director's MAC $(mac_of "$NS_DIR" eth0)):"
-ip -n "$NS_CLIENT" neigh show "$VIP" | sed 's/^/      /'
+# ---- the persistence story -------------------------------------------------------------------
+# Helpers: each prints the command a person would type on the client and what came back.
+web() {        # web SRC PORT -> the answering server's name (or "(no answer)")
+    local out
+    out=$(nsx "$NS_CLIENT" curl -s --max-time 3 --interface "$1" "http://$VIP:$2/") || out="(no answer)"
+    [[ -n $out ]] || out="(no answer)"
+    printf '    $ curl --interface %s http://%s:%s/   -> %s\n' "$1" "$VIP" "$2" "$out" >&2
+    printf '%s' "$out"
+}
+tel() {        # tel SRC -> the name in the telnet banner of VIP:23
+    local out
+    out=$(nsx "$NS_CLIENT" "$PYTHON" "$PROBE" tcp --dst "$VIP" --port 23 --src "$1" --timeout 3 2>/dev/null) \
+        || out="(no answer)"
+    [[ -n $out ]] || out="(no answer)"
+    printf '    $ telnet -b %s %s 23   -> %s\n' "$1" "$VIP" "$out" >&2
+    printf '%s' "$out"
+}
+all_same()  { local x; for x in "${@:2}"; do [[ $x == "$1" ]] || return 1; done; [[ $1 == rs? ]]; }
+alternates() { local i a=("$@"); for ((i = 0; i < ${#a[@]}; i++)); do
+    [[ ${a[i]} == rs? ]] || return 1; ((i == 0)) || [[ ${a[i]} != "${a[i-1]}" ]] || return 1; done; }
+other() { [[ $1 == rs1 ]] && echo rs2 || echo rs1; }
+SUMMARY=()     # "step|what|expected|observed|OK or FAIL"
+FAILED=0
+record() {     # record STEP WHAT EXPECTED OBSERVED CONDITION(0/1)
+    local verdict=OK
+    if [[ $5 != 0 ]]; then verdict=FAIL; FAILED=$((FAILED + 1)); fi
+    SUMMARY+=("$1|$2|$3|$4|$verdict")
+    printf '    => %s: %s\n' "$verdict" "$4"
+}
+check() { "$@" && echo 0 || echo 1; }
 
-section "Director's view (lbadm -L -n)"
+section "Step 1 — rr without persistence: \"every refresh changes the web server\""
 lb -L -n || true
+r=(); for n in 1 2 3 4; do r+=("$(web "$CLIENT_IP" 80)"); done
+record 1 "rr on :80, no -p" "alternates" "${r[*]}" "$(check alternates "${r[@]}")"
 
-ok=1
-for ((n = 0; n < 6; n++)); do
-    [[ ${names[n]} == rs1 || ${names[n]} == rs2 ]] || ok=0
-    ((n == 0)) || [[ ${names[n]} != "${names[n-1]}" ]] || ok=0
-done
-((ok)) || fail "responses did not alternate between rs1 and rs2: ${names[*]}"
-printf '\n%sDEMO OK: round robin through the VIP alternated rs1/rs2 (%s)%s\n' "$GREEN" "${names[*]}" "$OFF"
+section "Step 2 — PPC: -p on :80, and a second persistent service on :23"
+lb -E -t "$VIP:80" -s rr -p || fail "-E -p"
+lb -L -n || true
+info "(-p without a value: persistent 360, as ipvsadm)"
+r=(); for n in 1 2 3 4; do r+=("$(web "$CLIENT_IP" 80)"); done
+S80=${r[0]}
+record 2a "PPC -p on :80, client .50" "one server" "${r[*]}" "$(check all_same "${r[@]}")"
+lb -A -t "$VIP:23" -s rr -p || fail "-A :23"
+lb -a -t "$VIP:23" -r "$RS1_IP:23" -g -w 1 || fail "-a :23 rs1"
+lb -a -t "$VIP:23" -r "$RS2_IP:23" -g -w 1 || fail "-a :23 rs2"
+info "client .51 logs in first, so telnet's own rr hands client .50 the next server:"
+first=$(tel "$CLIENT2_IP")
+t=(); for n in 1 2 3; do t+=("$(tel "$CLIENT_IP")"); done
+w=(); for n in 1 2; do w+=("$(web "$CLIENT_IP" 80)"); done
+ok=1; all_same "${t[@]}" && all_same "$S80" "${w[@]}" && [[ ${t[0]} == "$(other "$first")" ]] && ok=0
+record 2b "PPC -p on :23, client .50" "sticks on its own" "telnet ${t[*]}; web still ${w[*]}" "$ok"
+
+section "Step 3 — PCC: a port-0 service, every port of a client to one server"
+lb -C || fail "-C"
+lb -A -t "$VIP:0" -s rr -p 600 || fail "-A :0"
+lb -a -t "$VIP:0" -r "$RS1_IP" -g -w 2 || fail "-a :0 rs1"
+lb -a -t "$VIP:0" -r "$RS2_IP" -g -w 1 || fail "-a :0 rs2"
+lb -L -n || true
+a=("$(web "$CLIENT_IP" 80)" "$(web "$CLIENT_IP" 443)" "$(tel "$CLIENT_IP")" "$(web "$CLIENT_IP" 80)")
+record 3a "PCC :0, client .50 on 80 443 23 80" "one server" "${a[*]}" "$(check all_same "${a[@]}")"
+b=("$(web "$CLIENT2_IP" 443)" "$(tel "$CLIENT2_IP")" "$(web "$CLIENT2_IP" 80)")
+ok=1; all_same "${b[@]}" && [[ ${b[0]} == "$(other "${a[0]}")" ]] && ok=0
+record 3b "PCC :0, client .51" "its own server (rr: the other)" "${b[*]}" "$ok"
+
+section "Step 4 — firewall marks: 80 and 443 in one group (iptables syntax), 23 left out"
+lb -C || fail "-C"
+lb iptables -t mangle -A PREROUTING -d "$VIP" -p tcp --dport 80 -j MARK --set-mark 10 || fail "iptables 80"
+lb iptables -t mangle -A PREROUTING -d "$VIP" -p tcp --dport 443 -j MARK --set-mark 10 || fail "iptables 443"
+lb -A -f 10 -s rr -p || fail "-A -f 10"
+lb -a -f 10 -r "$RS1_IP" -g -w 1 || fail "-a -f 10 rs1"
+lb -a -f 10 -r "$RS2_IP" -g -w 1 || fail "-a -f 10 rs2"
+lb -A -t "$VIP:23" -s rr || fail "-A :23"
+lb -a -t "$VIP:23" -r "$RS1_IP:23" -g -w 1 || fail "-a :23 rs1"
+lb -a -t "$VIP:23" -r "$RS2_IP:23" -g -w 1 || fail "-a :23 rs2"
+lb iptables -t mangle -L PREROUTING -n || true
+lb -L -n || true
+g=("$(web "$CLIENT_IP" 80)" "$(web "$CLIENT_IP" 443)" "$(web "$CLIENT_IP" 80)" "$(web "$CLIENT_IP" 443)")
+record 4a "FWM 10 = 80+443, -p, client .50" "one server for both ports" "${g[*]}" "$(check all_same "${g[@]}")"
+u=(); for n in 1 2 3 4; do u+=("$(tel "$CLIENT_IP")"); done
+record 4b ":23 outside the group, rr" "alternates" "${u[*]}" "$(check alternates "${u[@]}")"
+
+section "Step 5 — the persistence table: templates (lbadm -L -n -c) and --persistent-conn"
+info "templates: the entries with client port 0, one per client and service (port 0 for PCC,"
+info "the mark as virtual address 0.0.0.10 for FWM); they outlive the connections they chose for"
+conns=$("$LBADM_BIN" --socket "$SOCK" -L -n -c)
+printf '    $ lbadm -L -n -c\n'; sed 's/^/      /' <<<"$conns"
+templates=$(awk '$1 ~ /^(TCP|UDP|IP)$/ && $4 ~ /:0$/' <<<"$conns" | wc -l)
+fwm=$(awk '$1 == "IP" && $4 == "'"$CLIENT_IP"':0" && $5 == "0.0.0.10:0"' <<<"$conns" | wc -l)
+lb -L -n --persistent-conn || true
+pc=$("$LBADM_BIN" --socket "$SOCK" -L -n --persistent-conn | awk '$1 == "->" && $2 ~ /^198/ {s += $4} END {print s + 0}')
+ok=1; [[ $fwm -eq 1 && $pc -ge 1 ]] && ok=0
+record 5 "-L -n -c, --persistent-conn" "templates listed and counted" \
+    "$templates templates (FWM 10 of .50: $fwm), PersistConn $pc" "$ok"
+
+section "Step 6 — what Prometheus sees (director --metrics $METRICS, node_exporter's names)"
+info "\$ curl -s http://$METRICS/metrics | grep -e ^node_ipvs_backend_connections -e ^node_ipvs_connections"
+metrics=$(nsx "$NS_DIR" curl -s --max-time 3 "http://$METRICS/metrics" || true)
+grep -e '^node_ipvs_backend_connections' -e '^node_ipvs_connections' <<<"$metrics" | sed 's/^/      /'
+n=$(grep -c '^node_ipvs_backend_weight{.*proto="FWM"' <<<"$metrics" || true)
+record 6 "--metrics, node_exporter names" "FWM backends with local_mark" "$n FWM backends exported" "$(check test "$n" -eq 2)"
+
+# ---- summary ---------------------------------------------------------------------------------
+printf '\n%s==> Summary%s\n' "$BOLD" "$OFF"
+{
+    echo "step|what|expected|observed|result"
+    for row in "${SUMMARY[@]}"; do echo "$row"; done
+} | awk -F'|' '{ for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) } n = NR }
+         END { for (r = 1; r <= n; r++) { line = "   "; for (i = 1; i <= 5; i++) line = line sprintf(" %-" w[i] "s", cell[r, i]); print line } }'
+if ((FAILED)); then
+    fail "$FAILED step(s) did not behave as LVS does (see the table)"
+fi
+printf '\n%sDEMO OK: rr, PPC, PCC and firewall-mark persistence behaved as the seeds describe (%ds)%s\n' \
+    "$GREEN" "$SECONDS" "$OFF"

@@ -16,7 +16,9 @@ set -euo pipefail
 
 PACKAGES=(dpdk dpdk-dev libdpdk-dev clang libclang-dev pkg-config ethtool iproute2
           iputils-ping netcat-openbsd curl apache2-utils tcpdump python3 valgrind
-          fonts-dejavu-core tshark keepalived)
+          fonts-dejavu-core keepalived  # HA test: Debian's keepalived (VRRP)
+          prometheus tshark systemd)   # observability tests: promtool + a real Prometheus,
+                                       # tshark reads dpdk-dumpcap files and decodes IPVS sync, systemd-analyze
 HUGEPAGES_WANTED=512          # 2 MiB pages -> 1 GiB: room for a few 256 MiB directors
 HUGE_MNT=/dev/hugepages
 
@@ -36,10 +38,15 @@ done
 if ((${#missing[@]})); then
     say "installing missing packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    # tshark's wireshark-common asks whether non-root users may capture: answer no, quietly.
-    echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections 2>/dev/null || true
+    # tshark's package asks whether non-root users may capture: no (tests run as root).
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}"
+    # The tests run their own Prometheus (own config, storage and port); the packaged
+    # service, if the install just started it, is not wanted on a test host.
+    if [[ " ${missing[*]} " == *" prometheus "* && -d /run/systemd/system ]]; then
+        systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
 else
     say "packages: all ${#PACKAGES[@]} present"
 fi

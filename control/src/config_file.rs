@@ -288,9 +288,15 @@ pub fn load_with<B: Backend>(
         .and_then(|bytes| {
             String::from_utf8(bytes)
                 .map_err(|_| CtlError::failure(format!("{source}: not a UTF-8 text file")))
-        })?;
-    apply_text(controller, &text, names)
-        .map_err(|e| CtlError::new(e.describe(&source), e.error.exit_code))
+        })
+        .inspect_err(|e| crate::events::config_failed(e))?;
+    let result = apply_text(controller, &text, names)
+        .map_err(|e| CtlError::new(e.describe(&source), e.error.exit_code));
+    match &result {
+        Ok(n) => crate::events::config_loaded(path, *n),
+        Err(e) => crate::events::config_failed(e),
+    }
+    result
 }
 
 /// [`load_with`] resolving names from `/etc/hosts`, `/etc/services` and the system resolver,

@@ -20,6 +20,7 @@
 pub mod cli;
 pub mod config_file;
 pub mod error;
+pub mod events;
 pub mod format;
 pub mod iptables;
 pub mod ipvsadm;

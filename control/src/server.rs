@@ -35,6 +35,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::error::CtlError;
+use crate::events;
 use crate::ipvsadm::{DaemonRole, DaemonSpec, IpvsCommand};
 use crate::model::{AddrConfig, Config, ConfigCommand, FwdMethod, ServerId, ServiceKey};
 use crate::proto::{
@@ -185,15 +186,20 @@ impl<B: Backend> Controller<B> {
         for (i, c) in cmds.iter().enumerate() {
             supported(c)
                 .and_then(|()| next.apply(c))
-                .map_err(|error| TransactionError {
-                    index: Some(i),
-                    error,
+                .map_err(|error| {
+                    events::refused(c, &error);
+                    TransactionError {
+                        index: Some(i),
+                        error,
+                    }
                 })?;
         }
-        self.backend
-            .publish(&next)
-            .map_err(|error| TransactionError { index: None, error })?;
+        self.backend.publish(&next).map_err(|error| {
+            events::publish_failed(&error);
+            TransactionError { index: None, error }
+        })?;
         self.config = next;
+        events::applied_all(cmds);
         Ok(())
     }
 
@@ -210,13 +216,27 @@ impl<B: Backend> Controller<B> {
         }
         let failed = results.iter().any(Result::is_err);
         let changed = results.iter().any(Result::is_ok);
+        for (c, r) in cmds.iter().zip(&results) {
+            if let Err(e) = r {
+                events::refused(c, e);
+            }
+        }
         if (atomic && failed) || !changed {
             return Ok(Reply::Batch(results));
         }
         match self.backend.publish(&next) {
-            Ok(()) => self.config = next,
-            Err(e) if atomic => return Err(e),
+            Ok(()) => {
+                self.config = next;
+                for (c, _) in cmds.iter().zip(&results).filter(|(_, r)| r.is_ok()) {
+                    events::applied(c);
+                }
+            }
+            Err(e) if atomic => {
+                events::publish_failed(&e);
+                return Err(e);
+            }
             Err(e) => {
+                events::publish_failed(&e);
                 for r in results.iter_mut().filter(|r| r.is_ok()) {
                     *r = Err(e.clone());
                 }
@@ -348,7 +368,12 @@ impl<B: Backend> Controller<B> {
     }
 
     fn ipvs(&mut self, cmd: &IpvsCommand) -> Result<Reply, CtlError> {
-        cmd.validate()?;
+        if let Err(e) = cmd.validate() {
+            if let Some(cc) = cmd.config_command() {
+                events::refused(&cc, &e);
+            }
+            return Err(e);
+        }
         if let Some(cc) = cmd.config_command() {
             self.apply(std::slice::from_ref(&cc))?;
             return Ok(match self.vip_warning(&cc) {
@@ -425,11 +450,16 @@ impl<B: Backend> Controller<B> {
         let mut next = self.config.clone();
         let mut results: Vec<Result<(), CtlError>> = Vec::with_capacity(cmds.len());
         let mut changes: Vec<usize> = Vec::new();
+        let mut applied: Vec<ConfigCommand> = Vec::new();
         for (i, cmd) in cmds.iter().enumerate() {
             let r = cmd.validate().and_then(|()| match cmd.config_command() {
                 Some(cc) => {
-                    next.apply(&cc)?;
+                    if let Err(e) = next.apply(&cc) {
+                        events::refused(&cc, &e);
+                        return Err(e);
+                    }
                     changes.push(i);
+                    applied.push(cc);
                     Ok(())
                 }
                 None => match cmd {
@@ -448,8 +478,12 @@ impl<B: Backend> Controller<B> {
         }
         if !changes.is_empty() {
             match self.backend.publish(&next) {
-                Ok(()) => self.config = next,
+                Ok(()) => {
+                    self.config = next;
+                    events::applied_all(&applied);
+                }
                 Err(e) => {
+                    events::publish_failed(&e);
                     for i in changes {
                         results[i] = Err(e.clone());
                     }

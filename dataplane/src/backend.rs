@@ -58,6 +58,7 @@ impl DirectorBackend {
     fn dump(&self) -> Vec<ConnRow> {
         let mut out = Vec::new();
         for mb in &self.path.shared.mailboxes {
+            let _exchange = mb.exchange();
             while mb.replies.pop().is_some() {}
             let mut start = 0u32;
             loop {

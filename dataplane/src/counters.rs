@@ -272,6 +272,18 @@ pub struct WorkerCounters {
     pub handoff_in: u64,
     /// Hand-offs lost because the owner's ring was full.
     pub handoff_dropped: u64,
+    /// Drops by reason per port (indexed by the port id the packet arrived on, or the
+    /// egress port for transmit-side drops); `drops` is their sum over ports.
+    pub port_drops: Vec<[u64; DropReason::COUNT]>,
+    /// TSC cycles of poll-loop iterations that handled at least one packet.
+    pub busy_cycles: u64,
+    /// TSC cycles since the worker started polling.
+    pub poll_cycles: u64,
+    /// Entries in the worker's connection table (connections and templates), filled in
+    /// when the worker answers a counters request.
+    pub conn_entries: u64,
+    /// Capacity of the worker's connection table, filled in likewise.
+    pub conn_capacity: u64,
 }
 
 impl WorkerCounters {
@@ -292,6 +304,11 @@ impl WorkerCounters {
             handoff_out: 0,
             handoff_in: 0,
             handoff_dropped: 0,
+            port_drops: vec![[0; DropReason::COUNT]; ports],
+            busy_cycles: 0,
+            poll_cycles: 0,
+            conn_entries: 0,
+            conn_capacity: 0,
         }
     }
 
@@ -299,6 +316,15 @@ impl WorkerCounters {
     #[inline]
     pub fn drop(&mut self, r: DropReason) {
         if let Some(c) = self.drops.get_mut(r as usize) {
+            *c += 1;
+        }
+    }
+
+    /// Counts a drop of a packet that arrived on (or was to leave by) `port`. Slow path only.
+    #[inline]
+    pub fn drop_at(&mut self, port: u16, r: DropReason) {
+        self.drop(r);
+        if let Some(c) = self.port_drops.get_mut(port as usize).and_then(|p| p.get_mut(r as usize)) {
             *c += 1;
         }
     }
@@ -319,6 +345,12 @@ impl WorkerCounters {
         self.handoff_out = o.handoff_out;
         self.handoff_in = o.handoff_in;
         self.handoff_dropped = o.handoff_dropped;
+        let n = self.port_drops.len().min(o.port_drops.len());
+        self.port_drops[..n].copy_from_slice(&o.port_drops[..n]);
+        self.busy_cycles = o.busy_cycles;
+        self.poll_cycles = o.poll_cycles;
+        self.conn_entries = o.conn_entries;
+        self.conn_capacity = o.conn_capacity;
     }
 
     /// Adds another worker's counters.
@@ -345,6 +377,15 @@ impl WorkerCounters {
         self.handoff_out += o.handoff_out;
         self.handoff_in += o.handoff_in;
         self.handoff_dropped += o.handoff_dropped;
+        for (a, b) in self.port_drops.iter_mut().zip(o.port_drops.iter()) {
+            for (x, y) in a.iter_mut().zip(b.iter()) {
+                *x += y;
+            }
+        }
+        self.busy_cycles += o.busy_cycles;
+        self.poll_cycles += o.poll_cycles;
+        self.conn_entries += o.conn_entries;
+        self.conn_capacity += o.conn_capacity;
     }
 }
 

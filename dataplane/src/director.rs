@@ -328,7 +328,7 @@ impl SlowPath {
                 Ok(s) => {
                     self.shared.published.publish(s);
                 }
-                Err(e) => eprintln!("director: republishing after a neighbour change failed: {e}"),
+                Err(e) => log::error!("republishing after a neighbour change failed: {e}"),
             }
         }
     }
@@ -353,6 +353,7 @@ impl SlowPath {
         };
         let mut total = WorkerCounters::sized(ports, servers, marks);
         let mut each: Vec<Option<WorkerCounters>> = vec![None; self.shared.mailboxes.len()];
+        let _exchange: Vec<_> = self.shared.mailboxes.iter().map(|mb| mb.exchange()).collect();
         let mut waiting = 0;
         for mb in &self.shared.mailboxes {
             while mb.replies.pop().is_some() {}
@@ -391,6 +392,7 @@ pub struct Director {
     threads: Vec<JoinHandle<()>>,
     socket: PathBuf,
     conn_capacity: usize,
+    sync: crate::sync::SyncCounters,
     _pool: Arc<Mempool>,
 }
 
@@ -509,8 +511,9 @@ impl Director {
             kernel_addrs: leg.clone().map(|l| Arc::new(crate::kernel::addrsync::KernelAddrs::new(l))),
             leg: leg.clone(),
         };
+        let sync_counters = crate::sync::SyncCounters::new(sync_ports, sync_shared);
         let backend = crate::backend::DirectorBackend::new(path.clone(), ports.clone(), opts.conn_capacity)
-            .with_sync(crate::sync::SyncDaemons::new(sync_ports, sync_shared, shared.clone()));
+            .with_sync(crate::sync::SyncDaemons::new(sync_counters.clone(), shared.clone()));
         let controller = Arc::new(Mutex::new(control::server::Controller::new(backend, opts.max_servers)));
         // The address sync learns the interfaces' indexes first, so that the configuration
         // file's addresses are written into them as it is applied.
@@ -524,28 +527,24 @@ impl Director {
         // The configuration file is applied and published before any slow-path thread or
         // worker runs, so the first packet already sees it; a bad file stops the start-up.
         if let Some(file) = &opts.config {
-            let n = control::config_file::load(&mut control::server::lock(&controller), file)
+            // Loading logs one line per command and the outcome (control::events).
+            control::config_file::load(&mut control::server::lock(&controller), file)
                 .map_err(|e| anyhow::anyhow!("configuration file {}", e.message))?;
-            eprintln!("director: {} command(s) loaded from {}", n, file.display());
         }
         let mut threads = Vec::new();
-        if let Some(service) = service {
+        // The kernel leg's two slow-path threads, until the stop flag.
+        let spawn_until_stop = |name: &str, f: Box<dyn FnOnce(&AtomicBool) + Send>| {
             let stop = shared.stop.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name("kernel-leg".into())
-                    .spawn(move || service.run(&stop))
-                    .context("spawning the kernel-leg thread")?,
-            );
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || f(&stop))
+                .with_context(|| format!("spawning the {name} thread"))
+        };
+        if let Some(service) = service {
+            threads.push(spawn_until_stop("kernel-leg", Box::new(move |stop| service.run(stop)))?);
         }
         if let Some(sync) = addr_sync {
-            let stop = shared.stop.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name("addr-sync".into())
-                    .spawn(move || sync.run(&stop))
-                    .context("spawning the address-sync thread")?,
-            );
+            threads.push(spawn_until_stop("addr-sync", Box::new(move |stop| sync.run(stop)))?);
         }
         {
             let path = path.clone();
@@ -572,7 +571,7 @@ impl Director {
                     .spawn(move || {
                         r2.store(true, Ordering::SeqCst);
                         if let Err(e) = control::server::serve_shared(&socket, controller, stop.clone()) {
-                            eprintln!("director: control socket {}: {e}", socket.display());
+                            log::error!("control socket {}: {e}", socket.display());
                             stop.store(true, Ordering::SeqCst);
                         }
                     })
@@ -587,6 +586,7 @@ impl Director {
             threads,
             socket: opts.socket,
             conn_capacity: opts.conn_capacity,
+            sync: sync_counters,
             _pool: pool,
         })
     }
@@ -611,6 +611,21 @@ impl Director {
         self.conn_capacity
     }
 
+    /// The slow-path handles (for observers: metrics, telemetry).
+    pub fn slow_path(&self) -> &SlowPath {
+        &self.path
+    }
+
+    /// The connection-sync counters (for the metrics).
+    pub fn sync_counters(&self) -> &crate::sync::SyncCounters {
+        &self.sync
+    }
+
+    /// The EAL lcore of each worker, in worker order.
+    pub fn lcores(&self) -> &[u32] {
+        &self.lcores
+    }
+
     /// Runs worker 0 on this (main) lcore and the others on their lcores until the stop flag
     /// is set; then stops threads and ports.
     pub fn run_until_stopped(mut self, eal: &Eal) {
@@ -622,7 +637,7 @@ impl Director {
                 w.run();
                 0
             }) {
-                eprintln!("director: cannot start worker on lcore {lcore}: {e}");
+                log::error!("cannot start worker on lcore {lcore}: {e}");
                 self.path.shared.stop.store(true, Ordering::SeqCst);
             }
         }

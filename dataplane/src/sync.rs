@@ -25,6 +25,11 @@
 //!   the group there — the kernel's `make_send_sock` / `make_receive_sock`.
 //! - Each daemon thread polls its stop flag and the director's stop flag at least every
 //!   100 ms; [`SyncDaemons`] stops and joins them on `--stop-daemon` and when dropped.
+//! - Events are logged one line each through the `log` facade (target `sync`), never by a
+//!   worker: a daemon started, refused or stopped (control thread); per daemon run, the first
+//!   message sent or received, the first send failure and the first rejected message of each
+//!   reason (daemon threads; later ones are only counted). [`SyncCounters`] reads every
+//!   counter from any thread (`lbadm sync show`, the `director_sync_*` metrics).
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,6 +49,9 @@ use control::sync_proto::{
 
 use crate::snapshot::Published;
 use crate::steer::Steering;
+
+/// Log target of connection-sync events.
+pub const LOG_TARGET: &str = "sync";
 
 /// Slots of each worker's outgoing queue (records waiting for the master thread).
 pub const OUT_QUEUE: usize = 16384;
@@ -290,6 +298,74 @@ fn skip_index(name: &str) -> usize {
     }
 }
 
+fn role_name(r: DaemonRole) -> &'static str {
+    match r {
+        DaemonRole::Master => "master",
+        DaemonRole::Backup => "backup",
+    }
+}
+
+/// Every drop reason [`SyncCounters::totals`] reports, in its order.
+pub fn drop_reasons() -> Vec<String> {
+    let mut v: Vec<String> = vec!["ring_full".into(), "send_error".into(), "msg_too_long".into()];
+    v.extend(DecodeError::NAMES.iter().map(|n| format!("msg_{n}")));
+    v.extend(ENTRY_SKIP_NAMES.iter().map(|n| n.to_string()));
+    v.push("install_queue_full".into());
+    v.extend(InstallDrop::ALL.iter().map(|r| r.name().to_string()));
+    v
+}
+
+/// Every counter of connection sync, readable from any thread (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct SyncCounters {
+    ports: Vec<Arc<SyncPort>>,
+    stats: Arc<DaemonStats>,
+    shared: Arc<SyncShared>,
+}
+
+impl SyncCounters {
+    /// The counters of the workers' `ports` and of the daemon threads.
+    pub fn new(ports: Vec<Arc<SyncPort>>, shared: Arc<SyncShared>) -> SyncCounters {
+        SyncCounters { ports, stats: Arc::new(DaemonStats::default()), shared }
+    }
+
+    /// Which roles run: (master, backup).
+    pub fn running(&self) -> (bool, bool) {
+        (self.shared.master.load(Ordering::Relaxed), self.shared.backup.load(Ordering::Relaxed))
+    }
+
+    /// Totals over workers and daemons, with every reason of [`drop_reasons`] in its order
+    /// (zeros included); `daemons` is empty.
+    pub fn totals(&self) -> SyncStatus {
+        let s = &self.stats;
+        let (mut queued, mut applied, mut ring_full, mut install) = (0, 0, 0, [0u64; InstallDrop::COUNT]);
+        for p in &self.ports {
+            queued += p.stats.queued.get();
+            applied += p.stats.applied.get();
+            ring_full += p.stats.ring_full.get();
+            for (a, c) in install.iter_mut().zip(&p.stats.install_drops) {
+                *a += c.get();
+            }
+        }
+        let mut values = vec![ring_full, s.send_errors.get(), s.msg_too_long.get()];
+        values.extend(s.msg_drops.iter().map(Counter::get));
+        values.extend(s.entry_skips.iter().map(Counter::get));
+        values.push(s.install_queue_full.get());
+        values.extend(install);
+        SyncStatus {
+            daemons: Vec::new(),
+            entries_queued: queued,
+            entries_sent: s.entries_sent.get(),
+            messages_sent: s.messages_sent.get(),
+            bytes_sent: s.bytes_sent.get(),
+            messages_received: s.messages_received.get(),
+            entries_received: s.entries_received.get(),
+            entries_applied: applied,
+            drops: drop_reasons().into_iter().zip(values).collect(),
+        }
+    }
+}
+
 /// Parameters of a running daemon, as `-L --daemon` reports them.
 fn info(spec: &DaemonSpec, maxlen: u16) -> DaemonInfo {
     DaemonInfo {
@@ -385,13 +461,24 @@ pub fn master_loop(
 ) {
     let mut b = MessageBuilder::new(syncid, maxlen);
     let mut first = Instant::now();
+    // One log line for the first message sent and one for the first failure of this run.
+    let (logged_sent, logged_error) = (std::cell::Cell::new(false), std::cell::Cell::new(false));
     let send = |b: &MessageBuilder| match sock.send(b.bytes()) {
         Ok(n) => {
             stats.messages_sent.add(1);
             stats.entries_sent.add(b.count() as u64);
             stats.bytes_sent.add(n as u64);
+            if !logged_sent.replace(true) {
+                let to = sock.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+                log::info!(target: LOG_TARGET, "master: first sync message sent to {to} ({} entries, syncid {syncid})", b.count());
+            }
         }
-        Err(_) => stats.send_errors.add(1),
+        Err(e) => {
+            stats.send_errors.add(1);
+            if !logged_error.replace(true) {
+                log::warn!(target: LOG_TARGET, "master: sending a sync message failed: {e} (further failures are counted as send_error)");
+            }
+        }
     };
     loop {
         let stopping = stop.load(Ordering::Relaxed) || global_stop.load(Ordering::Relaxed);
@@ -426,6 +513,16 @@ pub fn master_loop(
     }
 }
 
+/// What became of one received datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// Accepted, with this many entries (some may have been skipped and counted).
+    Accepted(usize),
+    /// Rejected whole: index and name of the reason (`msg_too_long` is
+    /// `DecodeError::NAMES.len()`).
+    Rejected(usize, &'static str),
+}
+
 /// Handles one received datagram as a backup: decode, filter, convert, steer.
 pub fn backup_receive(
     buf: &[u8],
@@ -434,17 +531,17 @@ pub fn backup_receive(
     ports: &[Arc<SyncPort>],
     steering: &Steering,
     stats: &DaemonStats,
-) {
+) -> Received {
     stats.messages_received.add(1);
     if buf.len() > usize::from(maxlen) {
         stats.msg_too_long.add(1);
-        return;
+        return Received::Rejected(DecodeError::NAMES.len(), "too_long");
     }
     let msg = match sync_proto::decode_filtered(buf, syncid) {
         Ok(m) => m,
         Err(e) => {
             stats.msg_drops[e.index()].add(1);
-            return;
+            return Received::Rejected(e.index(), e.name());
         }
     };
     stats.entries_received.add(msg.entries.len() as u64);
@@ -468,6 +565,7 @@ pub fn backup_receive(
             _ => stats.install_queue_full.add(1),
         }
     }
+    Received::Accepted(msg.entries.len())
 }
 
 /// Receives until `stop` or `global_stop`, steering by the current snapshot's client mask.
@@ -486,9 +584,12 @@ fn backup_loop(
     let mut generation = u64::MAX;
     // One byte more than the longest datagram: a longer one is noticed, not truncated.
     let mut buf = vec![0u8; 65536];
+    // One log line for the first accepted message and for the first rejected message of
+    // each reason in this run (bit i: reason index i).
+    let (mut logged_accepted, mut logged_rejected) = (false, 0u32);
     while !stop.load(Ordering::Relaxed) && !global_stop.load(Ordering::Relaxed) {
-        let n = match sock.recv(&mut buf) {
-            Ok(n) => n,
+        let (n, from) = match sock.recv_from(&mut buf) {
+            Ok(x) => x,
             Err(_) => continue,
         };
         let g = published.generation();
@@ -496,7 +597,20 @@ fn backup_loop(
             generation = g;
             steering.set_mask(published.load().steer_mask);
         }
-        backup_receive(&buf[..n], maxlen, syncid, ports, &steering, stats);
+        match backup_receive(&buf[..n], maxlen, syncid, ports, &steering, stats) {
+            Received::Accepted(entries) if !logged_accepted => {
+                logged_accepted = true;
+                log::info!(target: LOG_TARGET, "backup: first sync message received from {from} ({entries} entries)");
+            }
+            Received::Rejected(i, why) if logged_rejected & (1 << i) == 0 => {
+                logged_rejected |= 1 << i;
+                log::warn!(
+                    target: LOG_TARGET,
+                    "backup: sync message of {n} bytes from {from} dropped: {why} (further ones are counted as msg_{why})"
+                );
+            }
+            _ => {}
+        }
     }
 }
 
@@ -517,23 +631,50 @@ impl Running {
 
 /// The master and backup daemons of a director (owned by the control backend).
 pub struct SyncDaemons {
-    ports: Vec<Arc<SyncPort>>,
-    shared: Arc<SyncShared>,
+    counters: SyncCounters,
     published: Arc<crate::worker::Shared>,
-    stats: Arc<DaemonStats>,
     master: Option<Running>,
     backup: Option<Running>,
 }
 
 impl SyncDaemons {
-    /// Daemons over the workers' `ports` (index = worker), stopping with the director.
-    pub fn new(ports: Vec<Arc<SyncPort>>, shared: Arc<SyncShared>, workers: Arc<crate::worker::Shared>) -> SyncDaemons {
-        SyncDaemons { ports, shared, published: workers, stats: Arc::new(DaemonStats::default()), master: None, backup: None }
+    /// Daemons over the workers' ports (`counters`, index = worker), stopping with the
+    /// director.
+    pub fn new(counters: SyncCounters, workers: Arc<crate::worker::Shared>) -> SyncDaemons {
+        SyncDaemons { counters, published: workers, master: None, backup: None }
+    }
+
+    /// `--start-daemon`, logged: one line when the daemon starts, one when it is refused.
+    pub fn start(&mut self, spec: &DaemonSpec) -> Result<(), CtlError> {
+        let r = self.start_inner(spec);
+        let role = role_name(spec.role);
+        match (&r, self.info(spec.role)) {
+            (Ok(()), Some(d)) => log::info!(
+                target: LOG_TARGET,
+                "{role} sync daemon started on {} (syncid {}, maxlen {}, group {}:{}, ttl {})",
+                d.mcast_interface,
+                d.syncid,
+                d.sync_maxlen,
+                d.mcast_group,
+                d.mcast_port,
+                d.mcast_ttl
+            ),
+            (Err(e), _) => log::warn!(target: LOG_TARGET, "{role} sync daemon on {} not started: {}", spec.mcast_interface, e.message),
+            _ => {}
+        }
+        r
+    }
+
+    fn info(&self, role: DaemonRole) -> Option<&DaemonInfo> {
+        match role {
+            DaemonRole::Master => self.master.as_ref().map(|r| &r.info),
+            DaemonRole::Backup => self.backup.as_ref().map(|r| &r.info),
+        }
     }
 
     /// `--start-daemon`: "Daemon has already run" if the role runs, "No such device" for an
     /// unknown interface, else the socket is set up and the thread started.
-    pub fn start(&mut self, spec: &DaemonSpec) -> Result<(), CtlError> {
+    fn start_inner(&mut self, spec: &DaemonSpec) -> Result<(), CtlError> {
         let running = match spec.role {
             DaemonRole::Master => self.master.is_some(),
             DaemonRole::Backup => self.backup.is_some(),
@@ -546,7 +687,7 @@ impl SyncDaemons {
         let d = info(spec, maxlen);
         let stop = Arc::new(AtomicBool::new(false));
         let (ports, stats, st, global) =
-            (self.ports.clone(), self.stats.clone(), stop.clone(), self.published.stop.clone());
+            (self.counters.ports.clone(), self.counters.stats.clone(), stop.clone(), self.published.stop.clone());
         let thread = match spec.role {
             DaemonRole::Master => {
                 let sock = send_socket(&spec.mcast_interface, addr, &d)?;
@@ -568,11 +709,11 @@ impl SyncDaemons {
         match spec.role {
             DaemonRole::Master => {
                 self.master = r;
-                self.shared.master.store(true, Ordering::SeqCst);
+                self.counters.shared.master.store(true, Ordering::SeqCst);
             }
             DaemonRole::Backup => {
                 self.backup = r;
-                self.shared.backup.store(true, Ordering::SeqCst);
+                self.counters.shared.backup.store(true, Ordering::SeqCst);
             }
         }
         Ok(())
@@ -586,57 +727,36 @@ impl SyncDaemons {
         };
         let mut r = slot.take().ok_or_else(CtlError::no_daemon)?;
         match role {
-            DaemonRole::Master => self.shared.master.store(false, Ordering::SeqCst),
-            DaemonRole::Backup => self.shared.backup.store(false, Ordering::SeqCst),
+            DaemonRole::Master => self.counters.shared.master.store(false, Ordering::SeqCst),
+            DaemonRole::Backup => self.counters.shared.backup.store(false, Ordering::SeqCst),
         }
         r.halt();
+        let t = self.counters.totals();
+        match role {
+            DaemonRole::Master => log::info!(
+                target: LOG_TARGET,
+                "master sync daemon on {} stopped ({} entries sent in {} messages since the director started)",
+                r.info.mcast_interface,
+                t.entries_sent,
+                t.messages_sent
+            ),
+            DaemonRole::Backup => log::info!(
+                target: LOG_TARGET,
+                "backup sync daemon on {} stopped ({} messages received, {} entries applied since the director started)",
+                r.info.mcast_interface,
+                t.messages_received,
+                t.entries_applied
+            ),
+        }
         Ok(())
     }
 
-    /// Daemons and counters.
+    /// Daemons and counters (only the drop reasons that counted something).
     pub fn status(&self) -> SyncStatus {
-        let s = &self.stats;
-        let mut drops: Vec<(String, u64)> = Vec::new();
-        let mut add = |name: &str, v: u64| {
-            if v > 0 {
-                drops.push((name.to_string(), v));
-            }
-        };
-        let mut queued = 0;
-        let mut applied = 0;
-        let (mut ring_full, mut install) = (0, [0u64; InstallDrop::COUNT]);
-        for p in &self.ports {
-            queued += p.stats.queued.get();
-            applied += p.stats.applied.get();
-            ring_full += p.stats.ring_full.get();
-            for (a, c) in install.iter_mut().zip(&p.stats.install_drops) {
-                *a += c.get();
-            }
-        }
-        add("ring_full", ring_full);
-        add("send_error", s.send_errors.get());
-        add("msg_too_long", s.msg_too_long.get());
-        for (name, c) in DecodeError::NAMES.iter().zip(&s.msg_drops) {
-            add(&format!("msg_{name}"), c.get());
-        }
-        for (name, c) in ENTRY_SKIP_NAMES.iter().zip(&s.entry_skips) {
-            add(name, c.get());
-        }
-        add("install_queue_full", s.install_queue_full.get());
-        for (r, v) in InstallDrop::ALL.iter().zip(install) {
-            add(r.name(), v);
-        }
-        SyncStatus {
-            daemons: self.master.iter().chain(self.backup.iter()).map(|r| r.info.clone()).collect(),
-            entries_queued: queued,
-            entries_sent: s.entries_sent.get(),
-            messages_sent: s.messages_sent.get(),
-            bytes_sent: s.bytes_sent.get(),
-            messages_received: s.messages_received.get(),
-            entries_received: s.entries_received.get(),
-            entries_applied: applied,
-            drops,
-        }
+        let mut t = self.counters.totals();
+        t.drops.retain(|(_, v)| *v > 0);
+        t.daemons = self.master.iter().chain(self.backup.iter()).map(|r| r.info.clone()).collect();
+        t
     }
 }
 
@@ -705,11 +825,12 @@ mod tests {
         let shared = Arc::new(SyncShared::default());
         let ports: Vec<Arc<SyncPort>> = (0..2).map(|_| Arc::new(SyncPort::with_capacity(shared.clone(), 4, 3))).collect();
         let steering = Steering::new(2, 128);
-        let stats = DaemonStats::default();
+        let counters = SyncCounters::new(ports.clone(), shared);
+        let stats = &*counters.stats;
         let recs: Vec<SyncRecord> = (0..8).map(rec).collect();
         let conns: Vec<SyncConn> = recs.iter().map(SyncRecord::to_conn).collect();
         let msg = sync_proto::encode_all(3, 1472, &conns).remove(0);
-        backup_receive(&msg, 1472, 0, &ports, &steering, &stats);
+        assert_eq!(backup_receive(&msg, 1472, 0, &ports, &steering, stats), Received::Accepted(8));
         // Every record lands at its owner, in order; a full queue (3 slots) counts the rest.
         let mut delivered = 0;
         for (w, p) in ports.iter().enumerate() {
@@ -722,12 +843,20 @@ mod tests {
         assert_eq!(delivered as u64 + stats.install_queue_full.get(), 8);
         assert_eq!((stats.messages_received.get(), stats.entries_received.get()), (1, 8));
         // Filtered, malformed and oversize messages are counted by reason.
-        backup_receive(&msg, 1472, 4, &ports, &steering, &stats);
-        backup_receive(&msg[..msg.len() - 1], 1472, 0, &ports, &steering, &stats);
-        backup_receive(&msg, 100, 0, &ports, &steering, &stats);
-        assert_eq!(stats.msg_drops[DecodeError::ForeignSyncid { syncid: 0 }.index()].get(), 1);
+        let foreign = DecodeError::ForeignSyncid { syncid: 0 }.index();
+        assert_eq!(backup_receive(&msg, 1472, 4, &ports, &steering, stats), Received::Rejected(foreign, "foreign_syncid"));
+        assert!(matches!(backup_receive(&msg[..msg.len() - 1], 1472, 0, &ports, &steering, stats), Received::Rejected(_, "size")));
+        assert_eq!(backup_receive(&msg, 100, 0, &ports, &steering, stats), Received::Rejected(DecodeError::NAMES.len(), "too_long"));
+        assert_eq!(stats.msg_drops[foreign].get(), 1);
         assert_eq!(stats.msg_drops[DecodeError::Size { size: 0, len: 0 }.index()].get(), 1);
         assert_eq!(stats.msg_too_long.get(), 1);
+        // The totals (lbadm sync show, metrics) name every reason once, in drop_reasons order.
+        let t = counters.totals();
+        assert_eq!(t.drops.iter().map(|(r, _)| r.clone()).collect::<Vec<_>>(), drop_reasons());
+        let get = |name: &str| t.drops.iter().find(|(r, _)| r == name).map(|(_, v)| *v);
+        assert_eq!((get("msg_foreign_syncid"), get("msg_size"), get("msg_too_long")), (Some(1), Some(1), Some(1)));
+        assert_eq!(get("install_queue_full"), Some(stats.install_queue_full.get()));
+        assert_eq!((t.messages_received, t.entries_received), (4, 8));
     }
 
     #[test]

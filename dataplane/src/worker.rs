@@ -106,12 +106,21 @@ pub struct Mailbox {
     pub requests: ArrayQueue<WorkerRequest>,
     /// Worker → control.
     pub replies: ArrayQueue<WorkerReply>,
+    /// Held by a slow-path thread (control, metrics, telemetry) for a whole request/reply
+    /// exchange, so that two askers never take each other's replies. Workers never lock it;
+    /// askers lock mailboxes in index order.
+    pub exchange: std::sync::Mutex<()>,
 }
 
 impl Mailbox {
     /// A mailbox with room for `n` requests and replies.
     pub fn new(n: usize) -> Self {
-        Mailbox { requests: ArrayQueue::new(n), replies: ArrayQueue::new(n) }
+        Mailbox { requests: ArrayQueue::new(n), replies: ArrayQueue::new(n), exchange: std::sync::Mutex::new(()) }
+    }
+
+    /// Locks the mailbox for one exchange (poisoning ignored: the lock guards no data).
+    pub fn exchange(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.exchange.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -202,6 +211,9 @@ impl Worker {
         let mut out: Vec<MbufBatch<BURST>> = (0..workers).map(|_| MbufBatch::new()).collect();
         let tsc0 = tsc();
         let mut generation = u64::MAX;
+        // Busy accounting (metrics): the previous iteration's cycles count as busy when it
+        // handled a packet; one TSC read per iteration, shared with the engine clock.
+        let (mut last, mut worked) = (tsc0, false);
         while !self.shared.stop.load(Ordering::Relaxed) {
             let g = self.shared.published.generation();
             if g != generation {
@@ -209,7 +221,16 @@ impl Worker {
                 self.engine.set_snapshot(self.shared.published.load());
                 self.steering.set_mask(self.engine.snapshot().steer_mask);
             }
-            let now = ((tsc() - tsc0) / self.tsc_per_tick) as u32;
+            let t = tsc();
+            {
+                let c = self.engine.counters_mut();
+                c.poll_cycles = t - tsc0;
+                if worked {
+                    c.busy_cycles += t - last;
+                }
+                last = t;
+            }
+            let now = ((t - tsc0) / self.tsc_per_tick) as u32;
             let mut work = 0;
             for pi in 0..self.ports.len() {
                 let port = self.ports[pi];
@@ -269,7 +290,7 @@ impl Worker {
                         let port = m.port() as usize;
                         match sink.tx.get_mut(port).map(|b| b.push(m)) {
                             Some(Ok(())) => {}
-                            _ => self.engine.count_drop(DropReason::TxFull),
+                            _ => self.engine.count_drop_at(port as u16, DropReason::TxFull),
                         }
                     }
                     self.flush(&mut sink);
@@ -279,6 +300,7 @@ impl Worker {
             // Connection sync: which daemons run, and entries received for this worker.
             self.engine.sync_poll(now);
             self.engine.expire(now, EXPIRE_BUDGET);
+            worked = work > 0;
             if work == 0 && !self.idle_sleep.is_zero() {
                 std::thread::sleep(self.idle_sleep);
             }
@@ -316,8 +338,8 @@ impl Worker {
             if let Some(r) = self.shared.to_host.get(self.index as usize) {
                 r.enqueue(&mut sink.host);
             }
-            for _ in sink.host.drain() {
-                self.engine.count_drop(DropReason::HostQueueFull);
+            for m in sink.host.drain() {
+                self.engine.count_drop_at(m.port(), DropReason::HostQueueFull);
             }
         }
         let queue = self.index;
@@ -332,7 +354,7 @@ impl Worker {
             if refused > 0 {
                 b.clear();
                 for _ in 0..refused {
-                    self.engine.count_drop(DropReason::TxFull);
+                    self.engine.count_drop_at(id as u16, DropReason::TxFull);
                 }
             }
         }
@@ -350,7 +372,7 @@ impl Worker {
                     if let Some((port, m)) = self.build_tx(t) {
                         if let Some(b) = sink.tx.get_mut(port as usize) {
                             if b.push(m).is_err() {
-                                self.engine.count_drop(DropReason::TxFull);
+                                self.engine.count_drop_at(port, DropReason::TxFull);
                             }
                         }
                     }
@@ -363,6 +385,8 @@ impl Worker {
                 }
                 WorkerRequest::Counters(mut c) => {
                     c.copy_from(self.engine.counters());
+                    c.conn_entries = self.engine.conns().len() as u64;
+                    c.conn_capacity = self.engine.conns().capacity() as u64;
                     // The control side sizes the reply queue for its requests; if it is full
                     // the box is dropped here (slow path, rare) and the control side times out.
                     if let Some(mb) = self.shared.mailboxes.get(me) {
@@ -384,7 +408,7 @@ impl Worker {
         };
         let mac = self.engine.snapshot().port_mac(port)?;
         let Some(mut m) = self.pool.alloc() else {
-            self.engine.count_drop(DropReason::NoMbuf);
+            self.engine.count_drop_at(port, DropReason::NoMbuf);
             return None;
         };
         let buf = m.append(ARP_FRAME_LEN)?;
@@ -419,7 +443,7 @@ pub fn process_burst(engine: &mut Engine, rx: &mut MbufBatch<BURST>, in_port: Op
 #[inline(always)]
 fn handle(engine: &mut Engine, mut m: Mbuf, in_port: u16, now: u32, p: &Prep, sink: &mut Sink) {
     if m.segments() != 1 {
-        engine.count_drop(DropReason::MultiSegment);
+        engine.count_drop_at(in_port, DropReason::MultiSegment);
         return;
     }
     let verdict = engine.process_prepared(m.data_mut(), in_port, now, p);
@@ -441,7 +465,7 @@ fn handle(engine: &mut Engine, mut m: Mbuf, in_port: u16, now: u32, p: &Prep, si
             // interface.
             m.set_port(in_port);
             if sink.host.push(m).is_err() {
-                engine.count_drop(DropReason::HostQueueFull);
+                engine.count_drop_at(in_port, DropReason::HostQueueFull);
             }
             return;
         }
@@ -453,7 +477,7 @@ fn handle(engine: &mut Engine, mut m: Mbuf, in_port: u16, now: u32, p: &Prep, si
     };
     if let Some(b) = sink.tx.get_mut(out as usize) {
         if b.push(m).is_err() {
-            engine.count_drop(DropReason::TxFull);
+            engine.count_drop_at(out, DropReason::TxFull);
         }
     }
 }
@@ -462,7 +486,7 @@ fn handle(engine: &mut Engine, mut m: Mbuf, in_port: u16, now: u32, p: &Prep, si
 #[cold]
 fn host_copy(engine: &mut Engine, len: usize, in_port: u16, sink: &mut Sink) {
     let Some(mut c) = sink.pool.as_ref().and_then(|p| p.alloc()) else {
-        engine.count_drop(DropReason::NoMbuf);
+        engine.count_drop_at(in_port, DropReason::NoMbuf);
         return;
     };
     match (c.append(len), engine.scratch().get(..len)) {
@@ -471,7 +495,7 @@ fn host_copy(engine: &mut Engine, len: usize, in_port: u16, sink: &mut Sink) {
     }
     c.set_port(in_port);
     if sink.host.push(c).is_err() {
-        engine.count_drop(DropReason::HostQueueFull);
+        engine.count_drop_at(in_port, DropReason::HostQueueFull);
     }
 }
 

@@ -22,6 +22,8 @@
 #include <rte_bus_vdev.h>
 #include <rte_version.h>
 #include <rte_log.h>
+#include <rte_pdump.h>
+#include <rte_telemetry.h>
 
 /* Thread-local values. */
 int shim_rte_errno(void);

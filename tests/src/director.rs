@@ -108,6 +108,30 @@ pub fn eal_memory_args(unique: &str) -> Vec<String> {
     v
 }
 
+/// EAL memory arguments that keep DPDK's shared runtime files, so that secondary processes
+/// (`dpdk-dumpcap`, `dpdk-pdump`) can attach: `--file-prefix <unique> -m 256` on hugepages
+/// (no `--in-memory`, no `--no-shconf`). A `--no-huge` primary publishes no hugepage
+/// information, so secondaries cannot attach to it: without hugepages this returns `None`.
+/// The hugepage files DPDK leaves (`<hugetlbfs>/<unique>map_*`) are removed by
+/// [`DirectorProcess`] on drop.
+pub fn eal_memory_args_shared(unique: &str) -> Option<Vec<String>> {
+    let huge = match std::env::var("LBTEST_HUGEPAGES").as_deref() {
+        Ok("0") => false,
+        _ => hugepages_available(),
+    };
+    huge.then(|| vec!["--file-prefix".to_string(), unique.to_string(), "-m".into(), "256".into()])
+}
+
+/// The hugetlbfs mount point, if any.
+fn hugetlbfs_mount() -> Option<PathBuf> {
+    std::fs::read_to_string("/proc/mounts").ok().and_then(|m| {
+        m.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f.get(2) == Some(&"hugetlbfs"))
+            .and_then(|f| f.get(1).map(PathBuf::from))
+    })
+}
+
 /// The full EAL argument list for a director with net_af_packet ports on `ifaces`:
 /// `-l 0 --no-pci --log-level 4 <memory> --vdev net_af_packet0,iface=<ifaces[0]> …`.
 pub fn eal_args(unique: &str, ifaces: &[&str]) -> Vec<String> {
@@ -178,6 +202,10 @@ pub struct DirectorOptions {
     pub conn_capacity: Option<u64>,
     /// More application arguments (after `--`), appended last.
     pub extra_args: Vec<String>,
+    /// Keep DPDK's shared runtime files ([`eal_memory_args_shared`]) so capture tools can
+    /// attach; needs hugepages (the start panics without them: check
+    /// [`hugepages_available`] first).
+    pub shared_files: bool,
 }
 
 /// A running `director` under test. See the module documentation.
@@ -234,10 +262,21 @@ impl DirectorProcess {
 
         let mut args: Vec<String> = vec!["netns".into(), "exec".into(), ns.name().into()];
         args.push(bin.to_string_lossy().into_owned());
-        match layout {
-            Some(l) => args.extend(eal_args_layout(&eal_prefix, ifaces, l)),
-            None => args.extend(eal_args(&eal_prefix, ifaces)),
+        let mut eal = match layout {
+            Some(l) => eal_args_layout(&eal_prefix, ifaces, l),
+            None => eal_args(&eal_prefix, ifaces),
+        };
+        if opts.shared_files {
+            let shared = eal_memory_args_shared(&eal_prefix)
+                .expect("shared_files needs hugepages (check hugepages_available() first)");
+            let memory = eal_memory_args(&eal_prefix);
+            let at = eal
+                .windows(memory.len())
+                .position(|w| w == memory.as_slice())
+                .expect("memory arguments in the EAL list");
+            eal.splice(at..at + memory.len(), shared);
         }
+        args.extend(eal);
         args.push("--".into());
         args.push("--socket".into());
         args.push(socket.to_string_lossy().into_owned());
@@ -302,6 +341,11 @@ impl DirectorProcess {
     /// The control socket's path.
     pub fn socket_path(&self) -> &Path {
         &self.socket
+    }
+
+    /// Its DPDK `--file-prefix` (for `dpdk-telemetry.py -f`, `dpdk-dumpcap --file-prefix`).
+    pub fn eal_prefix(&self) -> &str {
+        &self.eal_prefix
     }
 
     /// The namespace the director runs in.
@@ -447,6 +491,15 @@ impl Drop for DirectorProcess {
             );
         }
         let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.eal_prefix));
+        // Hugepage files of a director that kept its shared files (our unique prefix only).
+        if let Some(dir) = hugetlbfs_mount() {
+            let mine = format!("{}map_", self.eal_prefix);
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if e.file_name().to_string_lossy().starts_with(&mine) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
         let _ = std::fs::remove_file(&self.socket);
         // self.workdir (log, socket dir) is removed when it drops, after this.
         let _ = &self.workdir;

@@ -39,7 +39,7 @@ pub mod topo;
 pub mod util;
 
 pub use director::{
-    director_bin, eal_args, eal_args_layout, eal_memory_args, hugepages_available, lbadm_bin,
+    director_bin, eal_args, eal_args_layout, eal_memory_args, eal_memory_args_shared, hugepages_available, lbadm_bin,
     DirectorOptions, DirectorProcess, EalLayout,
 };
 pub use http::{curl_get, curl_post_file, HttpServer, UploadReply};

@@ -405,7 +405,7 @@ fn config_file_survives_restart() {
     let mut d = tb.start_director_with(&opts);
     assert!(
         d.log_text()
-            .contains(&format!("loaded from {}", first.display())),
+            .contains(&format!("configuration {} loaded", first.display())),
         "{}",
         d.log_text()
     );

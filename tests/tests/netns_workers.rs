@@ -93,6 +93,7 @@ impl Bed {
             &DirectorOptions {
                 conn_capacity: Some(65536),
                 extra_args: vec!["--idle-sleep-us".into(), IDLE_SLEEP_US.into()],
+                ..Default::default()
             },
             &EalLayout::workers(2),
         );

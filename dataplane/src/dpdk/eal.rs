@@ -162,3 +162,31 @@ pub fn tsc_hz() -> u64 {
     // SAFETY: reads a value computed during EAL init; returns 0 before it.
     unsafe { ffi::rte_get_tsc_hz() }
 }
+
+/// DPDK's version string, e.g. `DPDK 22.11.11`.
+pub fn version() -> String {
+    // SAFETY: rte_version returns a pointer to a static NUL-terminated string.
+    unsafe { std::ffi::CStr::from_ptr(ffi::rte_version()) }.to_string_lossy().into_owned()
+}
+
+/// Text printed after EAL's own usage when EAL is given `-h`/`--help` (the application's
+/// options), through `rte_set_application_usage_hook`. Call before [`Eal::init`]; the first
+/// text set stays.
+pub fn set_usage_text(text: String) {
+    static TEXT: std::sync::OnceLock<CString> = std::sync::OnceLock::new();
+    extern "C" fn hook(_prgname: *const c_char) {
+        if let Some(t) = TEXT.get() {
+            use std::io::Write;
+            // SAFETY: fflush(NULL) flushes every C stdio stream; EAL printed its usage with
+            // printf, which must come out before this text.
+            unsafe { libc::fflush(std::ptr::null_mut()) };
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(t.as_bytes());
+            let _ = out.flush();
+        }
+    }
+    let _ = TEXT.set(CString::new(text.replace('\0', "")).unwrap_or_default());
+    // SAFETY: `hook` has the rte_usage_hook_t signature and lives for the whole process;
+    // setting the hook before EAL init is what the API is for.
+    unsafe { ffi::rte_set_application_usage_hook(Some(hook)) };
+}

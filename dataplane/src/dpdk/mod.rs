@@ -15,12 +15,14 @@
 pub mod cpu;
 mod eal;
 mod mbuf;
+pub mod pdump;
 mod port;
 pub mod prof;
 mod ring;
+pub mod telemetry;
 pub mod vdev;
 
-pub use eal::{lcore_id, tsc, tsc_hz, Eal, EalError};
+pub use eal::{lcore_id, set_usage_text, tsc, tsc_hz, version, Eal, EalError};
 pub use mbuf::{Mbuf, MbufBatch, Mempool};
 pub use port::{LinkStatus, Port, PortConfig, PortStats};
 pub use ring::{port_from_rings, Ring};

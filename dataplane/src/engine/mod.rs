@@ -407,6 +407,12 @@ impl Engine {
         self.counters.drop(r);
     }
 
+    /// [`Engine::count_drop`] for a packet of `port` (arrival, or egress for TX drops).
+    #[inline]
+    pub fn count_drop_at(&mut self, port: u16, r: DropReason) {
+        self.counters.drop_at(port, r);
+    }
+
     /// Switches to a new configuration snapshot (between bursts). Scheduler state of services
     /// that still exist is kept and told about server-list changes.
     pub fn set_snapshot(&mut self, new: Arc<Snapshot>) {
@@ -669,55 +675,29 @@ impl Engine {
             v => v,
         };
         match v {
-            Verdict::Drop(r) | Verdict::Emit { reason: r, .. } => self.counters.drop(r),
+            Verdict::Drop(r) | Verdict::Emit { reason: r, .. } => self.counters.drop_at(in_port, r),
             _ => {}
         }
-        let pc = self.counters.ports.get_mut(in_port as usize);
-        match v {
-            Verdict::Drop(_) => {
-                if let Some(c) = pc {
-                    c.rx += 1;
-                    c.dropped += 1;
-                }
-            }
-            Verdict::Emit { .. } => {
-                if let Some(c) = pc {
-                    c.rx += 1;
+        if let Some(c) = self.counters.ports.get_mut(in_port as usize) {
+            c.rx += 1;
+            match v {
+                Verdict::Drop(_) => c.dropped += 1,
+                Verdict::Emit { .. } => {
                     c.dropped += 1;
                     c.replied += 1;
                 }
-            }
-            Verdict::Forward(out) => {
-                if let Some(c) = pc {
-                    c.rx += 1;
-                }
-                if let Some(c) = self.counters.ports.get_mut(out as usize) {
-                    c.forwarded += 1;
-                }
-            }
-            Verdict::Reply => {
-                if let Some(c) = pc {
-                    c.rx += 1;
-                    c.replied += 1;
-                }
-            }
-            Verdict::Consumed => {
-                if let Some(c) = pc {
-                    c.rx += 1;
-                }
-            }
-            Verdict::Host => {
-                if let Some(c) = pc {
-                    c.rx += 1;
-                    c.to_host += 1;
-                }
-            }
-            Verdict::ReplyAndHost { .. } => {
-                if let Some(c) = pc {
-                    c.rx += 1;
+                Verdict::Reply => c.replied += 1,
+                Verdict::Host => c.to_host += 1,
+                Verdict::ReplyAndHost { .. } => {
                     c.replied += 1;
                     c.to_host += 1;
                 }
+                Verdict::Forward(_) | Verdict::Consumed => {}
+            }
+        }
+        if let Verdict::Forward(out) = v {
+            if let Some(c) = self.counters.ports.get_mut(out as usize) {
+                c.forwarded += 1;
             }
         }
         v
@@ -786,7 +766,7 @@ impl Engine {
             let copy = host && frame.len() <= SCRATCH_LEN && {
                 let ok = self.host_police.take(now);
                 if !ok {
-                    self.counters.drop(DropReason::HostPoliced);
+                    self.counters.drop_at(in_port, DropReason::HostPoliced);
                 }
                 ok
             };

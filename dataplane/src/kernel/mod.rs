@@ -408,7 +408,7 @@ pub(crate) fn mac_number(m: &[u8]) -> u64 {
     m.iter().take(6).fold(0u64, |a, &b| (a << 8) | u64::from(b))
 }
 
-/// One line on stderr, for the slow-path threads of the kernel leg.
+/// One log line (stderr, see `logging`), for the slow-path threads of the kernel leg.
 pub(crate) fn log_line(s: &str) {
-    eprintln!("director: {s}");
+    log::info!(target: "kernel", "{s}");
 }
