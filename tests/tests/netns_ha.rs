@@ -39,19 +39,19 @@ const PCC_PORTS: [u16; 2] = [7001, 7002];
 const FWM_PORTS: [u16; 2] = [9001, 9002];
 const PCLIENTS: [&str; 6] = ["198.51.100.61", "198.51.100.62", "198.51.100.63", "198.51.100.64", "198.51.100.65", "198.51.100.66"];
 
-/// keepalived.conf of one director (the VRRP half of docs/keepalived-ha.md).
-fn keepalived_conf(name: &str, state: &str, priority: u8) -> String {
-    format!(
-        "global_defs {{\n    router_id {name}\n}}\n\n\
-         vrrp_instance VI_1 {{\n    state {state}\n    interface dpdk0\n    virtual_router_id 51\n    \
-         priority {priority}\n    advert_int 1\n    virtual_ipaddress {{\n        {VIP}/32 dev dpdk0\n    }}\n}}\n"
-    )
+/// The documented keepalived.conf of director A (MASTER) or B (BACKUP): docs/keepalived/,
+/// VRRP plus the virtual_server blocks; `keepalived --vrrp` uses the VRRP half.
+fn keepalived_conf(state: &str) -> std::path::PathBuf {
+    let who = if state == "MASTER" { "a" } else { "b" };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../docs/keepalived/director-{who}.conf"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(text.contains(&format!("state {state}")) && text.contains(&format!("{VIP}/32 dev dpdk0")), "{}", path.display());
+    path
 }
 
 /// keepalived (VRRP only, foreground, logging to the console) in `ns`.
-fn start_keepalived(ns: &Netns, dir: &Path, name: &str, state: &str, priority: u8) -> ChildGuard {
-    let conf = dir.join(format!("{name}.conf"));
-    std::fs::write(&conf, keepalived_conf(name, state, priority)).expect("write keepalived.conf");
+fn start_keepalived(ns: &Netns, dir: &Path, name: &str, state: &str) -> ChildGuard {
+    let conf = keepalived_conf(state);
     let p = |s: &str| dir.join(format!("{name}.{s}")).display().to_string();
     ns.spawn_logged(
         &[
@@ -211,8 +211,8 @@ fn keepalived_pair_fails_over_and_back_keeping_connections() {
         "master sync daemon (mcast=dpdk0, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n\
          backup sync daemon (mcast=dpdk0, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
     );
-    let mut ka_a = start_keepalived(&ns_a, tmp.path(), "dira", "MASTER", 150);
-    let _ka_b = start_keepalived(&ns_b, tmp.path(), "dirb", "BACKUP", 100);
+    let mut ka_a = start_keepalived(&ns_a, tmp.path(), "dira", "MASTER");
+    let _ka_b = start_keepalived(&ns_b, tmp.path(), "dirb", "BACKUP");
     let settled = wait_until(Duration::from_secs(15), || owns_vip(&a) && !owns_vip(&b));
     assert!(
         settled,
@@ -269,7 +269,7 @@ fn keepalived_pair_fails_over_and_back_keeping_connections() {
         "A did not learn the templates"
     );
     let t1 = Instant::now();
-    let _ka_a2 = start_keepalived(&ns_a, tmp.path(), "dira2", "MASTER", 150);
+    let _ka_a2 = start_keepalived(&ns_a, tmp.path(), "dira2", "MASTER");
     let back = wait_until(Duration::from_secs(15), || owns_vip(&a2) && !owns_vip(&b));
     let failback = t1.elapsed();
     assert!(back, "A did not take the VIP back:\n{}", std::fs::read_to_string(tmp.join("dira2.log")).unwrap_or_default());
