@@ -60,7 +60,7 @@ pub const IN_QUEUE: usize = 16384;
 /// A partly filled message is sent once it is this old (the kernel: 2 s, `IPVS_SYNC_FLUSH_TIME`;
 /// the director sends sooner so that a takeover loses less).
 pub const FLUSH_DELAY: Duration = Duration::from_millis(200);
-/// How long the master thread sleeps when the queues were empty.
+/// How long the master thread sleeps between rounds of draining the queues.
 const MASTER_IDLE: Duration = Duration::from_millis(1);
 /// Receive timeout of the backup socket (bounds the reaction to a stop request).
 const BACKUP_POLL: Duration = Duration::from_millis(100);
@@ -507,9 +507,11 @@ pub fn master_loop(
         if stopping {
             return;
         }
-        if !got {
-            std::thread::sleep(MASTER_IDLE);
-        }
+        // Drain in rounds, MASTER_IDLE apart even when busy: between rounds the workers fill
+        // queue lines the sender is not reading, instead of fighting over each slot as it
+        // is written (a 16384-slot queue holds 6.8 ms at 2.4 M entries/s).
+        let _ = got;
+        std::thread::sleep(MASTER_IDLE);
     }
 }
 
