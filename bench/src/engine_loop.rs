@@ -54,8 +54,9 @@ pub struct EngineLoop {
 }
 
 /// Builds the director's snapshot for `traffic` on `port` and an engine using it; with
-/// `kernel_leg` the snapshot has the leg on.
-pub fn engine_for(traffic: &Traffic, port: &Port, capacity: usize, kernel_leg: bool) -> Result<Engine> {
+/// `kernel_leg` the snapshot has the leg on; with `per_worker_cursor` rr/wrr services keep
+/// the engine's own cursor instead of the shared rotation.
+pub fn engine_for(traffic: &Traffic, port: &Port, capacity: usize, kernel_leg: bool, per_worker_cursor: bool) -> Result<Engine> {
     let cfg = traffic.config();
     let mut c = Config::new(vec!["dpdk0".into()], 1024);
     for a in &cfg.addrs {
@@ -79,6 +80,11 @@ pub fn engine_for(traffic: &Traffic, port: &Port, capacity: usize, kernel_leg: b
     let ports = vec![PortInfo { id: port.id(), mac: MacAddr(port.mac()), mtu: port.mtu(), addrs: Vec::new() }];
     let mut snap = compile(&c, &neigh, &ports).map_err(|e| anyhow::anyhow!("compile: {e}"))?;
     snap.host_leg = kernel_leg;
+    if per_worker_cursor {
+        for svc in &mut snap.services {
+            svc.rotation = None;
+        }
+    }
     anyhow::ensure!(snap.servers.iter().flatten().all(|s| s.mac.is_some()), "unresolved server in the snapshot");
     let mut e = Engine::new(
         EngineConfig { conn_capacity: capacity, max_servers: 1024, ports: port.id() as usize + 1, ticks_per_sec: TICKS_PER_SEC, seed: 0x1234_5678, host_pps: dataplane::kernel::DEFAULT_PPS },

@@ -7,6 +7,7 @@
 //! | [`rig`] | EAL arguments (hugepages or not), pools, rings, the mbuf store |
 //! | [`director_run`] | mode (a): the real `Director` on a ring port, configured through its control socket |
 //! | [`engine_loop`] | mode (b): rx_burst → `worker::process_burst` → tx_burst in one thread; with no engine, the io floor |
+//! | [`capture_run`] | the engine loop with DPDK's capture server, idle or with `dpdk-dumpcap` attached |
 //! | [`run`] | one benchmark process (native timing, or callgrind phases) → `RESULT {json}` |
 //! | [`yardstick`] | `dpdk-testpmd` io / macswap runs |
 //! | [`report`] | report.json, report.md, details.json and the PNG plots |
@@ -21,6 +22,7 @@
 //! The driver is the `director-bench` binary (`make bench`); docs/benchmarks.md explains the
 //! method and the numbers.
 
+pub mod capture_run;
 pub mod cpu;
 pub mod director_run;
 pub mod engine_loop;

@@ -59,6 +59,15 @@ pub struct Collected {
     /// The runs with the sync master.
     #[serde(default)]
     pub sync_on: Vec<RunResult>,
+    /// The engine loop with DPDK's capture server idle, then with a capture running.
+    #[serde(default)]
+    pub capture: Vec<RunResult>,
+    /// The engine loop under callgrind with the capture server idle.
+    #[serde(default)]
+    pub capture_cg: Option<RunResult>,
+    /// Its instructions per packet.
+    #[serde(default)]
+    pub capture_ready_ipp: Option<f64>,
 }
 
 /// All results of one scenario.
@@ -131,6 +140,40 @@ impl Collected {
             f(mpps(off), 2),
             f(mpps(on), 2)
         );
+    }
+
+    /// The packet-capture section: established-hot in the engine loop without the capture
+    /// server, with it idle, and with dpdk-dumpcap capturing.
+    fn capture_markdown(&self, m: &mut String) {
+        use crate::capture_run::Pdump;
+        let base = self.scenarios.iter().find(|s| s.name == "established-hot");
+        let run = |p: Pdump| self.capture.iter().find(|r| r.capture.as_ref().is_some_and(|c| c.pdump == p));
+        let (ready, cap) = (run(Pdump::Ready), run(Pdump::Capture));
+        if ready.is_none() && cap.is_none() && self.capture_ready_ipp.is_none() {
+            return;
+        }
+        let _ = writeln!(m, "\n## Packet capture (dpdk-dumpcap)\n");
+        let _ = writeln!(m, "Engine loop, established-hot (1k flows), one core.\n");
+        let _ = writeln!(m, "| capture | Mpps | cycles/packet | instructions/packet |\n| --- | ---: | ---: | ---: |");
+        let row = |m: &mut String, name: &str, r: Option<&RunResult>, ipp: Option<f64>| {
+            let _ = writeln!(
+                m,
+                "| {name} | {} | {} | {} |",
+                f(r.and_then(|r| r.mpps), 2),
+                f(r.and_then(|r| r.cycles_per_packet), 0),
+                f(ipp, 1)
+            );
+        };
+        row(m, "no capture server (`--in-memory`)", base.and_then(|s| s.engine_loop.as_ref()), base.and_then(|s| s.ipp));
+        row(m, "capture server ready, no capture (`rte_pdump_init`)", ready, self.capture_ready_ipp);
+        row(m, "dpdk-dumpcap capturing the port (RX and TX)", cap, None);
+        if let Some(c) = cap.and_then(|r| r.capture.as_ref()) {
+            let _ = writeln!(
+                m,
+                "\ndpdk-dumpcap (on another CPU) received {} packets and {} were dropped (its ring full or no mbuf); the capture file reached {} bytes.",
+                c.received, c.dropped, c.file_bytes
+            );
+        }
     }
 
     fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -412,6 +455,7 @@ impl Collected {
             );
         }
         self.kernel_leg_markdown(&mut m);
+        self.capture_markdown(&mut m);
         let bpc = self.report_json()["bytes_per_connection"].as_f64();
         let _ = writeln!(m, "\nBytes per connection entry (entry + its share of the hash index): {}\n", f(bpc, 1));
         self.inputs_markdown(&mut m);

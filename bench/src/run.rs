@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use dataplane::dpdk::Eal;
 
+use crate::capture_run::Pdump;
 use crate::director_run::DirectorRig;
 use crate::engine_loop::{engine_for, EngineLoop};
 use crate::gen::{PacketKind, Traffic};
@@ -54,6 +55,8 @@ pub struct RunArgs {
     pub callgrind: Option<(u64, u64)>,
     /// Engine loop only: the connection-sync master runs (see [`crate::sync_run`]).
     pub sync: bool,
+    /// Engine loop: packet capture server / a running capture (see [`crate::capture_run`]).
+    pub pdump: crate::capture_run::Pdump,
 }
 
 /// One measured run.
@@ -121,6 +124,9 @@ pub struct RunResult {
     /// Engine loop with the sync master: what it queued and sent.
     #[serde(default)]
     pub sync: Option<crate::sync_run::SyncCounts>,
+    /// Engine loop with the capture server: the mode, and what a capture saw.
+    #[serde(default)]
+    pub capture: Option<crate::capture_run::CaptureInfo>,
 }
 
 fn summarize(r: &mut RunResult) {
@@ -165,6 +171,7 @@ fn base_result(a: &RunArgs, capacity: u64) -> RunResult {
         input: None,
         kernel_leg: None,
         sync: None,
+        capture: None,
     }
 }
 
@@ -239,8 +246,16 @@ pub fn run(a: &RunArgs) -> Result<RunResult> {
             Ok(r)
         }
         Mode::Loop | Mode::Iofloor => {
-            let args = rig::eal_args("director-bench", "0", a.memory, rig::mem_for(chunk as u32 + 1024, 64));
+            let mem = rig::mem_for(chunk as u32 + 1024, 64);
+            let args = match a.pdump {
+                Pdump::Off => rig::eal_args("director-bench", "0", a.memory, mem),
+                _ => crate::capture_run::eal_args("director-bench", "0", a.memory, mem),
+            };
             let eal = Eal::init(&args).context("EAL init")?;
+            let _pdump = match a.pdump {
+                Pdump::Off => None,
+                _ => Some(dataplane::dpdk::pdump::Pdump::init(&eal).context("rte_pdump_init")?),
+            };
             let mut lp = EngineLoop::new(&eal, a.memory, chunk as u32 + 64, chunk as u32 + 1024)?;
             let port = lp.port();
             let t = Traffic::new(a.scenario.traffic.clone(), dataplane::wire::MacAddr(port.mac()))?;
@@ -249,7 +264,7 @@ pub fn run(a: &RunArgs) -> Result<RunResult> {
             let mut store = Store::new(chunk);
             let mut master = None;
             if a.mode == Mode::Loop {
-                let mut engine = engine_for(&t, &port, capacity as usize, a.scenario.kernel_leg)?;
+                let mut engine = engine_for(&t, &port, capacity as usize, a.scenario.kernel_leg, a.scenario.per_worker_cursor)?;
                 if a.sync {
                     master = Some(crate::sync_run::Master::start(&mut engine)?);
                 }
@@ -269,12 +284,23 @@ pub fn run(a: &RunArgs) -> Result<RunResult> {
             }
             r.tsc_hz = rig::tsc_hz();
             let before = master.as_ref().map(crate::sync_run::Master::counts);
+            let dumpcap = match a.pdump {
+                Pdump::Capture => Some(crate::capture_run::Dumpcap::start(port.id())?),
+                _ => None,
+            };
             match a.callgrind {
                 Some(n) => callgrind_phases(&mut lp, &mut store, &t, a, n, &mut r)?,
                 None => measure_runs(&mut lp, &mut store, &t, a, &mut r)?,
             }
             if let (Some(m), Some(b)) = (master.take(), before) {
                 r.sync = Some(m.finish(b));
+            }
+            r.capture = match dumpcap {
+                Some(d) => Some(d.stop(a.pdump)?),
+                None => (a.pdump != Pdump::Off).then(|| crate::capture_run::CaptureInfo { pdump: a.pdump, ..Default::default() }),
+            };
+            if a.pdump != Pdump::Off {
+                crate::capture_run::cleanup();
             }
             if let Some(e) = lp.engine.as_ref() {
                 let c = e.counters();

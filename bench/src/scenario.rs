@@ -34,6 +34,9 @@ pub struct Scenario {
     /// Run with the kernel leg on (host interfaces, `host_leg` snapshot, the worker's
     /// per-loop ring checks): what enabling it costs forwarding.
     pub kernel_leg: bool,
+    /// rr/wrr with a cursor per worker instead of the shared rotation (the engine loop's
+    /// yardstick of what sharing it costs new connections).
+    pub per_worker_cursor: bool,
 }
 
 /// Upper bound on the persistence templates the traffic creates.
@@ -69,6 +72,7 @@ pub fn catalogue(quick: bool) -> Vec<Scenario> {
         new_connections: false,
         sweep,
         kernel_leg: false,
+        per_worker_cursor: false,
     };
     let mut v = vec![
         est("established-hot", 1 << 10, 1 << 10, false),
@@ -95,8 +99,33 @@ pub fn catalogue(quick: bool) -> Vec<Scenario> {
             new_connections: true,
             sweep: false,
             kernel_leg: false,
+            per_worker_cursor: false,
         },
     ];
+    // rr over 16 servers, non-persistent: each SYN schedules a connection with the shared
+    // rotation (a compare-and-swap), then the same with a cursor per worker.
+    let rr = |name: &str, per_worker_cursor: bool| Scenario {
+        name: name.into(),
+        traffic: TrafficSpec {
+            clients: 4_000_000,
+            flows: 0,
+            services: 1,
+            persistent_share: 0.0,
+            port_zero_share: 0.0,
+            fwmark_share: 0.0,
+            syn_share: 1.0,
+            servers_per_service: 16,
+            scheduler: "rr".into(),
+            ..TrafficSpec::default()
+        },
+        table_entries: 0,
+        new_connections: true,
+        sweep: false,
+        kernel_leg: false,
+        per_worker_cursor,
+    };
+    v.push(rr("new-connections-rr", false));
+    v.push(rr("new-connections-rr-per-worker-cursor", true));
     let tables: &[(u64, &str)] =
         if quick { &[(1 << 10, "1k"), (1 << 16, "64k"), (1 << 20, "1M")] } else { &[(1 << 10, "1k"), (1 << 16, "64k"), (1 << 20, "1M"), (10 << 20, "10M")] };
     let actives: &[(u32, &str)] = if quick { &[(1 << 10, "1k"), (1 << 16, "64k")] } else { &[(1 << 10, "1k"), (1 << 16, "64k"), (1 << 20, "1M")] };

@@ -24,7 +24,7 @@ use crate::dpdk::vdev::VdevBus;
 use crate::dpdk::{tsc_hz, Eal, Mempool, Port, PortConfig, Ring};
 use crate::engine::{Engine, EngineConfig, NeighEvent};
 use crate::neigh::{NeighParams, NeighTable};
-use crate::sched::Scheduler;
+use crate::sched::{DestInfo, Rotation, RotationRegistry, Scheduler};
 use crate::steer::{Steering, RSS_KEY};
 use crate::snapshot::{MarkMatch, PortInfo, Published, ServerInfo, ServiceInfo, Snapshot, SvcKey, Sysctl};
 use crate::wire::MacAddr;
@@ -98,6 +98,8 @@ pub struct Slow {
     pub max_servers: u32,
     /// The ports have kernel interfaces (the kernel leg is on).
     pub host_leg: bool,
+    /// rr/wrr cursors carried from one compiled snapshot to the next.
+    pub rotations: std::cell::RefCell<RotationRegistry>,
 }
 
 impl Slow {
@@ -105,6 +107,8 @@ impl Slow {
     pub fn compile(&self, cfg: &Config) -> Result<Snapshot, CtlError> {
         let mut s = compile(cfg, &self.neigh, &self.ports)?;
         s.host_leg = self.host_leg;
+        // Only the thread holding the slow-path lock compiles: the RefCell is never shared.
+        self.rotations.borrow_mut().carry(&mut s);
         Ok(s)
     }
 }
@@ -192,6 +196,13 @@ pub fn compile(cfg: &Config, neigh: &NeighTable, base_ports: &[PortInfo]) -> Res
             sched_flags: (c.flags.flag1 as u32) | (c.flags.flag2 as u32) << 1 | (c.flags.flag3 as u32) << 2,
             persistent: c.persistent,
             netmask: c.netmask,
+            rotation: {
+                let d: Vec<DestInfo> = slots
+                    .iter()
+                    .map(|&id| DestInfo { id, weight: servers.get(id as usize).and_then(|s| s.as_ref()).map_or(0, |s| s.weight), ..DestInfo::default() })
+                    .collect();
+                Rotation::new(name, d.as_slice())
+            },
             servers: slots,
         });
     }
@@ -503,6 +514,7 @@ impl Director {
             ports: infos,
             max_servers: opts.max_servers,
             host_leg: service.is_some(),
+            rotations: Default::default(),
         };
         let leg = service.as_ref().map(|s| s.leg());
         let path = SlowPath {

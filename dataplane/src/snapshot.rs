@@ -65,6 +65,9 @@ pub struct ServiceInfo {
     pub netmask: Ipv4Addr,
     /// Real servers (slots) in kernel order: newest first.
     pub servers: Vec<u32>,
+    /// rr / wrr: the cursor every worker shares, so that new connections rotate as one
+    /// sequence, as in IPVS's single table (`None` for the other schedulers).
+    pub rotation: Option<crate::sched::Rotation>,
 }
 
 /// A real server as forwarding needs it.

@@ -119,4 +119,34 @@ fn two_workers_keep_persistence_hand_off_and_balance_on_merged_counts() {
         let dev = (*n as f64 - share as f64).abs() / share as f64;
         assert!(dev <= 0.05, "server {} got {n}, share {share} ({:.1}% off)", i + 1, dev * 100.0);
     }
+
+    // rr and wrr over two workers rotate as one sequence, as IPVS's single table does:
+    // clients owned by both workers, one SYN at a time, get the kernel's order (list order is
+    // newest first: .13, .12, .11). Each worker keeping its own cursor would restart it.
+    for (sched, weights, want) in [
+        ("rr", [1, 1, 1], [2, 1, 0, 2, 1, 0, 2, 1, 0, 2, 1, 0]),
+        // wrr: the servers are added one by one and the first has weight 1, so the kernel's
+        // dest_changed leaves cw at 1: one pass over all three, then the 3:2:1 cycle.
+        ("wrr", [1, 2, 3], [2, 1, 0, 2, 2, 1, 2, 1, 0, 2, 2, 1]),
+    ] {
+        rig.ipvsadm("-C");
+        rig.ipvsadm(&format!("-A -t 198.51.100.100:80 -s {sched}"));
+        for (w, (ip, _)) in RS.iter().enumerate() {
+            rig.ipvsadm(&format!("-a -t 198.51.100.100:80 -r {ip}:80 -g -w {}", weights[w]));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let mut got = Vec::new();
+        let mut owners = std::collections::HashSet::new();
+        for i in 0..want.len() {
+            let c = Ipv4Addr::new(192, 0, 2, 1 + i as u8 + if sched == "rr" { 0 } else { 100 });
+            rig.inject(i % 2, &syn(&rig, c, 40_000 + i as u16, 80));
+            let out = rig.collect(1, forwarded);
+            assert_eq!(out.len(), 1, "{sched}: SYN {i} forwarded");
+            got.push(server_of(&out[0].1).unwrap());
+            owners.insert(out[0].0);
+        }
+        println!("{sched} {weights:?} over 2 workers: servers {got:?}, scheduled by workers {owners:?}");
+        assert_eq!(owners.len(), 2, "{sched}: clients of both workers");
+        assert_eq!(got, want, "{sched}: one sequence across workers");
+    }
 }

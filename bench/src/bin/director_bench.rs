@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+use bench::capture_run::Pdump;
 use bench::report::{Collected, ScenarioResults};
 use bench::rig::{free_hugepages, Memory};
 use bench::run::{Mode, RunArgs, RunResult};
@@ -69,6 +70,9 @@ enum Cmd {
         /// Engine loop: run the connection-sync master (sender thread to a loopback sink).
         #[arg(long)]
         sync_master: bool,
+        /// Loop mode: DPDK's capture server (`ready`) or a running dpdk-dumpcap (`capture`).
+        #[arg(long, value_parser = ["off", "ready", "capture"], default_value = "off")]
+        pdump: String,
     },
     /// Scenario names.
     List,
@@ -107,7 +111,7 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Run { mode, scenario, quick, packets, runs, chunk, memory, callgrind, packet_bytes, sync_master } => {
+        Cmd::Run { mode, scenario, quick, packets, runs, chunk, memory, callgrind, packet_bytes, sync_master, pdump } => {
             let mut sc = catalogue(quick)
                 .into_iter()
                 .chain(catalogue(false))
@@ -131,7 +135,8 @@ fn main() -> Result<()> {
                 "kernel" => Mode::Kernel,
                 _ => Mode::Iofloor,
             };
-            let a = RunArgs { mode, scenario: sc, packets, runs, chunk, memory: memory_of(&memory), callgrind, sync: sync_master };
+            let pdump = Pdump::parse(&pdump).context("--pdump off|ready|capture")?;
+            let a = RunArgs { mode, scenario: sc, packets, runs, chunk, memory: memory_of(&memory), callgrind, sync: sync_master, pdump };
             let r = bench::run::run(&a)?;
             println!("RESULT {}", serde_json::to_string(&r)?);
             // EAL objects are left to process exit.
@@ -232,6 +237,7 @@ fn parse_result(out: &str) -> Option<RunResult> {
     out.lines().find_map(|l| l.strip_prefix("RESULT ")).and_then(|j| serde_json::from_str(j).ok())
 }
 
+#[derive(Clone)]
 struct Plan {
     exe: PathBuf,
     quick: bool,
@@ -241,11 +247,16 @@ struct Plan {
     chunk: usize,
     cg_chunk: usize,
     cg: (u64, u64),
+    /// Capture server / running capture for loop runs (section 2c).
+    pdump: Pdump,
 }
 
 impl Plan {
     fn args(&self, mode: &str, scenario: &str, memory: Memory, callgrind: Option<(u64, u64)>) -> Vec<String> {
         let mut v: Vec<String> = vec!["run".into(), "--mode".into(), mode.into(), "--scenario".into(), scenario.into()];
+        if self.pdump != Pdump::Off {
+            v.extend(["--pdump".into(), self.pdump.name().into()]);
+        }
         if self.quick {
             v.push("--quick".into());
         }
@@ -340,7 +351,8 @@ impl Plan {
     /// Callgrind run; returns the result with `instructions` filled, instructions/packet and
     /// the top functions of the second phase.
     fn callgrind(&self, mode: &str, scenario: &str, dir: &Path) -> Result<(RunResult, f64, Option<String>)> {
-        let file = dir.join(format!("{scenario}.{mode}.cg"));
+        let pd = if self.pdump == Pdump::Off { String::new() } else { format!("-pdump-{}", self.pdump.name()) };
+        let file = dir.join(format!("{scenario}.{mode}{pd}.cg"));
         for n in ["", ".1", ".2"] {
             let _ = std::fs::remove_file(format!("{}{n}", file.display()));
         }
@@ -379,7 +391,7 @@ fn all(quick: bool, out: &Path, with_callgrind: bool, only: Option<&str>) -> Res
     let memory = if free_hugepages() >= need_pages { Memory::Huge } else { Memory::NoHuge };
     let cg_chunk = 16384usize;
     let cg = if quick { (16384u64, 32768u64) } else { (32768, 65536) };
-    let plan = Plan { exe, quick, memory, packets, runs, chunk, cg_chunk, cg };
+    let plan = Plan { exe, quick, memory, packets, runs, chunk, cg_chunk, cg, pdump: Pdump::Off };
     let mut c = Collected { quick, hugepages: memory == Memory::Huge, ..Collected::default() };
     eprintln!(
         "director-bench: {} mode, native runs with {:?} ({} free hugepages, {} needed), {} packets × {} runs",
@@ -461,6 +473,29 @@ fn all(quick: bool, out: &Path, with_callgrind: bool, only: Option<&str>) -> Res
         }
     }
 
+    // 2c. Packet capture: the engine loop with DPDK's capture server idle, then with
+    // dpdk-dumpcap capturing (hugepages needed: a --no-huge primary cannot be captured).
+    if only.is_none_or(|o| "capture".contains(o)) {
+        for pdump in [Pdump::Ready, Pdump::Capture] {
+            let p = Plan { pdump, ..plan.clone() };
+            let t0 = Instant::now();
+            if pdump == Pdump::Capture && memory != Memory::Huge {
+                c.errors.push("capture run skipped: no free hugepages (a --no-huge primary cannot be captured)".into());
+                continue;
+            }
+            if let Some(r) = p.native_with("loop", "established-hot", memory, &mut c.errors) {
+                eprintln!(
+                    "  established-hot loop, pdump {:<7} {:>7} Mpps ({:.1} s){}",
+                    pdump.name(),
+                    r.mpps.map_or("-".into(), |v| format!("{v:.2}")),
+                    t0.elapsed().as_secs_f64(),
+                    r.capture.as_ref().filter(|_| pdump == Pdump::Capture).map_or(String::new(), |k| format!(", dumpcap received {} dropped {}", k.received, k.dropped))
+                );
+                c.capture.push(r);
+            }
+        }
+    }
+
     // 2b. The director fed by the other inputs: a generator process over memif and a
     // net_pcap infinite_rx replay (established-flow scenarios only: both replay frames).
     let input_scenarios: &[&str] = if quick { &["established-hot"] } else { &["established-hot", "established-64k-of-1M"] };
@@ -492,6 +527,9 @@ fn all(quick: bool, out: &Path, with_callgrind: bool, only: Option<&str>) -> Res
         let cgdir = out.join("callgrind");
         std::fs::create_dir_all(&cgdir)?;
         let mut jobs: Vec<(String, String)> = vec![("iofloor".into(), "established-hot".into())];
+        if only.is_none_or(|o| "capture".contains(o)) {
+            jobs.push(("loop-pdump-ready".into(), "established-hot".into()));
+        }
         jobs.extend(c.scenarios.iter().map(|s| ("loop".to_string(), s.name.clone())));
         let results = std::sync::Mutex::new(Vec::new());
         let next = std::sync::atomic::AtomicUsize::new(0);
@@ -501,7 +539,10 @@ fn all(quick: bool, out: &Path, with_callgrind: bool, only: Option<&str>) -> Res
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let Some((mode, name)) = jobs.get(i) else { break };
                     let t0 = Instant::now();
-                    let r = plan.callgrind(mode, name, &cgdir);
+                    let r = match mode.strip_suffix("-pdump-ready") {
+                        Some(m) => Plan { pdump: Pdump::Ready, ..plan.clone() }.callgrind(m, name, &cgdir),
+                        None => plan.callgrind(mode, name, &cgdir),
+                    };
                     match &r {
                         Ok((_, ipp, _)) => eprintln!("  {name:<34} {mode:<8} {ipp:>7.1} instructions/packet (callgrind, {:.0} s)", t0.elapsed().as_secs_f64()),
                         Err(e) => eprintln!("  {name:<34} {mode:<8} callgrind failed: {e:#}"),
@@ -512,6 +553,10 @@ fn all(quick: bool, out: &Path, with_callgrind: bool, only: Option<&str>) -> Res
         });
         for (mode, name, r) in results.into_inner().unwrap_or_default() {
             match r {
+                Ok((r, ipp, _)) if mode == "loop-pdump-ready" => {
+                    c.capture_cg = Some(r);
+                    c.capture_ready_ipp = Some(ipp);
+                }
                 Ok((r, ipp, _)) if mode == "iofloor" => {
                     c.iofloor_cg = Some(r);
                     c.iofloor_ipp = Some(ipp);

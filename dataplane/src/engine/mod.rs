@@ -454,6 +454,11 @@ impl Engine {
                     Scheduler::with_dests(&svc.scheduler, svc.sched_flags, &nd)
                 }
             };
+            // rr/wrr: the cursor all workers share (one sequence, as IPVS's single table).
+            let sched = match &svc.rotation {
+                Some(r) => Some(Scheduler::Shared(r.clone())),
+                None => sched,
+            };
             scheds.push(sched);
         }
         self.scheds = scheds;
@@ -1331,6 +1336,7 @@ pub(super) mod tests {
             persistent: None,
             netmask: Ipv4Addr::BROADCAST,
             servers: vec![1, 0],
+            rotation: crate::sched::Rotation::new(sched, [1u32, 0].map(|id| crate::sched::DestInfo { id, weight: 1, ..Default::default() }).as_slice()),
         });
         s.by_addr.insert((PROTO_TCP, VIP, 80), 0);
         for i in 0..2 {

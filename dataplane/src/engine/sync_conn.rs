@@ -413,6 +413,7 @@ mod tests {
             persistent,
             netmask: Ipv4Addr::BROADCAST,
             servers: vec![1, 0],
+            rotation: crate::sched::Rotation::new("rr", [1u32, 0].map(|id| crate::sched::DestInfo { id, weight: 1, ..Default::default() }).as_slice()),
         });
         for i in 0..2 {
             s.servers.push(Some(ServerInfo {

@@ -17,7 +17,8 @@
 //! [`Scheduler::update`] with the old and new lists.
 //!
 //! Concurrency: each worker owns one `Scheduler` per service (single writer, no locks, no
-//! atomics). `schedule` never allocates and never panics (a scheduler that was never updated
+//! atomics); rr and wrr additionally rotate as one sequence across workers through the
+//! service's shared [`Rotation`] (module [`rotation`]), which the engine uses instead. `schedule` never allocates and never panics (a scheduler that was never updated
 //! builds its state from the first list it schedules over, which for mh allocates once: use
 //! [`Scheduler::with_dests`]). `update` never panics; for rr and wrr it does not allocate and
 //! is O(old·new) in the worst case; sh and dh rebuild a 256-entry table in place; mh rebuilds
@@ -25,8 +26,10 @@
 //! `update` belong to the slow path (configuration changes, between bursts).
 
 pub mod hash;
+pub mod rotation;
 
 pub use hash::{Dh, Mh, Sh};
+pub use rotation::{Rotation, RotationRegistry};
 
 /// A service's destinations as a scheduler sees them, in kernel list order (newest first).
 /// Indices are `0..len()`.
@@ -159,6 +162,9 @@ pub enum Scheduler {
     Fo,
     /// Weighted overflow.
     Ovf,
+    /// rr or wrr through the service's cursor shared by every worker (module [`rotation`]);
+    /// the engine uses it for rr/wrr services instead of [`Scheduler::Rr`]/[`Scheduler::Wrr`].
+    Shared(Rotation),
 }
 
 impl Scheduler {
@@ -206,6 +212,10 @@ impl Scheduler {
             Scheduler::Mh(_) => "mh",
             Scheduler::Fo => "fo",
             Scheduler::Ovf => "ovf",
+            Scheduler::Shared(r) => match r.kind() {
+                rotation::Kind::Rr => "rr",
+                rotation::Kind::Wrr { .. } => "wrr",
+            },
         }
     }
 
@@ -229,6 +239,7 @@ impl Scheduler {
             Scheduler::Mh(s) => s.schedule(dests, input),
             Scheduler::Fo => fo(dests),
             Scheduler::Ovf => ovf(dests),
+            Scheduler::Shared(r) => r.schedule(dests),
         }
     }
 
@@ -444,6 +455,11 @@ impl Wrr {
         }
         self.cl = None;
         None
+    }
+
+    /// A state from its parts (the shared rotation's word plus the list's constants).
+    pub fn from_parts(cl: Option<(u32, usize)>, cw: i64, mw: i64, di: i64) -> Wrr {
+        Wrr { cl, cw, mw, di, ready: true }
     }
 
     /// (cursor server id, cw, mw, di), for tests and diagnostics.
