@@ -5,6 +5,11 @@
 #   make test    prepare the host, build release binaries, run every test of the workspace
 #   make bench   prepare the host, build release binaries, run the benchmarks (< 15 min;
 #                BENCH_QUICK=1 < 3 min) -> target/bench/report.{json,md}, *.png (docs/benchmarks.md)
+#   make synflood  SYN-flood benchmark (~1 min): legitimate clients and established connections
+#                under a spoofed flood -> target/bench/synflood.{md,json} (docs/benchmarks.md)
+#   make fuzz    coverage-guided fuzzing (AFL++ via cargo-afl) of every target for FUZZ_SECONDS
+#                each (default 60) -> target/fuzz/out/report.md (fuzz/src/lib.rs; make test runs
+#                a 20 s-per-target smoke)
 #   make build   release binaries only (target/release/director, target/release/lbadm and its
 #                other name target/release/ipvsadm)
 #   make install build, then install (PREFIX=/usr/local, SYSCONFDIR=/etc, DESTDIR): director,
@@ -28,7 +33,7 @@ TARGET_DIR := $(if $(CARGO_TARGET_DIR),$(abspath $(CARGO_TARGET_DIR)),$(REPO)/ta
 export DIRECTOR_BIN ?= $(TARGET_DIR)/release/director
 export LBADM_BIN    ?= $(TARGET_DIR)/release/lbadm
 
-.PHONY: all setup build install demo test bench clean
+.PHONY: all setup build install demo test bench synflood fuzz soak clean
 
 all: build
 
@@ -57,6 +62,17 @@ test: build
 bench: build
 	cd $(REPO) && $(CARGO) build --release -p bench
 	cd $(REPO) && $(TARGET_DIR)/release/director-bench all --out $(TARGET_DIR)/bench $(if $(filter-out 0,$(BENCH_QUICK)),--quick,)
+
+# SYN flood against a wlc service with a 1 M-entry table, plain and persistent
+# (SYNFLOOD_SECS of flood each, default 10).
+synflood: build
+	cd $(REPO) && $(CARGO) build --release -p bench
+	cd $(REPO) && $(TARGET_DIR)/release/director-synflood --secs $(or $(SYNFLOOD_SECS),10) --out $(TARGET_DIR)/bench
+
+# Coverage-guided fuzzing: every target for FUZZ_SECONDS (FUZZ_TARGETS to pick some).
+fuzz: setup
+	cd $(REPO) && $(CARGO) build --release -p fuzz
+	bash $(REPO)/scripts/fuzz.sh
 
 clean:
 	cd $(REPO) && $(CARGO) clean

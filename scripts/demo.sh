@@ -16,9 +16,10 @@
 #   4. a firewall-mark group 80+443 made with the iptables syntax: grouped ports stick
 #      together, an ungrouped port (23, plain rr) does not;
 #   5. `lbadm -L -n -c` shows the persistence templates, `--persistent-conn` counts them;
-#   6. what Prometheus sees (`--metrics`: node_exporter's IPVS names).
-# It ends with a summary table. (Health checks, a server dying and leaving rotation, come
-# with issue 11.)
+#   6. what Prometheus sees (`--metrics`: node_exporter's IPVS names);
+#   7. health checks: HTTP_GET on both servers (`lbadm check add`), rs1's web server is killed
+#      and leaves `-L -n`, restarted and comes back; one log line per change.
+# It ends with a summary table.
 #
 # * The director's veth has no kernel IP address: the director's DPDK net_af_packet port
 #   (dpdk0) owns it. The director holds 198.51.100.2/24 and the VIP, answers ARP for both,
@@ -75,6 +76,7 @@ DIRECTOR_LOG="$WORK/director.log"
 CREATED_NS=()      # namespaces we created, deleted by cleanup
 STARTED_PIDS=()    # processes we started (servers), killed by PID in cleanup
 DIRECTOR_PID=""
+declare -A HTTP80_PID  # real server name -> PID of its :80 web server (step 7 kills rs1's)
 
 # ---- output helpers --------------------------------------------------------------------------
 STEP=0
@@ -171,6 +173,13 @@ lb() {         # lbadm through the director's control socket, echoing the comman
     "$LBADM_BIN" --socket "$SOCK" "$@" | sed 's/^/      /'
     return "${PIPESTATUS[0]}"
 }
+start_web() {  # start_web NS NAME PORT: the server's HTTP answering NAME
+    ip netns exec "$1" "$PYTHON" "$HTTPD" --name "$2" --bind 0.0.0.0 --port "$3" \
+        >>"$WORK/$2-$3.log" 2>&1 &
+    STARTED_PIDS+=("$!")
+    [[ $3 == 80 ]] && HTTP80_PID[$2]=$!
+    return 0
+}
 start_real_server() {  # start_real_server NS NAME IP
     local ns=$1 name=$2 ip=$3
     ip -n "$ns" addr add "$ip/$PREFIX_LEN" dev eth0
@@ -181,11 +190,7 @@ start_real_server() {  # start_real_server NS NAME IP
     # `ip netns exec` (not the nsx function) so that $! is the server's own PID: bash forks and
     # execs ip, which enters the namespace and execs python in place.
     local port
-    for port in 80 443; do
-        ip netns exec "$ns" "$PYTHON" "$HTTPD" --name "$name" --bind 0.0.0.0 --port "$port" \
-            >"$WORK/$name-$port.log" 2>&1 &
-        STARTED_PIDS+=("$!")
-    done
+    for port in 80 443; do start_web "$ns" "$name" "$port"; done
     ip netns exec "$ns" "$PYTHON" "$PROBE" serve-tcp --name "$name" --port 23 \
         >"$WORK/$name-23.log" 2>&1 &
     STARTED_PIDS+=("$!")
@@ -406,6 +411,51 @@ grep -e '^node_ipvs_backend_connections' -e '^node_ipvs_connections' <<<"$metric
 n=$(grep -c '^node_ipvs_backend_weight{.*proto="FWM"' <<<"$metrics" || true)
 record 6 "--metrics, node_exporter names" "FWM backends with local_mark" "$n FWM backends exported" "$(check test "$n" -eq 2)"
 
+section "Step 7 — health checks: rs1's web server dies, leaves rotation, comes back"
+lb -C || fail "-C"
+lb -A -t "$VIP:80" -s rr || fail "-A :80"
+lb -a -t "$VIP:80" -r "$RS1_IP:80" -g -w 1 || fail "-a rs1"
+lb -a -t "$VIP:80" -r "$RS2_IP:80" -g -w 1 || fail "-a rs2"
+info "keepalived.conf's HTTP_GET { url { path / status_code 200 } connect_timeout 1 retry 1"
+info "delay_before_retry 1 } with delay_loop 1, as lbadm lines (probes go out through dpdk0):"
+for ip in "$RS1_IP" "$RS2_IP"; do
+    lb check add -t "$VIP:80" -r "$ip:80" http --url / --status-code 200 \
+        --delay-loop 1 --connect-timeout 1 --retry 1 --delay-before-retry 1 || fail "check add $ip"
+done
+in_pool() { "$LBADM_BIN" --socket "$SOCK" -L -n | grep -q -- "-> $1:80 "; }
+wait_pool() {  # wait_pool IP yes|no: bounded 10 s; prints the seconds it took
+    local i t0=$SECONDS
+    for ((i = 0; i < 100; i++)); do
+        if in_pool "$1"; then [[ $2 == yes ]] && break; else [[ $2 == no ]] && break; fi
+        sleep 0.1
+    done
+    echo $((SECONDS - t0))
+}
+for ((i = 0; i < 50; i++)); do   # bounded: both checkers have passed once
+    [[ $("$LBADM_BIN" --socket "$SOCK" check show | grep -c 'HTTP status 200') -ge 2 ]] && break; sleep 0.1
+done
+lb check show || true
+info "\$ kill ${HTTP80_PID[rs1]}      (rs1's web server on :80)"
+stop_pid "${HTTP80_PID[rs1]}" 3
+took=$(wait_pool "$RS1_IP" no)
+lb -L -n || true
+r=(); for n in 1 2 3; do r+=("$(web "$CLIENT_IP" 80)"); done
+ok=1; ! in_pool "$RS1_IP" && all_same rs2 "${r[@]}" && ok=0
+record 7a "HTTP_GET, rs1's server killed" "rs1 leaves -L -n, rs2 serves" \
+    "gone after ~${took} s (bound 1 x (1+1) + 1 = 3 s); ${r[*]}" "$ok"
+lb check show -t "$VIP:80" || true
+info "\$ (restart rs1's web server)"
+start_web "$NS_RS1" rs1 80
+took=$(wait_pool "$RS1_IP" yes)
+lb -L -n || true
+r=(); for n in 1 2; do r+=("$(web "$CLIENT_IP" 80)"); done
+ok=1; in_pool "$RS1_IP" && alternates "${r[@]}" && ok=0
+record 7b "rs1's server restarted" "back within one delay_loop" "back after ~${took} s; ${r[*]}" "$ok"
+info "the director's log, one line per change:"
+grep -E ' health: ' "$DIRECTOR_LOG" | sed 's/^/      /' || true
+info "\$ curl -s http://$METRICS/metrics | grep ^director_health_check"
+nsx "$NS_DIR" curl -s --max-time 3 "http://$METRICS/metrics" | grep '^director_health_check_[ut]' | sed 's/^/      /' || true
+
 # ---- summary ---------------------------------------------------------------------------------
 printf '\n%s==> Summary%s\n' "$BOLD" "$OFF"
 {
@@ -416,5 +466,5 @@ printf '\n%s==> Summary%s\n' "$BOLD" "$OFF"
 if ((FAILED)); then
     fail "$FAILED step(s) did not behave as LVS does (see the table)"
 fi
-printf '\n%sDEMO OK: rr, PPC, PCC and firewall-mark persistence behaved as the seeds describe (%ds)%s\n' \
+printf '\n%sDEMO OK: rr, PPC, PCC, firewall-mark persistence and health checks behaved as the seeds describe (%ds)%s\n' \
     "$GREEN" "$SECONDS" "$OFF"

@@ -17,6 +17,7 @@ set -euo pipefail
 PACKAGES=(dpdk dpdk-dev libdpdk-dev clang libclang-dev pkg-config ethtool iproute2
           iputils-ping netcat-openbsd curl apache2-utils tcpdump python3 valgrind
           fonts-dejavu-core keepalived  # HA test: Debian's keepalived (VRRP)
+          nginx openssl           # health-check tests: real web servers, TLS with a test CA
           prometheus tshark systemd)   # observability tests: promtool + a real Prometheus,
                                        # tshark reads dpdk-dumpcap files and decodes IPVS sync, systemd-analyze
 HUGEPAGES_WANTED=512          # 2 MiB pages -> 1 GiB: room for a few 256 MiB directors
@@ -41,7 +42,15 @@ if ((${#missing[@]})); then
     # tshark's package asks whether non-root users may capture: no (tests run as root).
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
     apt-get update -q
+    # Packages such as nginx must not start system services: the tests run their own
+    # instances in namespaces. A policy-rc.d that denies starts is put in place for the
+    # install unless the machine already has one.
+    own_policy=0
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && own_policy=1
+    fi
     apt-get install -y -q --no-install-recommends "${missing[@]}"
+    ((own_policy)) && rm -f /usr/sbin/policy-rc.d
     # The tests run their own Prometheus (own config, storage and port); the packaged
     # service, if the install just started it, is not wanted on a test host.
     if [[ " ${missing[*]} " == *" prometheus "* && -d /run/systemd/system ]]; then
@@ -60,6 +69,19 @@ if ! command -v cargo >/dev/null 2>&1 && [[ -f "$HOME/.cargo/env" ]]; then
 fi
 command -v cargo >/dev/null 2>&1 || die "cargo not found (expected in ~/.cargo/bin, installed by rustup)"
 say "$(cargo --version)"
+
+# --- 2b. cargo-afl (the fuzz smoke of `make test`, `make fuzz`) ------------------------------
+# AFL++ for Rust on the stable toolchain: the cargo-afl binary from crates.io, then its
+# bundled AFL++ runtime built once for the current rustc (~/.local/share/afl.rs).
+if ! cargo afl --version >/dev/null 2>&1; then
+    say "installing cargo-afl (crates.io)"
+    cargo install --locked cargo-afl || die "cargo install cargo-afl failed"
+fi
+if ! ls -d "$HOME"/.local/share/afl.rs/rustc-"$(rustc --version | awk '{print $2}')"-* >/dev/null 2>&1; then
+    say "building the AFL++ runtime for $(rustc --version)"
+    cargo afl config --build || die "cargo afl config --build failed (AFL++ runtime)"
+fi
+say "$(cargo afl --version 2>/dev/null | head -1)"
 
 # --- 3. network namespaces, veth, bridge ----------------------------------------------------
 probe="lbsetup-probe-$$"

@@ -82,6 +82,7 @@ impl DirectorRig {
                 config: None,
                 kernel_if: kernel_pps.is_some(),
                 kernel_pps: kernel_pps.unwrap_or(dataplane::kernel::DEFAULT_PPS),
+                ..DirectorOptions::default()
             };
             match Director::start(eal, opts) {
                 Ok(d) => {

@@ -10,7 +10,8 @@
 //! (testpmd's io forwarding on the same PMD).
 //!
 //! Engine time is virtual (one tick per 2^20 packets) so that a slow run under valgrind does
-//! not expire entries that a native run keeps.
+//! not expire entries that a native run keeps; [`EngineLoop::clock`] switches to real time
+//! (the SYN-flood benchmark, whose round trips are real).
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -48,6 +49,8 @@ pub struct EngineLoop {
     processed: u64,
     /// Instrument only the measured sections under callgrind.
     pub callgrind: bool,
+    /// Real engine time: `(tsc at tick 0, TSC cycles per tick)`; `None` for virtual time.
+    pub clock: Option<(u64, u64)>,
     /// Kernel leg on: the rings a worker exchanges with the kernel-leg thread (to the host,
     /// from the host), checked per burst exactly as worker 0 does.
     pub host_rings: Option<(Ring, Ring)>,
@@ -106,7 +109,12 @@ impl EngineLoop {
         let cfg = PortConfig { rx_queues: 1, tx_queues: 1, rx_desc: 1024, tx_desc: 1024, rss_src_only: true, promiscuous: false, ..PortConfig::default() };
         port.configure(&cfg, &pool)?;
         port.start()?;
-        Ok(EngineLoop { port, rx, tx, pool, engine: None, processed: 0, callgrind: false, host_rings: None })
+        Ok(EngineLoop { port, rx, tx, pool, engine: None, processed: 0, callgrind: false, clock: None, host_rings: None })
+    }
+
+    /// The mbuf pool the store draws from.
+    pub fn pool(&self) -> &Mempool {
+        &self.pool
     }
 
     /// Turns the kernel leg's per-burst work on (two rings, as the director creates them).
@@ -143,7 +151,10 @@ impl EngineLoop {
                 if got == 0 {
                     break;
                 }
-                let now = (self.processed >> 20) as u32;
+                let now = match self.clock {
+                    Some((t0, per_tick)) => ((tsc() - t0) / per_tick.max(1)) as u32,
+                    None => (self.processed >> 20) as u32,
+                };
                 // Exactly the worker's burst code (prefetch, three engine stages, TX batch).
                 prefetch_burst(&rx);
                 process_burst(engine, &mut rx, Some(id), now, &mut sink);

@@ -18,6 +18,7 @@
 //! | [`pcap`] | classic libpcap file writer |
 //! | [`pcap_run`] | input (3): director on `net_pcap` with `infinite_rx=1` |
 //! | [`sync_run`] | the connection-sync master beside the engine loop: sender thread, loopback sink, counts |
+//! | [`synflood`] | the SYN-flood benchmark (`director-synflood`): legitimate clients and established connections under a spoofed flood |
 //!
 //! The driver is the `director-bench` binary (`make bench`); docs/benchmarks.md explains the
 //! method and the numbers.
@@ -37,6 +38,7 @@ pub mod rig;
 pub mod run;
 pub mod scenario;
 pub mod sync_run;
+pub mod synflood;
 pub mod valgrind;
 pub mod vdev_rig;
 pub mod yardstick;

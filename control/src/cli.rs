@@ -20,7 +20,13 @@
 //! lbadm [--socket PATH] [--json] sysctl [-a] [-n] [-q] [-w] [NAME | NAME=VALUE]...
 //! lbadm [--socket PATH] [--json] save [FILE]
 //! lbadm [--socket PATH] restore [--atomic] [FILE|-]
+//! lbadm [--socket PATH] restore --keepalived FILE
+//! lbadm [--socket PATH] [--json] check add|del|show|service ...   (see crate::health::cli)
 //! ```
+//!
+//! `restore --keepalived FILE` reads a keepalived.conf ([`crate::keepalived`]) and applies
+//! its virtual servers, real servers and checkers as one transaction: all or nothing, the
+//! first refusal printed as `FILE:LINE: reason`; keepalived's warnings go to stderr.
 //!
 //! `save` and `restore` write and read configuration files ([`crate::config_file`]): `save`
 //! prints the whole configuration (addresses, mark rules, non-default sysctls and timeouts,
@@ -290,6 +296,7 @@ pub fn run(args: &[String], io: &mut CliIo<'_>) -> i32 {
         Some("sysctl") => return sysctl(&path, &rest[1..], io, json),
         Some("save") => return save(&path, &rest[1..], io, json),
         Some("restore") => return restore_file(&path, &rest[1..], io),
+        Some("check") => return check(&path, &rest[1..], io, json),
         _ => {}
     }
     let is_director_verb = matches!(
@@ -335,6 +342,11 @@ pub fn run(args: &[String], io: &mut CliIo<'_>) -> i32 {
         }
         if let Err(e) = cmd.validate() {
             return write_err(io, &e);
+        }
+        if let IpvsCommand::List(o) = &cmd {
+            if o.connections {
+                return list_connections_paged(&path, o, io, json);
+            }
         }
         let rendering = match &cmd {
             IpvsCommand::List(o) => Rendering::List(o.clone()),
@@ -493,6 +505,72 @@ fn unexpected(io: &mut CliIo<'_>, reply: &Reply) -> i32 {
         "{PROG}: unexpected reply from director: {reply:?}"
     );
     1
+}
+
+/// Rows asked for per page of a connection listing.
+const CONN_PAGE: u32 = 4096;
+
+/// `-L -c`: the connection listing page by page ([`Op::ConnPage`]) on one connection, each
+/// page printed as it arrives, so that neither lbadm nor the director holds more than a page
+/// of a large table. A director that does not know `ConnPage` gets the one-reply request.
+fn list_connections_paged(path: &Path, opts: &ListOptions, io: &mut CliIo<'_>, json: bool) -> i32 {
+    let mut stream = match UnixStream::connect(path) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(io.stderr, "{PROG}: cannot connect to director at {}: {e}", path.display());
+            return 1;
+        }
+    };
+    let mut cursor = Some(crate::proto::ConnCursor::default());
+    let mut first = true;
+    let mut any = false;
+    while let Some(c) = cursor {
+        let req = Request::new(Op::ConnPage { cursor: c, max: CONN_PAGE });
+        let reply = match client::exchange(&mut stream, &req, client::DEFAULT_TIMEOUT) {
+            Ok(resp) => resp.result,
+            Err(e) => {
+                let _ = writeln!(io.stderr, "{PROG}: director at {}: {e}", path.display());
+                return 1;
+            }
+        };
+        let (rows, next) = match reply {
+            Ok(Reply::ConnPage { rows, next }) => (rows, next),
+            // An older director: the whole listing in one reply.
+            Err(_) if first => {
+                let op = Op::Ipvs(IpvsCommand::List(opts.clone()));
+                return match call(path, Request::new(op), io) {
+                    Ok(r) => render(io, &r, &Rendering::List(opts.clone()), json),
+                    Err(code) => code,
+                };
+            }
+            Err(e) => return write_err(io, &e),
+            Ok(other) => return unexpected(io, &other),
+        };
+        let mut text = String::new();
+        if first {
+            text.push_str(if json { format::json_stream::start() } else { "" });
+            if !json {
+                text.push_str(&format::connections_header(opts));
+            }
+        }
+        if json {
+            for r in &rows {
+                text.push_str(&format::json_stream::element(r, !any));
+                any = true;
+            }
+        } else {
+            text.push_str(&format::connection_rows(&rows, opts, io.names));
+        }
+        if next.is_none() && json {
+            text.push_str(format::json_stream::end(any));
+        }
+        if io.stdout.write_all(text.as_bytes()).and_then(|()| io.stdout.flush()).is_err() {
+            return 1;
+        }
+        first = false;
+        cursor = next;
+    }
+    0
 }
 
 /// Sends one request; on failure prints the error and returns the exit status.
@@ -761,13 +839,22 @@ fn save(path: &Path, args: &[String], io: &mut CliIo<'_>, json: bool) -> i32 {
 ///   its status wins, else the status is that of the last command.
 fn restore_file(path: &Path, args: &[String], io: &mut CliIo<'_>) -> i32 {
     let mut atomic = false;
+    let mut keepalived = false;
     let mut file: Option<&String> = None;
     for a in args {
-        if a == "--atomic" {
+        if a == "--keepalived" {
+            keepalived = true;
+        } else if a == "--atomic" {
             atomic = true;
         } else if (a.starts_with('-') && a != "-") || file.replace(a).is_some() {
-            return write_err(io, &usage_err("usage: restore [--atomic] [FILE|-]"));
+            return write_err(io, &usage_err("usage: restore [--atomic] [FILE|-] | restore --keepalived FILE"));
         }
+    }
+    if keepalived {
+        return match file.filter(|f| f.as_str() != "-") {
+            Some(f) => restore_keepalived(path, Path::new(f), io),
+            None => write_err(io, &usage_err("usage: restore --keepalived FILE")),
+        };
     }
     let (source, text) = match file.filter(|f| f.as_str() != "-") {
         Some(f) => match std::fs::read_to_string(f) {
@@ -846,6 +933,77 @@ fn restore_file(path: &Path, args: &[String], io: &mut CliIo<'_>) -> i32 {
             e.error.exit_code
         }
         None => status,
+    }
+}
+
+/// `lbadm restore --keepalived FILE`: all of the file's commands as one atomic transaction.
+fn restore_keepalived(path: &Path, file: &Path, io: &mut CliIo<'_>) -> i32 {
+    let parsed = match crate::keepalived::load(file) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(io.stderr, "{e}");
+            let _ = writeln!(io.stderr, "{PROG}: {}: nothing changed", file.display());
+            return crate::error::EXIT_INPUT;
+        }
+    };
+    for w in &parsed.warnings {
+        let _ = writeln!(io.stderr, "{PROG}: warning: {w}");
+    }
+    let cmds: Vec<ConfigCommand> = parsed.commands.iter().map(|l| l.cmd.clone()).collect();
+    if cmds.is_empty() {
+        return 0;
+    }
+    let results = match transaction(path, &cmds, true, io) {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            let _ = writeln!(io.stderr, "{PROG}: {}: {}", file.display(), e.message);
+            let _ = writeln!(io.stderr, "{PROG}: {}: nothing changed", file.display());
+            return e.exit_code;
+        }
+        Err(code) => return code,
+    };
+    if let Some((l, e)) = parsed
+        .commands
+        .iter()
+        .zip(&results)
+        .find_map(|(l, r)| r.as_ref().err().map(|e| (l, e)))
+    {
+        let _ = writeln!(io.stderr, "{}:{}: {}", l.file, l.line, e.message);
+        let _ = writeln!(io.stderr, "{PROG}: {}: nothing changed", file.display());
+        return e.exit_code;
+    }
+    0
+}
+
+/// `lbadm check ...`.
+fn check(path: &Path, args: &[String], io: &mut CliIo<'_>, json: bool) -> i32 {
+    use crate::health::cli::CheckCli;
+    if args.first().is_some_and(|a| a == "-h" || a == "--help" || a == "help") {
+        let _ = writeln!(io.stdout, "{}", crate::health::cli::USAGE);
+        return 0;
+    }
+    match crate::health::cli::parse(args, io.names) {
+        Err(e) => write_err(io, &e),
+        Ok(CheckCli::Change(cmd)) => match call(path, Request::new(Op::Apply(vec![cmd])), io) {
+            Ok(Reply::Ok) => 0,
+            Ok(other) => unexpected(io, &other),
+            Err(code) => code,
+        },
+        Ok(CheckCli::Show(service)) => match call(path, Request::new(Op::CheckShow { service }), io) {
+            Ok(Reply::Checks(r)) => {
+                let text = if json {
+                    format::json(&r)
+                } else {
+                    crate::health::report::format(&r)
+                };
+                if io.stdout.write_all(text.as_bytes()).and_then(|()| io.stdout.flush()).is_err() {
+                    return 1;
+                }
+                0
+            }
+            Ok(other) => unexpected(io, &other),
+            Err(code) => code,
+        },
     }
 }
 

@@ -12,6 +12,8 @@
 //! -A -t 198.51.100.100:80 -s rr              every ipvsadm change: -A -E -D -C -a -e -d --set,
 //! -a -t 198.51.100.100:80 -r 198.51.100.11:80 -g -w 1     as `-S` writes them; a leading
 //! ipvsadm -a -f 1 -r 198.51.100.12:0 -g -w 2             `ipvsadm` or `lbadm` word is dropped
+//! check service -t 198.51.100.100:80 --quorum 2 --sorry-server 127.0.0.1   health checkers
+//! check add -t 198.51.100.100:80 -r 198.51.100.11:80 http --url /health --delay-loop 6
 //! ```
 //!
 //! Invariants:
@@ -204,6 +206,19 @@ pub fn parse_line(line: &str, names: &dyn Names) -> Result<Vec<ConfigCommand>, C
                 }
             })
         }
+        "check" => {
+            // Check lines quote commands and paths like a shell (`lbadm save` writes them so).
+            let mut words = shlex::split(trimmed).ok_or_else(|| {
+                CtlError::input(format!("{}: check: unbalanced quotes", cli::PROG))
+            })?;
+            if words.first().is_some_and(|w| w == "lbadm") {
+                words.remove(0);
+            }
+            match crate::health::cli::parse(&words[1..], names)? {
+                crate::health::cli::CheckCli::Change(c) => Ok(vec![c]),
+                crate::health::cli::CheckCli::Show(_) => Err(not_a_change("check show")),
+            }
+        }
         "sysctl" => sysctl_settings(&words[1..]),
         v if v.starts_with(SYSCTL_PREFIX) => sysctl_settings(&words),
         "save" | "restore" => Err(not_a_change(verb)),
@@ -239,13 +254,31 @@ pub fn parse_line(line: &str, names: &dyn Names) -> Result<Vec<ConfigCommand>, C
 /// Parses a whole file. Stops at the first line that does not parse and returns the commands
 /// of the lines before it together with that error (`-R` semantics need the former, atomic
 /// loading only the latter).
+///
+/// A file whose last line does not end in a newline was cut short (a full disk, an
+/// interrupted copy): the rest of that line may still parse — `-r 10.0.0.12` cut to
+/// `-r 10.0.0.1`, `:8080` to `:80` — so that line is refused as truncated instead of parsed.
 pub fn parse_prefix(text: &str, names: &dyn Names) -> (Vec<Located>, Option<LineError>) {
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
+    let (body, cut) = match text.rfind('\n') {
+        _ if text.is_empty() || text.ends_with('\n') => (text, None),
+        Some(i) => (&text[..=i], Some(&text[i + 1..])),
+        None => ("", Some(text)),
+    };
+    let mut lines = 0;
+    for (i, line) in body.lines().enumerate() {
+        lines = i + 1;
         match parse_line(line, names) {
             Ok(cmds) => out.extend(cmds.into_iter().map(|cmd| Located { line: i + 1, cmd })),
             Err(error) => return (out, Some(LineError { line: i + 1, error })),
         }
+    }
+    if let Some(cut) = cut {
+        let shown: String = cut.chars().take(40).collect();
+        let error = CtlError::input(format!(
+            "line not terminated by a newline, the file looks truncated: \"{shown}\""
+        ));
+        return (out, Some(LineError { line: lines + 1, error }));
     }
     (out, None)
 }

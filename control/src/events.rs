@@ -93,6 +93,27 @@ pub fn describe(c: &ConfigCommand) -> String {
             let v: Vec<String> = values.iter().map(i64::to_string).collect();
             format!("sysctl {}{short} set to \"{}\"", crate::sysctl::SYSCTL_PREFIX, v.join(" "))
         }
+        ConfigCommand::AddCheck(a) => format!(
+            "{} added on server {} of {}{}",
+            a.spec.kind.keepalived_name(),
+            server_name(a.addr, a.port),
+            a.service,
+            crate::health::cli::spec_options(&a.spec)
+        ),
+        ConfigCommand::DelCheck(d) => match &d.kind {
+            Some(k) => format!("{k} check(s) deleted from server {} of {}", server_name(d.addr, d.port), d.service),
+            None => format!("checks deleted from server {} of {}", server_name(d.addr, d.port), d.service),
+        },
+        ConfigCommand::SetServiceHealth { service, health } => {
+            let mut out = format!("health settings of {service}: quorum {}, hysteresis {}", health.quorum, health.hysteresis);
+            match health.sorry_server {
+                Some(ss) => {
+                    let _ = write!(out, ", sorry server {}:{}", ss.addr, ss.port);
+                }
+                None => out.push_str(", no sorry server"),
+            }
+            out
+        }
     }
 }
 

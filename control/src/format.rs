@@ -452,6 +452,7 @@ pub fn config_file(dump: &ConfigDump) -> String {
         };
         service_entry(&mut out, &status, &st);
     }
+    out.push_str(&crate::health::cli::save_lines(&dump.health));
     out
 }
 
@@ -465,6 +466,13 @@ fn conn_proto(p: ConnProto) -> Option<Protocol> {
 
 /// `ipvsadm -L -c [-n] [--persistent-conn]`.
 pub fn list_connections(conns: &[ConnInfo], opts: &ListOptions, names: &dyn Names) -> String {
+    let mut out = connections_header(opts);
+    out.push_str(&connection_rows(conns, opts, names));
+    out
+}
+
+/// The two header lines of `ipvsadm -L -c`.
+pub fn connections_header(opts: &ListOptions) -> String {
     let mut out = String::from("IPVS connection entries\n");
     // ipvsadm: "pro expire %-11s %-18s %-18s %s" (+ "%-18s %-16s" for --persistent-conn).
     if opts.persistent_conn {
@@ -472,6 +480,13 @@ pub fn list_connections(conns: &[ConnInfo], opts: &ListOptions, names: &dyn Name
     } else {
         out.push_str("pro expire state       source             virtual            destination\n");
     }
+    out
+}
+
+/// The rows of `ipvsadm -L -c` for `conns` (a listing streamed page by page prints
+/// [`connections_header`] once, then this for each page).
+pub fn connection_rows(conns: &[ConnInfo], opts: &ListOptions, names: &dyn Names) -> String {
+    let mut out = String::new();
     for c in conns {
         let proto = conn_proto(c.proto);
         let cname = addrport(c.caddr, c.cport, proto, opts.numeric, names);
@@ -634,6 +649,8 @@ pub fn neighs(list: &[NeighInfo]) -> String {
 ///     link/ether 52:54:00:12:34:56
 ///     RX: packets 10 bytes 1000 missed 0 errors 0 nombuf 0
 ///     TX: packets 10 bytes 1000 errors 0
+///     link: changes 2 down 3s              (when the link ever changed or is down)
+///     mbufs: in use 1024 of 16383  connection entries 12   (first port: director-wide)
 ///     drops: no_service 3 bad_ipv4 1
 /// ```
 pub fn links(list: &[LinkInfo]) -> String {
@@ -663,6 +680,12 @@ pub fn links(list: &[LinkInfo]) -> String {
             "    TX: packets {} bytes {} errors {}",
             l.tx_packets, l.tx_bytes, l.tx_errors
         );
+        if l.link_changes > 0 || !l.link_up {
+            let _ = writeln!(out, "    link: changes {} down {}s", l.link_changes, l.link_down_secs);
+        }
+        if l.mbufs_total > 0 {
+            let _ = writeln!(out, "    mbufs: in use {} of {}  connection entries {}", l.mbufs_in_use, l.mbufs_total, l.conn_entries);
+        }
         if let Some(k) = &l.kernel {
             let _ = writeln!(
                 out,
@@ -970,6 +993,40 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> String {
         serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     s.push('\n');
     s
+}
+
+/// Streams what [`json`] prints for a list, element by element: `start` before the first
+/// page, `element` for each element (with `first` for the first of all), `end` after the last.
+pub mod json_stream {
+    use serde::Serialize;
+
+    /// Text before the elements.
+    pub fn start() -> &'static str {
+        "["
+    }
+
+    /// One element, indented as `to_string_pretty` indents a list's elements.
+    pub fn element<T: Serialize>(value: &T, first: bool) -> String {
+        let body = serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+        let mut out = String::from(if first { "\n" } else { ",\n" });
+        for (i, line) in body.lines().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            out.push_str("  ");
+            out.push_str(line);
+        }
+        out
+    }
+
+    /// Text after the elements (`any`: some element was printed).
+    pub fn end(any: bool) -> &'static str {
+        if any {
+            "\n]\n"
+        } else {
+            "]\n"
+        }
+    }
 }
 
 /// The `--json` rendering of a service listing: `{"table_size": N, "services": [...]}` with
@@ -1374,6 +1431,19 @@ UDP 04:59  UDP         10.1.1.5:33000     192.168.1.100:53   10.0.0.21:53
 IP  05:59  NONE        10.1.1.5:0         0.0.0.7:0          10.0.0.31:0
 ";
         assert_eq!(list_connections(&conns, &numeric(), &NumericOnly), want);
+        // Streamed page by page (as lbadm pages a large table): the same text and JSON.
+        let mut paged = connections_header(&numeric());
+        let mut js = json_stream::start().to_string();
+        for (i, page) in conns.chunks(4).enumerate() {
+            paged.push_str(&connection_rows(page, &numeric(), &NumericOnly));
+            for (j, c) in page.iter().enumerate() {
+                js.push_str(&json_stream::element(c, i == 0 && j == 0));
+            }
+        }
+        js.push_str(json_stream::end(true));
+        assert_eq!(paged, want);
+        assert_eq!(js, json(&conns));
+        assert_eq!(format!("{}{}", json_stream::start(), json_stream::end(false)), json(&Vec::<ConnInfo>::new()));
         let opts = ListOptions {
             numeric: true,
             persistent_conn: true,
@@ -1551,6 +1621,11 @@ IP  05:59  NONE        10.1.1.5:0         0.0.0.7:0          10.0.0.31:0
             tx_errors: 0,
             rx_nombuf: 0,
             drops: vec![("no_service".into(), 3)],
+            link_changes: 0,
+            link_down_secs: 0,
+            mbufs_in_use: 0,
+            mbufs_total: 0,
+            conn_entries: 0,
             kernel: None,
         }];
         assert_eq!(
@@ -1828,10 +1903,12 @@ IP  05:59  NONE        10.1.1.5:0         0.0.0.7:0          10.0.0.31:0
         let s = crate::sysctl::Sysctls::default();
         assert_eq!(
             sysctls(&s.entries(), false),
-            "net.ipv4.vs.backup_only = 0\nnet.ipv4.vs.cache_bypass = 0\n\
-             net.ipv4.vs.conn_reuse_mode = 1\n\
+            "net.ipv4.vs.am_droprate = 10\nnet.ipv4.vs.amemthresh = 1024\n\
+             net.ipv4.vs.backup_only = 0\nnet.ipv4.vs.cache_bypass = 0\nnet.ipv4.vs.conn_reuse_mode = 1\n\
+             net.ipv4.vs.drop_entry = 0\nnet.ipv4.vs.drop_packet = 0\n\
              net.ipv4.vs.expire_nodest_conn = 0\nnet.ipv4.vs.expire_quiescent_template = 0\n\
-             net.ipv4.vs.pmtu_disc = 1\nnet.ipv4.vs.schedule_icmp = 0\nnet.ipv4.vs.sloppy_tcp = 0\n\
+             net.ipv4.vs.pmtu_disc = 1\nnet.ipv4.vs.schedule_icmp = 0\n\
+             net.ipv4.vs.secure_tcp = 0\nnet.ipv4.vs.sloppy_tcp = 0\n\
              net.ipv4.vs.sync_persist_mode = 0\nnet.ipv4.vs.sync_refresh_period = 0\n\
              net.ipv4.vs.sync_retries = 0\nnet.ipv4.vs.sync_threshold = 3\t50\n\
              net.ipv4.vs.sync_version = 1\n"
@@ -1840,6 +1917,6 @@ IP  05:59  NONE        10.1.1.5:0         0.0.0.7:0          10.0.0.31:0
         let j: serde_json::Value = serde_json::from_str(&json_sysctls(&s.entries())).unwrap();
         assert_eq!(j["net.ipv4.vs.conn_reuse_mode"], 1);
         assert_eq!(j["net.ipv4.vs.sync_threshold"], serde_json::json!([3, 50]));
-        assert_eq!(j.as_object().unwrap().len(), 13);
+        assert_eq!(j.as_object().unwrap().len(), 18);
     }
 }

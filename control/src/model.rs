@@ -720,6 +720,19 @@ pub enum ConfigCommand {
         /// The integers.
         values: Vec<i64>,
     },
+    /// `lbadm check add`: a health checker on a real server (the service becomes managed by
+    /// its checkers, see [`crate::health::model`]).
+    AddCheck(crate::health::AddCheck),
+    /// `lbadm check del`: remove a server's checkers.
+    DelCheck(crate::health::DelCheck),
+    /// `lbadm check service`: quorum, hysteresis, sorry server and quorum scripts of a
+    /// service (full replacement; defaults for what is not given).
+    SetServiceHealth {
+        /// The service.
+        service: ServiceKey,
+        /// Its settings.
+        health: crate::health::ServiceHealth,
+    },
 }
 
 /// A virtual service with its real servers in kernel order (newest first).
@@ -790,6 +803,7 @@ pub struct Config {
     trash: Vec<TrashEntry>,
     next_incarnation: u64,
     next_seq: u64,
+    health: crate::health::HealthConfig,
 }
 
 fn is_unicast(a: Ipv4Addr) -> bool {
@@ -815,7 +829,43 @@ impl Config {
             trash: Vec::new(),
             next_incarnation: 1,
             next_seq: 0,
+            health: crate::health::HealthConfig::default(),
         }
+    }
+
+    /// Health-check state: managed services, their configured servers and checkers.
+    pub fn health(&self) -> &crate::health::HealthConfig {
+        &self.health
+    }
+
+    pub(crate) fn health_mut(&mut self) -> &mut crate::health::HealthConfig {
+        &mut self.health
+    }
+
+    /// Counts a change made outside [`Config::apply_raw`] (health state).
+    pub(crate) fn bump_generation(&mut self) {
+        self.generation += 1;
+    }
+
+    /// True if `AddServer` of every (address, port) in `servers` to `key` would find a slot
+    /// (a trashed server of the same service comes back in its own slot).
+    pub(crate) fn slots_available(&self, key: &ServiceKey, servers: &[(Ipv4Addr, u16)]) -> bool {
+        let fresh = servers
+            .iter()
+            .filter(|(a, p)| {
+                !self
+                    .trash
+                    .iter()
+                    .any(|t| t.service == *key && t.server.addr == *a && t.server.port == *p)
+            })
+            .count();
+        let free = self.free.len() + (self.max_servers as usize).saturating_sub(self.slots.len());
+        fresh <= free
+    }
+
+    /// Checks a real-server spec the way `-a`/`-e` do (weight, thresholds, address).
+    pub(crate) fn validate_server(spec: &ServerSpec) -> Result<(), CtlError> {
+        Self::check_server_spec(spec)
     }
 
     /// Number of successful changes so far.
@@ -915,8 +965,18 @@ impl Config {
     }
 
     /// [`Config::apply`] with an explicit clock (trash entries are stamped with `now`).
+    /// Server commands on a service managed by health checkers, and the checker commands,
+    /// go through [`crate::health::model::apply`].
     pub fn apply_at(&mut self, cmd: &ConfigCommand, now: Instant) -> Result<(), CtlError> {
+        crate::health::model::apply(self, cmd, now)
+    }
+
+    /// The change itself, without health semantics (used by [`crate::health::model`]).
+    pub(crate) fn apply_raw(&mut self, cmd: &ConfigCommand, now: Instant) -> Result<(), CtlError> {
         match cmd {
+            ConfigCommand::AddCheck(_)
+            | ConfigCommand::DelCheck(_)
+            | ConfigCommand::SetServiceHealth { .. } => crate::health::model::apply(self, cmd, now),
             ConfigCommand::AddService(spec) => self.add_service(spec),
             ConfigCommand::EditService(spec) => self.edit_service(spec),
             ConfigCommand::DeleteService(key) => self.delete_service(key, now),

@@ -188,6 +188,36 @@ pub enum Op {
     Discard,
     /// The whole configuration (for `lbadm save`); answers `Config`.
     ConfigShow,
+    /// Configuration changes applied atomically and published once (`lbadm check add|del|
+    /// service`); answers `Ok`.
+    Apply(Vec<ConfigCommand>),
+    /// Health checkers of every managed service, or of one; answers `Checks`.
+    CheckShow {
+        /// Only this service.
+        service: Option<crate::model::ServiceKey>,
+    },
+    /// One page of the connection listing (`-L -c` of any size with bounded memory on both
+    /// sides): at most `max` rows (capped at [`MAX_CONN_PAGE`]) from `cursor` on; answers
+    /// `ConnPage`. Start from the default cursor and repeat with `next` until it is `null`.
+    ConnPage {
+        /// Where to start.
+        cursor: ConnCursor,
+        /// Most rows wanted.
+        max: u32,
+    },
+}
+
+/// Most rows of one `ConnPage` answer.
+pub const MAX_CONN_PAGE: u32 = 16384;
+
+/// A position in the connection listing: the worker and the index of its table to go on
+/// from. Opaque to clients; entries created or removed between pages may or may not show.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnCursor {
+    /// Worker.
+    pub worker: u32,
+    /// Entry index in that worker's table.
+    pub index: u32,
 }
 
 /// A response.
@@ -256,6 +286,15 @@ pub enum Reply {
     Staged(u64),
     /// The whole configuration (`ConfigShow`).
     Config(ConfigDump),
+    /// Health checkers (`CheckShow`).
+    Checks(crate::health::report::ChecksReport),
+    /// One page of connection entries (`ConnPage`); `next` is `None` after the last.
+    ConnPage {
+        /// The rows.
+        rows: Vec<ConnInfo>,
+        /// Cursor of the next page.
+        next: Option<ConnCursor>,
+    },
     /// Connection synchronisation: daemons and counters (`SyncShow`).
     Sync(SyncStatus),
 }
@@ -316,8 +355,12 @@ pub struct ConfigDump {
     pub sysctls: Sysctls,
     /// The `--set` timeouts.
     pub timeouts: Timeouts,
-    /// Services in creation order.
+    /// Services in creation order. The servers of a service managed by health checkers
+    /// are its configured servers (with their configured weights), whatever their state.
     pub services: Vec<ServiceDump>,
+    /// Health checkers and settings of the managed services.
+    #[serde(default)]
+    pub health: Vec<crate::health::model::ServiceHealthDump>,
 }
 
 /// One virtual service of a [`ConfigDump`].
@@ -535,6 +578,22 @@ pub struct LinkInfo {
     pub rx_nombuf: u64,
     /// Dataplane drop counters by reason.
     pub drops: Vec<(String, u64)>,
+    /// Link up ↔ down changes seen since start-up.
+    #[serde(default)]
+    pub link_changes: u64,
+    /// Seconds the link has been down in all since start-up.
+    #[serde(default)]
+    pub link_down_secs: u64,
+    /// Mbufs of the director's pool in use (director-wide; shown with the first port).
+    #[serde(default)]
+    pub mbufs_in_use: u64,
+    /// Size of the director's mbuf pool (0: not reported).
+    #[serde(default)]
+    pub mbufs_total: u64,
+    /// Connection-table entries in use, all workers (director-wide; shown with the first
+    /// port).
+    #[serde(default)]
+    pub conn_entries: u64,
     /// The port's kernel interface, when the kernel leg is on.
     #[serde(default)]
     pub kernel: Option<KernelIfInfo>,

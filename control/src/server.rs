@@ -39,11 +39,12 @@ use crate::events;
 use crate::ipvsadm::{DaemonRole, DaemonSpec, IpvsCommand};
 use crate::model::{AddrConfig, Config, ConfigCommand, FwdMethod, ServerId, ServiceKey};
 use crate::proto::{
-    decode_request, encode_response, write_frame, ConfigDump, ConnInfo, LinkInfo, MarkCounters,
+    decode_request, encode_response, write_frame, ConfigDump, ConnCursor, ConnInfo, LinkInfo, MarkCounters,
     MarkStatus, NeighInfo, Op, Reply, Request, Response, ServerStats, ServerStatus, ServiceDump,
     ServiceStatus, SyncStatus, MAX_REQUEST, PROTOCOL_VERSION,
 };
 use crate::stats::StatsBook;
+use crate::sysctl::Sysctls;
 
 /// What the control server needs from the dataplane.
 pub trait Backend: Send {
@@ -86,6 +87,23 @@ pub trait Backend: Send {
     /// daemon, nothing counted.
     fn sync_status(&mut self) -> SyncStatus {
         SyncStatus::default()
+    }
+    /// True while the automatic defense strategies (`drop_entry`, `drop_packet`, `secure_tcp`
+    /// in mode 1/2) are on because some worker's connection table is short of free memory
+    /// (below `amemthresh`). The default implementation reports false.
+    fn defense_on(&mut self) -> bool {
+        false
+    }
+    /// At most `max` connection rows from `from` on, and the cursor of the rest (`None` at
+    /// the end). The default pages over [`Backend::connections`] (cursor = row offset); a
+    /// backend with large tables answers from its tables directly, holding one page.
+    fn connections_page(&mut self, from: ConnCursor, max: usize) -> (Vec<ConnInfo>, Option<ConnCursor>) {
+        let all = self.connections();
+        let start = from.index as usize;
+        let rows: Vec<ConnInfo> = all.iter().skip(start).take(max).cloned().collect();
+        let end = start + rows.len();
+        let next = (end < all.len()).then(|| ConnCursor { worker: 0, index: end as u32 });
+        (rows, next)
     }
 }
 
@@ -138,6 +156,7 @@ pub struct Controller<B: Backend> {
     config: Config,
     backend: B,
     stats: StatsBook,
+    health: Option<crate::health::engine::Link>,
 }
 
 impl<B: Backend> Controller<B> {
@@ -150,7 +169,57 @@ impl<B: Backend> Controller<B> {
             config,
             backend,
             stats: StatsBook::new(),
+            health: None,
         }
+    }
+
+    /// Connects the health checker engine: from now on it gets the checker definitions
+    /// whenever they change (and now).
+    pub fn attach_health(&mut self, mut link: crate::health::engine::Link) {
+        link.update(&self.config);
+        self.health = Some(link);
+    }
+
+    /// The health checker engine's board (per-checker status and counters), once attached.
+    pub fn health_board(&self) -> Option<std::sync::Arc<crate::health::board::Board>> {
+        self.health.as_ref().map(|l| std::sync::Arc::clone(l.board()))
+    }
+
+    /// Makes `next` (already published) the configuration of record and tells the health
+    /// checker engine if its checkers changed.
+    fn adopt(&mut self, next: Config) {
+        self.config = next;
+        if let Some(link) = &mut self.health {
+            link.update(&self.config);
+        }
+    }
+
+    /// Applies checker verdicts (see [`crate::health::model::apply_verdicts`]) to a copy of
+    /// the configuration, publishes it if the pool changed, and returns the events. On error
+    /// nothing changed.
+    pub fn health_report(
+        &mut self,
+        verdicts: &[crate::health::Verdict],
+    ) -> Result<Vec<crate::health::HealthEvent>, CtlError> {
+        let mut next = self.config.clone();
+        let events = crate::health::model::apply_verdicts(&mut next, verdicts, Instant::now())?;
+        if next != self.config {
+            self.backend.publish(&next)?;
+            self.adopt(next);
+        }
+        Ok(events)
+    }
+
+    /// `lbadm check show`.
+    pub fn checks(
+        &self,
+        only: Option<&ServiceKey>,
+    ) -> Result<crate::health::report::ChecksReport, CtlError> {
+        crate::health::report::build(
+            &self.config,
+            self.health.as_ref().map(|l| l.board().as_ref()),
+            only,
+        )
     }
 
     /// The current configuration.
@@ -198,7 +267,7 @@ impl<B: Backend> Controller<B> {
             events::publish_failed(&error);
             TransactionError { index: None, error }
         })?;
-        self.config = next;
+        self.adopt(next);
         events::applied_all(cmds);
         Ok(())
     }
@@ -226,7 +295,7 @@ impl<B: Backend> Controller<B> {
         }
         match self.backend.publish(&next) {
             Ok(()) => {
-                self.config = next;
+                self.adopt(next);
                 for (c, _) in cmds.iter().zip(&results).filter(|(_, r)| r.is_ok()) {
                     events::applied(c);
                 }
@@ -245,6 +314,19 @@ impl<B: Backend> Controller<B> {
         Ok(Reply::Batch(results))
     }
 
+    /// The sysctls as `lbadm sysctl` shows them: automatic defense modes read 2 while the
+    /// defense is on, 1 while it is off (the kernel rewrites the value the same way); the
+    /// configuration keeps what the operator set.
+    fn shown_sysctls(&mut self) -> Sysctls {
+        let s = *self.config.sysctls();
+        let auto = [s.drop_entry, s.drop_packet, s.secure_tcp].iter().any(|m| *m == 1 || *m == 2);
+        if auto {
+            s.with_defense_state(self.backend.defense_on())
+        } else {
+            s
+        }
+    }
+
     /// The whole configuration (`ConfigShow`, `lbadm save`).
     pub fn dump(&self) -> ConfigDump {
         ConfigDump {
@@ -258,9 +340,28 @@ impl<B: Backend> Controller<B> {
                 .into_iter()
                 .map(|s| ServiceDump {
                     config: s.config.clone(),
-                    servers: s.servers.clone(),
+                    servers: match self.config.health().service(&s.config.key) {
+                        // Managed: the servers as configured, whatever their health.
+                        Some(st) => st
+                            .servers
+                            .iter()
+                            .map(|h| crate::model::ServerConfig {
+                                id: s
+                                    .server(h.spec.addr, h.spec.port)
+                                    .map_or(ServerId(u32::MAX), |p| p.id),
+                                addr: h.spec.addr,
+                                port: h.spec.port,
+                                fwd: h.spec.fwd,
+                                weight: h.spec.weight,
+                                u_threshold: h.spec.u_threshold,
+                                l_threshold: h.spec.l_threshold,
+                            })
+                            .collect(),
+                        None => s.servers.clone(),
+                    },
                 })
                 .collect(),
+            health: crate::health::model::dump(&self.config),
         }
     }
 
@@ -330,13 +431,13 @@ impl<B: Backend> Controller<B> {
                 .map(|_| Reply::Ok),
             Op::MarkFlush => self.apply(&[ConfigCommand::FlushMarks]).map(|_| Reply::Ok),
             Op::MarkShow => Ok(self.marks_reply()),
-            Op::SysctlShow => Ok(Reply::Sysctls(*self.config.sysctls())),
+            Op::SysctlShow => Ok(Reply::Sysctls(self.shown_sysctls())),
             Op::SysctlSetValues { name, values } => self
                 .apply(&[ConfigCommand::SetSysctlValues { name, values }])
-                .map(|_| Reply::Sysctls(*self.config.sysctls())),
+                .map(|_| Reply::Sysctls(self.shown_sysctls())),
             Op::SysctlSet { name, value } => self
                 .apply(&[ConfigCommand::SetSysctl { name, value }])
-                .map(|_| Reply::Sysctls(*self.config.sysctls())),
+                .map(|_| Reply::Sysctls(self.shown_sysctls())),
             Op::NeighShow => Ok(Reply::Neighs(self.backend.neighbours())),
             Op::LinkShow => Ok(Reply::Links(self.backend.links())),
             Op::SyncShow => Ok(Reply::Sync(self.backend.sync_status())),
@@ -360,6 +461,13 @@ impl<B: Backend> Controller<B> {
                 Ok(Reply::Ok)
             }
             Op::ConfigShow => Ok(Reply::Config(self.dump())),
+            Op::Apply(cmds) => self.apply(&cmds).map(|_| Reply::Ok),
+            Op::CheckShow { service } => self.checks(service.as_ref()).map(Reply::Checks),
+            Op::ConnPage { cursor, max } => {
+                let max = max.clamp(1, crate::proto::MAX_CONN_PAGE) as usize;
+                let (rows, next) = self.backend.connections_page(cursor, max);
+                Ok(Reply::ConnPage { rows, next })
+            }
         };
         match result {
             Ok(r) => Response::ok(r),
@@ -479,7 +587,7 @@ impl<B: Backend> Controller<B> {
         if !changes.is_empty() {
             match self.backend.publish(&next) {
                 Ok(()) => {
-                    self.config = next;
+                    self.adopt(next);
                     events::applied_all(&applied);
                 }
                 Err(e) => {
@@ -795,4 +903,32 @@ pub fn serve_shared<B: Backend + 'static>(
         let _ = std::fs::remove_file(path);
     }
     Ok(())
+}
+
+/// Starts the health checker engine ([`crate::health::engine`]) for the shared controller:
+/// it gets the checker definitions from the controller and applies its verdicts through
+/// [`Controller::health_report`] under the controller's lock. Stops when `stop` is set.
+pub fn start_health<B: Backend + 'static>(
+    ctl: &Arc<Mutex<Controller<B>>>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<JoinHandle<()>> {
+    start_health_on(ctl, stop, None)
+}
+
+/// [`start_health`] with the engine's threads restricted to `cpus` (see
+/// [`crate::health::engine::spawn_on`]).
+pub fn start_health_on<B: Backend + 'static>(
+    ctl: &Arc<Mutex<Controller<B>>>,
+    stop: Arc<AtomicBool>,
+    cpus: Option<Vec<usize>>,
+) -> io::Result<JoinHandle<()>> {
+    let (link, input) = crate::health::engine::link();
+    lock(ctl).attach_health(link);
+    let c = Arc::clone(ctl);
+    crate::health::engine::spawn_on(
+        input,
+        Box::new(move |verdicts| lock(&c).health_report(verdicts)),
+        stop,
+        cpus,
+    )
 }

@@ -2,23 +2,32 @@
 //! or its connection synchronisation, with the kernel's defaults (ipvs-semantics.md §5.4-5.7,
 //! operations.md §3), set by `lbadm sysctl NAME=VALUE`.
 //!
-//! The director keeps exactly these; every other IPVS sysctl is not applicable to a DR-only
-//! DPDK director and does not exist (asking for one gives sysctl's "cannot stat" error):
-//! `sloppy_sctp` (no SCTP), `secure_tcp`, `drop_entry`, `drop_packet`, `amemthresh`,
-//! `am_droprate` (defense against kernel memory pressure; the director's tables are fixed-size
-//! and refuse new entries when full), `conntrack`, `snat_reroute`, `nat_icmp_send` (NAT and
-//! netfilter only), `sync_qlen_max`, `sync_sock_size`, `sync_ports` (one sync thread per role,
-//! default socket buffers), `ignore_tunneled`, `run_estimation` (rates are always estimated),
-//! the `timeout_*` files (absent in current kernels; `--set` sets the timeouts).
+//! The director keeps exactly these eighteen: the seven DR switches above, the defense
+//! strategies `drop_entry`, `drop_packet`, `secure_tcp` (modes 0-3) with their thresholds
+//! `amemthresh` and `am_droprate` (see `dataplane::defense` for what each does on a fixed-size
+//! table), and the connection-sync ones `sync_threshold`, `sync_period` (its second value),
+//! `sync_refresh_period`, `sync_retries`, `sync_persist_mode`, `sync_version`, `backup_only`.
+//! Every other IPVS sysctl is not applicable to a DR-only DPDK director and does not exist
+//! (asking for one gives sysctl's "cannot stat" error): `sloppy_sctp` (no SCTP), `conntrack`,
+//! `snat_reroute`, `nat_icmp_send` (NAT and netfilter only), `sync_qlen_max`,
+//! `sync_sock_size`, `sync_ports` (one sync thread per role, default socket buffers),
+//! `ignore_tunneled`, `run_estimation` (rates are always estimated), the `timeout_*` files
+//! (absent in current kernels; `--set` sets the timeouts).
 //!
 //! Values: the kernel accepts any integer for most of these files (and treats non-zero as
 //! "on"); the director is stricter and accepts 0/1 for the switches, 0..=3 for
-//! `conn_reuse_mode` and `sync_retries`, 0..=1 for `sync_version`, and answers anything else
-//! with sysctl's "Invalid argument". `sync_threshold` is a vector of two integers
-//! (threshold, period) as in the kernel: writing one integer sets the threshold only; the
-//! threshold must be below a non-zero period. The director counts packets per connection in
-//! one byte, so it accepts a period up to 255 and, with period 0, a threshold up to 254 (the
-//! kernel: any).
+//! `conn_reuse_mode`, `sync_retries` and the three defense modes (as the kernel's
+//! `proc_do_defense_mode`), 0..=2147483647 for `amemthresh` and `am_droprate`, 0..=1 for
+//! `sync_version`, and answers anything else with sysctl's "Invalid argument".
+//! `sync_threshold` is a vector of two integers (threshold, period) as in the kernel: writing
+//! one integer sets the threshold only; the threshold must be below a non-zero period. The
+//! director counts packets per connection in one byte, so it accepts a period up to 255 and,
+//! with period 0, a threshold up to 254 (the kernel: any).
+//!
+//! Defense modes, as in the kernel: 0 off, 1 automatic (on while memory is short), 2 the same
+//! automatic mode while it is on (the kernel rewrites 1 to 2 and back; here the stored value
+//! stays what the operator set and [`Sysctls::with_defense_state`] gives the value to show),
+//! 3 always on.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,8 +36,10 @@ use crate::error::CtlError;
 /// The sysctl key prefix.
 pub const SYSCTL_PREFIX: &str = "net.ipv4.vs.";
 
-/// The director's IPVS sysctls. Field docs say what each changes in DR. Fields missing from
-/// a serialized value take their defaults.
+/// The director's IPVS sysctls. Field docs say what each changes in DR.
+///
+/// Fields missing from a serialized value take their defaults (older clients and saved dumps
+/// stay readable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Sysctls {
@@ -77,6 +88,24 @@ pub struct Sysctls {
     /// `backup_only` (default 0): when 1, the director does not forward while its backup
     /// sync daemon runs.
     pub backup_only: bool,
+    /// `drop_entry` (default 0, mode 0..=3): while on, a sweep examines 1/32 of each worker's
+    /// connection table per second and drops unconfirmed entries (handshakes in SYN_RECV /
+    /// SYNACK, templates never assured that control nothing), as the kernel's
+    /// `ip_vs_random_dropentry`.
+    pub drop_entry: u8,
+    /// `drop_packet` (default 0, mode 0..=3): while on, one in `rate` packets that would open
+    /// a connection is dropped before scheduling; `rate` is `amemthresh / (amemthresh -
+    /// available)` in the automatic modes and `am_droprate` in mode 3.
+    pub drop_packet: u8,
+    /// `secure_tcp` (default 0, mode 0..=3): while on, the stricter TCP state table is used (in
+    /// DR: a SYN puts an entry in SYNACK instead of SYN_RECV).
+    pub secure_tcp: u8,
+    /// `amemthresh` (default 1024): the automatic modes are on while a worker's connection
+    /// table has less free memory than this many 4 KiB pages (free entries × bytes per entry
+    /// / 4096), the director's equivalent of the kernel's free memory.
+    pub amemthresh: u32,
+    /// `am_droprate` (default 10): the drop rate of `drop_packet` mode 3.
+    pub am_droprate: u32,
 }
 
 /// A sysctl's value as sysctl(8) shows it: one integer, or a vector (`sync_threshold`),
@@ -134,20 +163,30 @@ impl Default for Sysctls {
             sync_persist_mode: 0,
             sync_version: 1,
             backup_only: false,
+            drop_entry: 0,
+            drop_packet: 0,
+            secure_tcp: 0,
+            amemthresh: 1024,
+            am_droprate: 10,
         }
     }
 }
 
 impl Sysctls {
     /// The short names, sorted (the order `lbadm sysctl` lists them in).
-    pub const NAMES: [&'static str; 13] = [
+    pub const NAMES: [&'static str; 18] = [
+        "am_droprate",
+        "amemthresh",
         "backup_only",
         "cache_bypass",
         "conn_reuse_mode",
+        "drop_entry",
+        "drop_packet",
         "expire_nodest_conn",
         "expire_quiescent_template",
         "pmtu_disc",
         "schedule_icmp",
+        "secure_tcp",
         "sloppy_tcp",
         "sync_persist_mode",
         "sync_refresh_period",
@@ -175,13 +214,30 @@ impl Sysctls {
         }
     }
 
+    /// The values to show while the dataplane's automatic defenses are `on` (memory short) or
+    /// not: a defense mode of 1 or 2 reads 2 while on and 1 while off, as the kernel rewrites
+    /// it; every other value is unchanged.
+    pub fn with_defense_state(mut self, on: bool) -> Sysctls {
+        for m in [&mut self.drop_entry, &mut self.drop_packet, &mut self.secure_tcp] {
+            if *m == 1 || *m == 2 {
+                *m = if on { 2 } else { 1 };
+            }
+        }
+        self
+    }
+
     /// The value of a scalar sysctl `name` (a short name from [`Sysctls::NAMES`]); for a
     /// vector, its first element.
     pub fn get(&self, name: &str) -> Option<i64> {
         let b = |v: bool| Some(i64::from(v));
         match name {
+            "am_droprate" => Some(i64::from(self.am_droprate)),
+            "amemthresh" => Some(i64::from(self.amemthresh)),
             "cache_bypass" => b(self.cache_bypass),
             "conn_reuse_mode" => Some(i64::from(self.conn_reuse_mode)),
+            "drop_entry" => Some(i64::from(self.drop_entry)),
+            "drop_packet" => Some(i64::from(self.drop_packet)),
+            "secure_tcp" => Some(i64::from(self.secure_tcp)),
             "expire_nodest_conn" => b(self.expire_nodest_conn),
             "expire_quiescent_template" => b(self.expire_quiescent_template),
             "pmtu_disc" => b(self.pmtu_disc),
@@ -199,7 +255,8 @@ impl Sysctls {
 
     /// Sets `name` (short, `net.ipv4.vs.` or `net/ipv4/vs/` form) to `value`. Errors (exit
     /// status 255): unknown name → [`CtlError::sysctl_unknown`]; value out of range (not 0/1,
-    /// `conn_reuse_mode` not 0..=3) → [`CtlError::sysctl_invalid`]. On error nothing changes.
+    /// `conn_reuse_mode` or a defense mode not 0..=3, a threshold negative or above
+    /// 2147483647) → [`CtlError::sysctl_invalid`]. On error nothing changes.
     pub fn set(&mut self, name: &str, value: i64) -> Result<(), CtlError> {
         let name = Self::resolve(name)?;
         let invalid = || CtlError::sysctl_invalid(name);
@@ -208,14 +265,22 @@ impl Sysctls {
             1 => Ok(true),
             _ => Err(invalid()),
         };
+        let mode = |v: i64| match v {
+            0..=3 => Ok(v as u8),
+            _ => Err(invalid()),
+        };
+        let int = |v: i64| match v {
+            0..=0x7fff_ffff => Ok(v as u32),
+            _ => Err(invalid()),
+        };
         match name {
+            "am_droprate" => self.am_droprate = int(value)?,
+            "amemthresh" => self.amemthresh = int(value)?,
             "cache_bypass" => self.cache_bypass = flag(value)?,
-            "conn_reuse_mode" => {
-                self.conn_reuse_mode = match value {
-                    0..=3 => value as u8,
-                    _ => return Err(invalid()),
-                }
-            }
+            "conn_reuse_mode" => self.conn_reuse_mode = mode(value)?,
+            "drop_entry" => self.drop_entry = mode(value)?,
+            "drop_packet" => self.drop_packet = mode(value)?,
+            "secure_tcp" => self.secure_tcp = mode(value)?,
             "expire_nodest_conn" => self.expire_nodest_conn = flag(value)?,
             "expire_quiescent_template" => self.expire_quiescent_template = flag(value)?,
             "pmtu_disc" => self.pmtu_disc = flag(value)?,
@@ -348,13 +413,18 @@ mod tests {
         let shown: Vec<(&str, String)> =
             s.entries().into_iter().map(|(n, v)| (n, v.to_string())).collect();
         let want = [
+            ("am_droprate", "10"),
+            ("amemthresh", "1024"),
             ("backup_only", "0"),
             ("cache_bypass", "0"),
             ("conn_reuse_mode", "1"),
+            ("drop_entry", "0"),
+            ("drop_packet", "0"),
             ("expire_nodest_conn", "0"),
             ("expire_quiescent_template", "0"),
             ("pmtu_disc", "1"),
             ("schedule_icmp", "0"),
+            ("secure_tcp", "0"),
             ("sloppy_tcp", "0"),
             ("sync_persist_mode", "0"),
             ("sync_refresh_period", "0"),
@@ -396,11 +466,15 @@ mod tests {
                 255
             )
         );
-        let e = s.set("net.ipv4.vs.amemthresh", 1).unwrap_err();
+        let e = s.set("net.ipv4.vs.sloppy_sctp", 1).unwrap_err();
         assert_eq!(
             e.message,
-            "sysctl: cannot stat /proc/sys/net/ipv4/vs/amemthresh: No such file or directory"
+            "sysctl: cannot stat /proc/sys/net/ipv4/vs/sloppy_sctp: No such file or directory"
         );
+        for (name, bad) in [("drop_entry", 4), ("drop_packet", -1), ("secure_tcp", 9), ("amemthresh", -1), ("am_droprate", 1 << 31)] {
+            let e = s.set(name, bad).unwrap_err();
+            assert!(e.message.ends_with("Invalid argument"), "{name}={bad}: {}", e.message);
+        }
         let e = Sysctls::resolve("net.core.somaxconn").unwrap_err();
         assert_eq!(
             e.message,
@@ -444,6 +518,28 @@ mod tests {
         assert_eq!(serde_json::to_string(&SysctlValue::from(1)).unwrap(), "1");
         let old: Sysctls = serde_json::from_str(r#"{"sloppy_tcp":true}"#).unwrap();
         assert!(old.sloppy_tcp && old.sync_period == 50 && old.sync_version == 1);
+    }
+
+    #[test]
+    fn defense_sysctls_take_the_kernel_ranges_and_show_the_automatic_state() {
+        let mut s = Sysctls::default();
+        s.set("net.ipv4.vs.drop_entry", 1).unwrap();
+        s.set("drop_packet", 3).unwrap();
+        s.set("secure_tcp", 2).unwrap();
+        s.set("amemthresh", 65536).unwrap();
+        s.set("am_droprate", 0).unwrap();
+        assert_eq!((s.drop_entry, s.drop_packet, s.secure_tcp, s.amemthresh, s.am_droprate), (1, 3, 2, 65536, 0));
+        // Automatic modes read 2 while the defense is on and 1 while it is off; 0 and 3 stay.
+        let on = s.with_defense_state(true);
+        assert_eq!((on.drop_entry, on.drop_packet, on.secure_tcp), (2, 3, 2));
+        let off = s.with_defense_state(false);
+        assert_eq!((off.drop_entry, off.drop_packet, off.secure_tcp), (1, 3, 1));
+        // An old dump without the new fields still reads, with the defaults.
+        let old = r#"{"expire_nodest_conn":false,"expire_quiescent_template":false,"sloppy_tcp":true,
+            "conn_reuse_mode":1,"schedule_icmp":false,"cache_bypass":false,"pmtu_disc":true}"#;
+        let d: Sysctls = serde_json::from_str(old).unwrap();
+        assert!(d.sloppy_tcp);
+        assert_eq!((d.drop_entry, d.amemthresh, d.am_droprate), (0, 1024, 10));
     }
 
     #[test]

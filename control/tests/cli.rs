@@ -578,10 +578,12 @@ fn mark_rules_iptables_and_mark_verbs() {
 fn sysctl_verb() {
     let r = common::Running::start("cli-sysctl");
     let s = &r.path;
-    let all = "net.ipv4.vs.backup_only = 0\nnet.ipv4.vs.cache_bypass = 0\n\
-               net.ipv4.vs.conn_reuse_mode = 1\n\
+    let all = "net.ipv4.vs.am_droprate = 10\nnet.ipv4.vs.amemthresh = 1024\n\
+               net.ipv4.vs.backup_only = 0\nnet.ipv4.vs.cache_bypass = 0\nnet.ipv4.vs.conn_reuse_mode = 1\n\
+               net.ipv4.vs.drop_entry = 0\nnet.ipv4.vs.drop_packet = 0\n\
                net.ipv4.vs.expire_nodest_conn = 0\nnet.ipv4.vs.expire_quiescent_template = 0\n\
-               net.ipv4.vs.pmtu_disc = 1\nnet.ipv4.vs.schedule_icmp = 0\nnet.ipv4.vs.sloppy_tcp = 0\n\
+               net.ipv4.vs.pmtu_disc = 1\nnet.ipv4.vs.schedule_icmp = 0\n\
+               net.ipv4.vs.secure_tcp = 0\nnet.ipv4.vs.sloppy_tcp = 0\n\
                net.ipv4.vs.sync_persist_mode = 0\nnet.ipv4.vs.sync_refresh_period = 0\n\
                net.ipv4.vs.sync_retries = 0\nnet.ipv4.vs.sync_threshold = 3\t50\n\
                net.ipv4.vs.sync_version = 1\n";
@@ -601,6 +603,13 @@ fn sysctl_verb() {
         "net.ipv4.vs.conn_reuse_mode = 2\n"
     );
     assert_eq!(ok(s, "sysctl -q expire_nodest_conn=1"), "");
+    // The defense strategies take the kernel's modes and thresholds (an operator's tuning
+    // script works unchanged).
+    assert_eq!(
+        ok(s, "sysctl -w net.ipv4.vs.drop_entry=1 net.ipv4.vs.amemthresh=2048"),
+        "net.ipv4.vs.drop_entry = 1\nnet.ipv4.vs.amemthresh = 2048\n"
+    );
+    assert_eq!(r.state.lock().unwrap().last_sysctls.drop_entry, 1);
     assert_eq!(ok(s, "sysctl -n sloppy_tcp expire_nodest_conn"), "1\n1\n");
     assert!(r.state.lock().unwrap().last_sysctls.sloppy_tcp);
     let j: serde_json::Value = serde_json::from_str(&ok(s, "--json sysctl")).unwrap();
@@ -635,6 +644,11 @@ fn sysctl_verb() {
         "sysctl conn_reuse_mode=x",
         "",
         "sysctl: setting key \"net.ipv4.vs.conn_reuse_mode\": Invalid argument\n",
+    );
+    err(
+        "sysctl secure_tcp=4",
+        "",
+        "sysctl: setting key \"net.ipv4.vs.secure_tcp\": Invalid argument\n",
     );
     err(
         "sysctl -w sloppy_tcp",
@@ -725,4 +739,57 @@ fn binary_marks_and_sysctl() {
             "sysctl: setting key \"net.ipv4.vs.sloppy_tcp\": Invalid argument\n".into()
         )
     );
+}
+
+/// `-L -c` pages through the table (4096 rows per `ConnPage`): a 10,000-entry table prints the
+/// header once and every row once, in table order, and `--json` is the same document as the
+/// one-reply listing; the controller caps a page at `MAX_CONN_PAGE` and ends with `next: null`.
+#[test]
+fn connection_listing_streams_page_by_page() {
+    use control::proto::{ConnCursor, Op, Reply, Request, MAX_CONN_PAGE};
+    let mut r = common::Running::start("connpage");
+    let conns: Vec<_> = (0..10_000u32)
+        .map(|i| {
+            let mut c = common::conn((i % 60_000) as u16 + 1);
+            c.caddr = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+            c
+        })
+        .collect();
+    r.state.lock().unwrap().conns = conns.clone();
+    let s = &r.path;
+    let text = ok(s, "-L -n -c");
+    let want = control::format::list_connections(
+        &conns,
+        &control::ipvsadm::ListOptions {
+            numeric: true,
+            connections: true,
+            ..Default::default()
+        },
+        &NumericOnly,
+    );
+    assert_eq!(text.matches("IPVS connection entries").count(), 1);
+    assert_eq!(text.lines().filter(|l| l.starts_with("TCP")).count(), 10_000);
+    assert_eq!(text, want);
+    let js = ok(s, "--json -L -n -c");
+    assert_eq!(js, control::format::json(&conns));
+    // The protocol: pages of at most MAX_CONN_PAGE rows that cover the table exactly once.
+    let (mut ctl, state) = common::controller();
+    state.lock().unwrap().conns = conns.clone();
+    let mut cursor = Some(ConnCursor::default());
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    while let Some(c) = cursor {
+        match ctl.handle(Request::new(Op::ConnPage { cursor: c, max: u32::MAX })).result {
+            Ok(Reply::ConnPage { rows, next }) => {
+                assert!(rows.len() <= MAX_CONN_PAGE as usize);
+                seen.extend(rows);
+                cursor = next;
+            }
+            other => panic!("ConnPage answered {other:?}"),
+        }
+        pages += 1;
+        assert!(pages <= 10, "paging does not end");
+    }
+    assert_eq!(seen, conns);
+    r.stop();
 }

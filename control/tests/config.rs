@@ -303,7 +303,7 @@ mark add -d 10.5.5.5 --set-mark 99
     let o = lbadm_in(s, &["restore", "--bogus"], "");
     assert_eq!(
         (o.code, o.stderr.as_str()),
-        (2, "lbadm: usage: restore [--atomic] [FILE|-]\n")
+        (2, "lbadm: usage: restore [--atomic] [FILE|-] | restore --keepalived FILE\n")
     );
     let o = lbadm_in(s, &["save", "a", "b"], "");
     assert_eq!(

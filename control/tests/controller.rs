@@ -526,11 +526,19 @@ fn sysctls_round_trip() {
             255
         )
     );
-    let e = ctl.handle(set("drop_entry", 1)).result.unwrap_err();
+    let e = ctl.handle(set("sloppy_sctp", 1)).result.unwrap_err();
     assert_eq!(
         e.message,
-        "sysctl: cannot stat /proc/sys/net/ipv4/vs/drop_entry: No such file or directory"
+        "sysctl: cannot stat /proc/sys/net/ipv4/vs/sloppy_sctp: No such file or directory"
     );
     assert_eq!(state.lock().unwrap().published.len(), 1);
     assert_eq!(ctl.config().sysctls().conn_reuse_mode, 1);
+    // The defense strategies are published like any sysctl; an automatic mode reads 1
+    // while the backend reports no memory pressure (the test backend never does).
+    let Ok(Reply::Sysctls(s)) = ctl.handle(set("drop_entry", 2)).result else {
+        panic!()
+    };
+    assert_eq!(s.drop_entry, 1);
+    assert_eq!(state.lock().unwrap().last_sysctls.drop_entry, 2);
+    assert_eq!(state.lock().unwrap().published.len(), 2);
 }

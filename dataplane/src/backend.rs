@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use control::error::CtlError;
 use control::model::{Config, ServerId};
 use control::ipvsadm::{DaemonRole, DaemonSpec};
-use control::proto::{ConnInfo, ConnProto, KernelIfInfo, LinkInfo, MarkCounters, NeighInfo, ServerStats, SyncStatus};
+use control::proto::{
+    ConnCursor, ConnInfo, ConnProto, KernelIfInfo, LinkInfo, MarkCounters, NeighInfo, ServerStats, SyncStatus,
+};
 use std::sync::atomic::Ordering;
 use control::server::Backend;
 
@@ -57,38 +59,79 @@ impl DirectorBackend {
     /// Every connection row of every worker.
     fn dump(&self) -> Vec<ConnRow> {
         let mut out = Vec::new();
-        for mb in &self.path.shared.mailboxes {
-            let _exchange = mb.exchange();
-            while mb.replies.pop().is_some() {}
-            let mut start = 0u32;
-            loop {
-                let buf = Box::new(Vec::with_capacity(DUMP_CHUNK));
-                if mb.requests.push(WorkerRequest::Conns { buf, start }).is_err() {
-                    break;
-                }
-                let deadline = Instant::now() + DUMP_TIMEOUT;
-                let reply = loop {
-                    if let Some(r) = mb.replies.pop() {
-                        break Some(r);
-                    }
-                    if Instant::now() > deadline {
-                        break None;
-                    }
-                    std::thread::sleep(Duration::from_micros(200));
-                };
-                match reply {
-                    Some(WorkerReply::Conns { buf, next }) => {
-                        out.extend_from_slice(&buf);
-                        match next {
-                            Some(n) => start = n,
-                            None => break,
-                        }
-                    }
-                    _ => break,
-                }
-            }
+        for w in 0..self.path.shared.mailboxes.len() {
+            self.dump_worker(w, 0, usize::MAX, &mut out);
         }
         out
+    }
+
+    /// Appends worker `w`'s rows from entry index `start` on to `out`, at most `max` of them
+    /// (in chunks of [`DUMP_CHUNK`]: a worker copies one chunk between bursts). Returns the
+    /// index to continue from, or `None` when the worker's table was listed to its end (or
+    /// the worker did not answer in time).
+    fn dump_worker(&self, w: usize, start: u32, max: usize, out: &mut Vec<ConnRow>) -> Option<u32> {
+        let mb = self.path.shared.mailboxes.get(w)?;
+        let _exchange = mb.exchange();
+        while mb.replies.pop().is_some() {}
+        let mut start = start;
+        let mut left = max;
+        while left > 0 {
+            let buf = Box::new(Vec::with_capacity(DUMP_CHUNK.min(left)));
+            if mb.requests.push(WorkerRequest::Conns { buf, start }).is_err() {
+                return None;
+            }
+            let deadline = Instant::now() + DUMP_TIMEOUT;
+            let reply = loop {
+                if let Some(r) = mb.replies.pop() {
+                    break Some(r);
+                }
+                if Instant::now() > deadline {
+                    break None;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            };
+            match reply {
+                Some(WorkerReply::Conns { buf, next }) => {
+                    left = left.saturating_sub(buf.len());
+                    out.extend_from_slice(&buf);
+                    match next {
+                        Some(n) => start = n,
+                        None => return None,
+                    }
+                }
+                _ => return None,
+            }
+        }
+        Some(start)
+    }
+
+    /// The listing rows of `rows` (server addresses and ports from the configuration).
+    fn conn_infos(&self, rows: &[ConnRow]) -> Vec<ConnInfo> {
+        let slow = self.path.lock();
+        let cfg = &slow.config;
+        rows.iter()
+            .map(|r| {
+                let (daddr, server_port, service_port) = server_addr(cfg, r.server);
+                let template = r.flags & F_TEMPLATE != 0;
+                let proto = match r.key.proto {
+                    6 => ConnProto::Tcp,
+                    17 => ConnProto::Udp,
+                    _ => ConnProto::Ip,
+                };
+                ConnInfo {
+                    proto,
+                    expires_secs: r.expires_secs,
+                    state: state_name(r.key.proto, r.flags, r.state).to_string(),
+                    caddr: Ipv4Addr::from(r.key.caddr),
+                    cport: r.key.cport,
+                    vaddr: Ipv4Addr::from(r.key.vaddr),
+                    vport: r.key.vport,
+                    daddr,
+                    dport: shown_dport(template, r.key.vport, server_port, service_port),
+                    pe: None,
+                }
+            })
+            .collect()
     }
 }
 
@@ -173,31 +216,30 @@ impl Backend for DirectorBackend {
 
     fn connections(&mut self) -> Vec<ConnInfo> {
         let rows = self.dump();
-        let slow = self.path.lock();
-        let cfg = &slow.config;
-        rows.iter()
-            .map(|r| {
-                let (daddr, server_port, service_port) = server_addr(cfg, r.server);
-                let template = r.flags & F_TEMPLATE != 0;
-                let proto = match r.key.proto {
-                    6 => ConnProto::Tcp,
-                    17 => ConnProto::Udp,
-                    _ => ConnProto::Ip,
-                };
-                ConnInfo {
-                    proto,
-                    expires_secs: r.expires_secs,
-                    state: state_name(r.key.proto, r.flags, r.state).to_string(),
-                    caddr: Ipv4Addr::from(r.key.caddr),
-                    cport: r.key.cport,
-                    vaddr: Ipv4Addr::from(r.key.vaddr),
-                    vport: r.key.vport,
-                    daddr,
-                    dport: shown_dport(template, r.key.vport, server_port, service_port),
-                    pe: None,
-                }
-            })
-            .collect()
+        self.conn_infos(&rows)
+    }
+
+    fn connections_page(&mut self, from: ConnCursor, max: usize) -> (Vec<ConnInfo>, Option<ConnCursor>) {
+        let workers = self.path.shared.mailboxes.len();
+        let mut rows = Vec::with_capacity(max.min(1 << 16));
+        let mut cur = Some(from);
+        while let Some(c) = cur {
+            let w = c.worker as usize;
+            if w >= workers {
+                cur = None;
+                break;
+            }
+            let left = max - rows.len();
+            if left == 0 {
+                break;
+            }
+            cur = match self.dump_worker(w, c.index, left, &mut rows) {
+                Some(index) => Some(ConnCursor { worker: c.worker, index }),
+                None if w + 1 < workers => Some(ConnCursor { worker: c.worker + 1, index: 0 }),
+                None => None,
+            };
+        }
+        (self.conn_infos(&rows), cur)
     }
 
     fn neighbours(&mut self) -> Vec<NeighInfo> {
@@ -229,6 +271,8 @@ impl Backend for DirectorBackend {
             ("handoff_out", c.handoff_out),
             ("handoff_in", c.handoff_in),
             ("handoff_dropped", c.handoff_dropped),
+            ("evicted_unconfirmed", c.evicted_unconfirmed),
+            ("drop_entry_dropped", c.drop_entry_dropped),
         ] {
             if v > 0 {
                 drops.push((name.to_string(), v));
@@ -242,16 +286,23 @@ impl Backend for DirectorBackend {
                 }
             }
         }
+        let now = std::time::Instant::now();
+        let (states, pool): (Vec<_>, _) = {
+            let slow = self.path.lock();
+            let pool = slow.pool.as_ref().map(|p| (u64::from(p.in_use()), u64::from(p.in_use()) + u64::from(p.available())));
+            (self.ports.iter().map(|p| slow.links.state(*p, now)).collect(), pool)
+        };
         self.ports
             .iter()
             .enumerate()
             .map(|(i, p)| {
                 let st = p.stats();
                 let link = p.link();
+                let state = states[i];
                 LinkInfo {
                     name: p.name(),
                     mac: crate::wire::MacAddr(p.mac()).to_string(),
-                    link_up: link.up,
+                    link_up: state.up,
                     speed_mbps: link.speed_mbps,
                     mtu: p.mtu() as u32,
                     rx_packets: st.rx_packets,
@@ -264,6 +315,11 @@ impl Backend for DirectorBackend {
                     rx_nombuf: st.rx_nombuf,
                     // Dataplane drop reasons are per director, shown with the first port.
                     drops: if i == 0 { drops.clone() } else { Vec::new() },
+                    link_changes: state.changes,
+                    link_down_secs: state.down_total.as_secs(),
+                    mbufs_in_use: if i == 0 { pool.map_or(0, |p| p.0) } else { 0 },
+                    mbufs_total: if i == 0 { pool.map_or(0, |p| p.1) } else { 0 },
+                    conn_entries: if i == 0 { c.conn_entries } else { 0 },
                     kernel: self.path.leg.as_ref().and_then(|l| l.iface_of_port(p.id())).map(kernel_info),
                 }
             })
@@ -274,6 +330,10 @@ impl Backend for DirectorBackend {
         let n = self.path.lock().config.marks().len();
         let c = self.path.counters();
         c.marks.iter().take(n).map(|&(packets, bytes)| MarkCounters { packets, bytes }).collect()
+    }
+
+    fn defense_on(&mut self) -> bool {
+        self.path.counters().defense_on
     }
 
     fn table_size(&self) -> u32 {

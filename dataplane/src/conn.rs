@@ -210,8 +210,15 @@ impl Entry {
     /// move to the server's ActiveConn/InActConn, assures the template on
     /// [`TcpTransition::established`], and then calls [`ConnTable::touch`].
     pub fn apply_tcp(&mut self, tcp_flags: u8, timeouts: &Timeouts) -> TcpTransition {
+        self.apply_tcp_with(tcp_flags, timeouts, false)
+    }
+
+    /// [`Self::apply_tcp`] with the `secure_tcp` defense's stricter table when `secure` (the
+    /// kernel's `tcp_states_dos`, INPUT-ONLY part: a SYN leads to SYNACK instead of SYN_RECV).
+    #[inline]
+    pub fn apply_tcp_with(&mut self, tcp_flags: u8, timeouts: &Timeouts, secure: bool) -> TcpTransition {
         let old = TcpState::from_u8(self.state).unwrap_or(TcpState::None);
-        let new = old.next(tcp_flags);
+        let new = if secure { old.next_secure(tcp_flags) } else { old.next(tcp_flags) };
         let mut t = TcpTransition {
             counter: CounterMove::None,
             established: false,
@@ -1011,6 +1018,30 @@ const INPUT_ONLY: [[TcpState; TCP_STATE_COUNT]; 4] = {
     ]
 };
 
+/// The `secure_tcp` INPUT-ONLY table (kernel `tcp_states_dos`): as [`INPUT_ONLY`] except
+/// that a SYN from NONE, FIN_WAIT, TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK, LISTEN or SYNACK
+/// leads to SYNACK.
+#[rustfmt::skip]
+const INPUT_ONLY_SECURE: [[TcpState; TCP_STATE_COUNT]; 4] = {
+    const ES: TcpState = S::Established;
+    const SS: TcpState = S::SynSent;
+    const SR: TcpState = S::SynRecv;
+    const FW: TcpState = S::FinWait;
+    const TW: TcpState = S::TimeWait;
+    const CL: TcpState = S::Close;
+    const CW: TcpState = S::CloseWait;
+    const LA: TcpState = S::LastAck;
+    const LI: TcpState = S::Listen;
+    const SA: TcpState = S::SynAck;
+    [
+        //       NO  ES  SS  SR  FW  TW  CL  CW  LA  LI  SA
+        /*SYN*/ [SA, ES, ES, SR, SA, SA, SA, SA, SA, SA, SA],
+        /*FIN*/ [CL, FW, SS, TW, FW, TW, CL, CW, LA, LI, TW],
+        /*ACK*/ [ES, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
+        /*RST*/ [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, CL],
+    ]
+};
+
 impl TcpState {
     /// All states in kernel order.
     pub const ALL: [TcpState; TCP_STATE_COUNT] = [
@@ -1039,6 +1070,15 @@ impl TcpState {
     pub fn next(self, tcp_flags: u8) -> TcpState {
         match TcpEvent::of(tcp_flags) {
             Some(ev) => INPUT_ONLY[ev as usize][self as usize],
+            None => S::Close,
+        }
+    }
+
+    /// Next state under the `secure_tcp` defense ([`INPUT_ONLY_SECURE`]).
+    #[inline]
+    pub fn next_secure(self, tcp_flags: u8) -> TcpState {
+        match TcpEvent::of(tcp_flags) {
+            Some(ev) => INPUT_ONLY_SECURE[ev as usize][self as usize],
             None => S::Close,
         }
     }
@@ -1549,6 +1589,28 @@ mod tests {
             assert_eq!(TcpState::from_u8(i as u8), Some(*s));
         }
         assert_eq!(TcpState::from_u8(11), Option::None);
+    }
+
+    #[test]
+    fn secure_tcp_table_differs_only_in_syn_leading_to_synack() {
+        use TcpState::*;
+        // Kernel tcp_states_dos, INPUT-ONLY, SYN row.
+        let syn = [SynAck, Established, Established, SynRecv, SynAck, SynAck, SynAck, SynAck, SynAck, SynAck, SynAck];
+        for (c, w) in TcpState::ALL.iter().zip(syn) {
+            assert_eq!(c.next_secure(tcp_flags::SYN), w, "SYN on {c:?}");
+        }
+        for f in [tcp_flags::FIN, tcp_flags::ACK, tcp_flags::RST, 0, tcp_flags::ACK | tcp_flags::FIN] {
+            for c in TcpState::ALL {
+                assert_eq!(c.next_secure(f), c.next(f), "{f:#x} on {c:?}");
+            }
+        }
+        // A handshake under secure_tcp: SYN -> SYNACK (active, 120 s), ACK -> ESTABLISHED.
+        let t = Timeouts::default();
+        let mut e = Entry { state: None as u8, flags: F_INACTIVE, ..Entry::FREE };
+        let tr = e.apply_tcp_with(tcp_flags::SYN, &t, true);
+        assert_eq!((e.state, e.timeout, tr.counter), (SynAck as u8, 120, CounterMove::ToActive));
+        let tr = e.apply_tcp_with(tcp_flags::ACK, &t, true);
+        assert_eq!((e.state, tr.established), (Established as u8, true));
     }
 
     #[test]

@@ -123,11 +123,13 @@ pub enum DropReason {
     NoKernelInterface,
     /// The backup sync daemon runs with `backup_only=1`: the director does not forward.
     BackupOnly,
+    /// The `drop_packet` defense dropped a packet that would have opened a connection.
+    DropPacket,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = DropReason::BackupOnly as usize + 1;
+    pub const COUNT: usize = DropReason::DropPacket as usize + 1;
 
     /// All reasons in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -164,6 +166,7 @@ impl DropReason {
         DropReason::HostQueueFull,
         DropReason::NoKernelInterface,
         DropReason::BackupOnly,
+        DropReason::DropPacket,
     ];
 
     /// Stable snake_case name.
@@ -202,6 +205,7 @@ impl DropReason {
             DropReason::HostQueueFull => "host_queue_full",
             DropReason::NoKernelInterface => "no_kernel_interface",
             DropReason::BackupOnly => "backup_only",
+            DropReason::DropPacket => "drop_packet",
         }
     }
 }
@@ -272,6 +276,14 @@ pub struct WorkerCounters {
     pub handoff_in: u64,
     /// Hand-offs lost because the owner's ring was full.
     pub handoff_dropped: u64,
+    /// Unconfirmed entries (handshakes, unassured templates) evicted to make room for new
+    /// connections in a full table (`defense`).
+    pub evicted_unconfirmed: u64,
+    /// Unconfirmed entries dropped by the `drop_entry` sweep.
+    pub drop_entry_dropped: u64,
+    /// True while this worker's automatic defenses are on (table memory below `amemthresh`);
+    /// merged: any worker.
+    pub defense_on: bool,
     /// Drops by reason per port (indexed by the port id the packet arrived on, or the
     /// egress port for transmit-side drops); `drops` is their sum over ports.
     pub port_drops: Vec<[u64; DropReason::COUNT]>,
@@ -304,6 +316,9 @@ impl WorkerCounters {
             handoff_out: 0,
             handoff_in: 0,
             handoff_dropped: 0,
+            evicted_unconfirmed: 0,
+            drop_entry_dropped: 0,
+            defense_on: false,
             port_drops: vec![[0; DropReason::COUNT]; ports],
             busy_cycles: 0,
             poll_cycles: 0,
@@ -345,6 +360,9 @@ impl WorkerCounters {
         self.handoff_out = o.handoff_out;
         self.handoff_in = o.handoff_in;
         self.handoff_dropped = o.handoff_dropped;
+        self.evicted_unconfirmed = o.evicted_unconfirmed;
+        self.drop_entry_dropped = o.drop_entry_dropped;
+        self.defense_on = o.defense_on;
         let n = self.port_drops.len().min(o.port_drops.len());
         self.port_drops[..n].copy_from_slice(&o.port_drops[..n]);
         self.busy_cycles = o.busy_cycles;
@@ -377,6 +395,9 @@ impl WorkerCounters {
         self.handoff_out += o.handoff_out;
         self.handoff_in += o.handoff_in;
         self.handoff_dropped += o.handoff_dropped;
+        self.evicted_unconfirmed += o.evicted_unconfirmed;
+        self.drop_entry_dropped += o.drop_entry_dropped;
+        self.defense_on |= o.defense_on;
         for (a, b) in self.port_drops.iter_mut().zip(o.port_drops.iter()) {
             for (x, y) in a.iter_mut().zip(b.iter()) {
                 *x += y;

@@ -61,6 +61,9 @@ pub struct DirectorOptions {
     /// A configuration file (lbadm lines, see `control::config_file`) applied as one
     /// transaction before the workers start; a bad file makes [`Director::start`] fail.
     pub config: Option<PathBuf>,
+    /// A keepalived.conf (`control::keepalived`) applied as one transaction after `config`;
+    /// a bad file makes [`Director::start`] fail with `FILE:LINE: reason`.
+    pub keepalived: Option<PathBuf>,
     /// The kernel leg: a host interface `dpdkN` per port (see [`crate::kernel`]).
     pub kernel_if: bool,
     /// Packets per second the kernel leg hands to the host at most (all workers together;
@@ -80,6 +83,7 @@ impl Default for DirectorOptions {
             no_huge: false,
             idle_sleep_us: 0,
             config: None,
+            keepalived: None,
             kernel_if: true,
             kernel_pps: crate::kernel::DEFAULT_PPS,
         }
@@ -96,6 +100,10 @@ pub struct Slow {
     pub ports: Vec<PortInfo>,
     /// Real-server slots.
     pub max_servers: u32,
+    /// Link state and history of the ports (polled by housekeeping).
+    pub links: crate::linkwatch::LinkWatch,
+    /// The mbuf pool (for `lbadm link show`'s in-use count); `None` in tests without EAL.
+    pub pool: Option<Arc<Mempool>>,
     /// The ports have kernel interfaces (the kernel leg is on).
     pub host_leg: bool,
     /// rr/wrr cursors carried from one compiled snapshot to the next.
@@ -246,6 +254,13 @@ pub fn compile(cfg: &Config, neigh: &NeighTable, base_ports: &[PortInfo]) -> Res
             persist_mode: sc.sync_persist_mode != 0,
             backup_only: sc.backup_only,
         },
+        defense: crate::defense::DefenseSysctl {
+            drop_entry: sc.drop_entry,
+            drop_packet: sc.drop_packet,
+            secure_tcp: sc.secure_tcp,
+            amemthresh: sc.amemthresh,
+            am_droprate: sc.am_droprate,
+        },
     };
     let t = cfg.timeouts();
     s.timeouts.set_tcp_tcpfin_udp(t.tcp, t.tcp_fin, t.udp);
@@ -328,6 +343,7 @@ impl SlowPath {
             let on_link = snap.on_link(ip).is_some_and(|(p, _)| p == port);
             changed |= slow.neigh.learn(ip, mac, port, on_link, now);
         }
+        slow.links.poll(now);
         let wanted = wanted_neighbours(&snap);
         let (probes, c) = slow.neigh.tick(&wanted, now);
         changed |= c;
@@ -404,6 +420,7 @@ pub struct Director {
     socket: PathBuf,
     conn_capacity: usize,
     sync: crate::sync::SyncCounters,
+    health_board: Option<Arc<control::health::board::Board>>,
     _pool: Arc<Mempool>,
 }
 
@@ -513,6 +530,8 @@ impl Director {
             neigh: NeighTable::new(NeighParams::default()),
             ports: infos,
             max_servers: opts.max_servers,
+            links: crate::linkwatch::LinkWatch::new(&ports, Instant::now()),
+            pool: Some(pool.clone()),
             host_leg: service.is_some(),
             rotations: Default::default(),
         };
@@ -543,6 +562,14 @@ impl Director {
             control::config_file::load(&mut control::server::lock(&controller), file)
                 .map_err(|e| anyhow::anyhow!("configuration file {}", e.message))?;
         }
+        if let Some(file) = &opts.keepalived {
+            let (n, warnings) = control::keepalived::apply_file(&mut control::server::lock(&controller), file)
+                .map_err(|e| anyhow::anyhow!("keepalived configuration {}", e.message))?;
+            for w in warnings {
+                log::warn!("{w}");
+            }
+            eprintln!("director: {} command(s) loaded from {}", n, file.display());
+        }
         let mut threads = Vec::new();
         // The kernel leg's two slow-path threads, until the stop flag.
         let spawn_until_stop = |name: &str, f: Box<dyn FnOnce(&AtomicBool) + Send>| {
@@ -558,6 +585,19 @@ impl Director {
         if let Some(sync) = addr_sync {
             threads.push(spawn_until_stop("addr-sync", Box::new(move |stop| sync.run(stop)))?);
         }
+        // The health checker engine (its own threads, kept off the workers' CPUs; lcore ids
+        // are taken as CPU ids, as with -l/-c) applies its verdicts through the same
+        // controller the control socket serves.
+        let worker_cpus: Vec<usize> = lcores.iter().map(|&l| l as usize).collect();
+        threads.push(
+            control::server::start_health_on(
+                &controller,
+                shared.stop.clone(),
+                control::health::engine::cpus_except(&worker_cpus),
+            )
+            .context("spawning the health checker thread")?,
+        );
+        let health_board = control::server::lock(&controller).health_board();
         {
             let path = path.clone();
             threads.push(
@@ -599,6 +639,7 @@ impl Director {
             socket: opts.socket,
             conn_capacity: opts.conn_capacity,
             sync: sync_counters,
+            health_board,
             _pool: pool,
         })
     }
@@ -606,6 +647,11 @@ impl Director {
     /// Worker-shared state (stop flag, snapshot).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.path.shared
+    }
+
+    /// The mbuf pool of the ports' RX queues and of the frames the director builds.
+    pub fn pool(&self) -> Arc<Mempool> {
+        self._pool.clone()
     }
 
     /// Number of workers.
@@ -636,6 +682,11 @@ impl Director {
     /// The EAL lcore of each worker, in worker order.
     pub fn lcores(&self) -> &[u32] {
         &self.lcores
+    }
+
+    /// The health checker engine's board (per-checker status, counters) for observers.
+    pub fn health_board(&self) -> Option<Arc<control::health::board::Board>> {
+        self.health_board.clone()
     }
 
     /// Runs worker 0 on this (main) lcore and the others on their lcores until the stop flag

@@ -8,9 +8,11 @@
 pub mod backend;
 pub mod conn;
 pub mod counters;
+pub mod defense;
 pub mod director;
 pub mod dpdk;
 pub mod engine;
+pub mod linkwatch;
 pub mod exporter;
 pub mod kernel;
 pub mod logging;

@@ -52,6 +52,11 @@ struct Opts {
     /// line stops the director with the file name, line number and reason.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// keepalived.conf applied at start after --config: its virtual_server,
+    /// virtual_server_group and real_server blocks with their health checkers (global_defs
+    /// and vrrp_* blocks are skipped). A bad line stops the director with FILE:LINE: reason.
+    #[arg(long, value_name = "FILE")]
+    keepalived: Option<PathBuf>,
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics (node_exporter's IPVS metrics
     /// plus director_*; off by default), e.g. 127.0.0.1:9120.
     #[arg(long, value_name = "ADDR:PORT")]
@@ -114,12 +119,17 @@ fn main() -> Result<()> {
             no_huge,
             idle_sleep_us: opts.idle_sleep_us,
             config: opts.config,
+            keepalived: opts.keepalived,
             kernel_if: !opts.no_kernel_if,
             kernel_pps: opts.kernel_pps,
         },
     )?;
     let stop = d.shared().clone();
-    let sampler = Arc::new(Sampler::new(d.slow_path().clone(), d.ports().to_vec(), d.lcores().to_vec()).with_sync(d.sync_counters().clone()));
+    let sampler = Arc::new(
+        Sampler::new(d.slow_path().clone(), d.ports().to_vec(), d.lcores().to_vec())
+            .with_health(d.health_board())
+            .with_sync(d.sync_counters().clone()),
+    );
     if let Err(e) = dataplane::telemetry::register_all(sampler.clone()) {
         log::warn!("telemetry commands not registered: {e}");
     }

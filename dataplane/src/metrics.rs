@@ -381,6 +381,27 @@ fn director_workers(out: &mut String, s: &Sample) {
     );
     family(
         out,
+        "director_worker_evicted_unconfirmed_total",
+        "Unconfirmed entries (handshakes, unassured templates) evicted to make room in a full connection table (SYN-flood defence).",
+        "counter",
+        &rows(&|c| c.evicted_unconfirmed.to_string()),
+    );
+    family(
+        out,
+        "director_worker_drop_entry_dropped_total",
+        "Unconfirmed entries dropped by the drop_entry defence.",
+        "counter",
+        &rows(&|c| c.drop_entry_dropped.to_string()),
+    );
+    family(
+        out,
+        "director_worker_defense_active",
+        "Whether the worker's automatic defences (drop_entry/drop_packet/secure_tcp modes 1, table memory below amemthresh) are on (1) or off (0).",
+        "gauge",
+        &rows(&|c| u64::from(c.defense_on).to_string()),
+    );
+    family(
+        out,
         "director_worker_connection_entries",
         "Entries (connections and persistence templates) in the worker's connection table.",
         "gauge",
@@ -437,7 +458,6 @@ fn director_misc(out: &mut String, s: &Sample) {
         &rows(&|i| s.marks[i].1),
     );
     family(out, "director_mark_rule_bytes_total", "Bytes of those packets.", "counter", &rows(&|i| s.marks[i].2));
-    // Health checks (issue 11) add their families here as they land.
 }
 
 /// Connection synchronisation (`lbadm sync show`): whether each daemon runs, what the master
@@ -471,6 +491,119 @@ fn director_sync(out: &mut String, s: &Sample) {
     );
 }
 
+/// Health checking (`director_health_*`): each checker's state, transitions and consecutive
+/// failures labelled as backends are (plus `check`, keepalived's checker name, and `index`,
+/// its position on the server), each managed service's quorum, and the engine's counters.
+fn director_health(out: &mut String, s: &Sample) {
+    let Some(h) = &s.health else { return };
+    let mut checks: Vec<([String; 8], &crate::sample::CheckSample)> = h
+        .checks
+        .iter()
+        .map(|c| {
+            let (la, lm, lp, proto) = service_labels(&c.service);
+            (
+                [c.kind.to_string(), c.index.to_string(), la, lm, lp, proto, c.addr.to_string(), c.port.to_string()],
+                c,
+            )
+        })
+        .collect();
+    checks.sort_by(|a, b| a.0.cmp(&b.0));
+    const CHECK_LABELS: [&str; 8] =
+        ["check", "index", "local_address", "local_mark", "local_port", "proto", "remote_address", "remote_port"];
+    let rows = |f: &dyn Fn(&crate::sample::CheckSample) -> u64| -> Vec<(Vec<(&str, &str)>, u64)> {
+        checks
+            .iter()
+            .map(|(l, c)| (CHECK_LABELS.iter().copied().zip(l.iter().map(String::as_str)).collect(), f(c)))
+            .collect()
+    };
+    family(
+        out,
+        "director_health_check_up",
+        "State of a health checker: 1 passing, 0 failed (a server is alive while all its checkers pass).",
+        "gauge",
+        &rows(&|c| u64::from(c.up)),
+    );
+    family(
+        out,
+        "director_health_check_transitions_total",
+        "State changes of a health checker (up to down or down to up).",
+        "counter",
+        &rows(&|c| c.transitions),
+    );
+    family(
+        out,
+        "director_health_check_consecutive_failures",
+        "Failed probes of a health checker since its last success.",
+        "gauge",
+        &rows(&|c| u64::from(c.consecutive_failures)),
+    );
+    let mut quorum: Vec<([String; 4], bool)> = h
+        .quorum
+        .iter()
+        .map(|(k, up)| {
+            let (la, lm, lp, proto) = service_labels(k);
+            ([la, lm, lp, proto], *up)
+        })
+        .collect();
+    quorum.sort();
+    let qrows: Vec<(Vec<(&str, &str)>, u8)> = quorum
+        .iter()
+        .map(|(l, up)| {
+            (
+                ["local_address", "local_mark", "local_port", "proto"].into_iter().zip(l.iter().map(String::as_str)).collect(),
+                u8::from(*up),
+            )
+        })
+        .collect();
+    family(
+        out,
+        "director_health_quorum_up",
+        "Quorum of a service managed by health checkers: 1 held, 0 lost (the sorry server, if any, serves).",
+        "gauge",
+        &qrows,
+    );
+    let c = &h.counters;
+    family(out, "director_health_checkers", "Health checkers running.", "gauge", &[(vec![], c.checkers)]);
+    family(out, "director_health_probes_total", "Health probes run (connections, requests, script runs).", "counter", &[(vec![], c.probes)]);
+    family(out, "director_health_probe_failures_total", "Health probes that failed.", "counter", &[(vec![], c.probe_failures)]);
+    family(
+        out,
+        "director_health_probe_seconds_total",
+        "Time spent in health probes, summed (divide by the probes for the mean probe time).",
+        "counter",
+        &[(vec![], float(c.probe_us as f64 / 1e6))],
+    );
+    family(
+        out,
+        "director_health_server_transitions_total",
+        "Real servers that went up (back into the pool) or down (out of it, or to weight 0 with inhibit_on_failure).",
+        "counter",
+        &[(vec![("to", "down")], c.servers_down), (vec![("to", "up")], c.servers_up)],
+    );
+    family(
+        out,
+        "director_health_quorum_transitions_total",
+        "Quorum gained (up) or lost (down) by managed services.",
+        "counter",
+        &[(vec![("to", "down")], c.quorum_lost), (vec![("to", "up")], c.quorum_gained)],
+    );
+    family(
+        out,
+        "director_health_weight_changes_total",
+        "Weights changed by misc_dynamic checkers.",
+        "counter",
+        &[(vec![], c.weight_changes)],
+    );
+    family(out, "director_health_scripts_total", "notify and quorum scripts started.", "counter", &[(vec![], c.scripts)]);
+    family(
+        out,
+        "director_health_script_failures_total",
+        "notify and quorum scripts that could not start, exited non-zero or were killed.",
+        "counter",
+        &[(vec![], c.script_failures)],
+    );
+}
+
 /// The whole exposition.
 pub fn render(s: &Sample) -> String {
     let mut out = String::with_capacity(16 * 1024);
@@ -480,6 +613,7 @@ pub fn render(s: &Sample) -> String {
     director_workers(&mut out, s);
     director_services(&mut out, s);
     director_sync(&mut out, s);
+    director_health(&mut out, s);
     out
 }
 
@@ -541,6 +675,27 @@ mod tests {
                     ..Default::default()
                 },
             }),
+            health: Some(crate::sample::HealthSample {
+                checks: vec![crate::sample::CheckSample {
+                    service: ServiceKey::Addr { proto: Protocol::Tcp, addr: vip, port: 80 },
+                    addr: Ipv4Addr::new(198, 51, 100, 12),
+                    port: 80,
+                    kind: "TCP_CHECK",
+                    index: 1,
+                    up: false,
+                    transitions: 3,
+                    consecutive_failures: 2,
+                }],
+                quorum: vec![(ServiceKey::Addr { proto: Protocol::Tcp, addr: vip, port: 80 }, true)],
+                counters: control::health::board::HealthCounters {
+                    checkers: 1,
+                    probes: 10,
+                    probe_us: 2_500_000,
+                    servers_down: 2,
+                    servers_up: 1,
+                    ..Default::default()
+                },
+            }),
             ..Default::default()
         }
     }
@@ -596,7 +751,16 @@ node_ipvs_backend_weight{local_address=\"198.51.100.100\",local_mark=\"\",local_
         assert!(text.contains("director_worker_busy_seconds_total{lcore=\"0\",worker=\"0\"} 1\n"), "{text}");
         assert!(text.contains("director_worker_busy_ratio{lcore=\"0\",worker=\"0\"} 0.25\n"), "{text}");
         assert!(text.contains("director_port_drops_total{port=\"dpdk0\",reason=\"no_service\"} 0\n"), "{text}");
+        assert!(text.contains("director_port_drops_total{port=\"dpdk0\",reason=\"drop_packet\"} 0\n"), "{text}");
+        assert!(text.contains("director_worker_defense_active{lcore=\"0\",worker=\"0\"} 0\n"), "{text}");
         assert!(text.contains("director_kernel_to_host_packets_total{port=\"dpdk0\"} 4\n"), "{text}");
+        let check = "check=\"TCP_CHECK\",index=\"1\",local_address=\"198.51.100.100\",local_mark=\"\",local_port=\"80\",proto=\"TCP\",remote_address=\"198.51.100.12\",remote_port=\"80\"";
+        assert!(text.contains(&format!("director_health_check_up{{{check}}} 0\n")), "{text}");
+        assert!(text.contains(&format!("director_health_check_transitions_total{{{check}}} 3\n")), "{text}");
+        assert!(text.contains(&format!("director_health_check_consecutive_failures{{{check}}} 2\n")), "{text}");
+        assert!(text.contains("director_health_quorum_up{local_address=\"198.51.100.100\",local_mark=\"\",local_port=\"80\",proto=\"TCP\"} 1\n"), "{text}");
+        assert!(text.contains("director_health_probe_seconds_total 2.5\n"), "{text}");
+        assert!(text.contains("director_health_server_transitions_total{to=\"down\"} 2\n"), "{text}");
         assert!(text.contains("director_service_info{local_address=\"\",local_mark=\"0000000A\",local_port=\"0\",netmask=\"255.255.255.255\",proto=\"FWM\",scheduler=\"rr\"} 1\n"), "{text}");
         assert!(text.contains("director_sync_daemon_running{role=\"backup\"} 0\ndirector_sync_daemon_running{role=\"master\"} 1\n"), "{text}");
         assert!(text.contains("director_sync_sent_entries_total 7\n"), "{text}");

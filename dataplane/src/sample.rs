@@ -16,8 +16,9 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use control::health::board::Board;
 use control::model::{ipvsadm_service_cmp, ServiceKey, Slot};
 use control::MarkRule;
 
@@ -138,6 +139,39 @@ impl WorkerSample {
     }
 }
 
+/// One health checker (`lbadm check show`'s row, reduced to numbers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckSample {
+    /// The service of the checked server.
+    pub service: ServiceKey,
+    /// The checked real server.
+    pub addr: Ipv4Addr,
+    /// Its port.
+    pub port: u16,
+    /// keepalived's name of the checker (`TCP_CHECK`, `HTTP_GET`, `SSL_GET`, `MISC_CHECK`).
+    pub kind: &'static str,
+    /// Position among the server's checkers (1-based; keepalived allows several).
+    pub index: usize,
+    /// The checker's state: up (passing) or down.
+    pub up: bool,
+    /// State changes so far (0 before the engine ran it).
+    pub transitions: u64,
+    /// Failed probes since the last success.
+    pub consecutive_failures: u32,
+}
+
+/// Health checking: every checker, the quorum of every managed service, engine counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthSample {
+    /// Checkers in configuration order.
+    pub checks: Vec<CheckSample>,
+    /// Managed services with their quorum state (true: quorum held, the real servers serve;
+    /// false: lost, the sorry server serves if there is one).
+    pub quorum: Vec<(ServiceKey, bool)>,
+    /// Engine counters.
+    pub counters: control::health::board::HealthCounters,
+}
+
 /// Director-wide totals as IPVS keeps them in `/proc/net/ip_vs_stats`: monotonic, including
 /// servers since deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -169,6 +203,8 @@ pub struct Sample {
     pub neigh_events_lost: u64,
     /// TSC frequency (cycles to seconds).
     pub tsc_hz: u64,
+    /// Health checking (`None` when the director runs no checker engine).
+    pub health: Option<HealthSample>,
     /// Connection sync, if the director has sync queues.
     pub sync: Option<SyncSample>,
 }
@@ -202,6 +238,7 @@ pub struct Sampler {
     ports: Vec<Port>,
     lcores: Vec<u32>,
     tsc_hz: u64,
+    health: Option<Arc<Board>>,
     memory: Mutex<Memory>,
     sync: Option<crate::sync::SyncCounters>,
 }
@@ -209,12 +246,28 @@ pub struct Sampler {
 impl Sampler {
     /// A sampler over a director's slow path, ports and worker lcores.
     pub fn new(path: SlowPath, ports: Vec<Port>, lcores: Vec<u32>) -> Self {
-        Sampler { path, ports, lcores, tsc_hz: crate::dpdk::tsc_hz().max(1), memory: Mutex::new(Memory::default()), sync: None }
+        Sampler {
+            path,
+            ports,
+            lcores,
+            tsc_hz: crate::dpdk::tsc_hz().max(1),
+            health: None,
+            memory: Mutex::new(Memory::default()),
+            sync: None,
+        }
     }
 
     /// The same, sampling connection sync too (atomic loads, no mailbox).
     pub fn with_sync(mut self, sync: crate::sync::SyncCounters) -> Self {
         self.sync = Some(sync);
+        self
+    }
+
+    /// Also samples the health checker engine's board (see [`Director::health_board`]).
+    ///
+    /// [`Director::health_board`]: crate::director::Director::health_board
+    pub fn with_health(mut self, board: Option<Arc<Board>>) -> Self {
+        self.health = board;
         self
     }
 
@@ -228,9 +281,10 @@ impl Sampler {
             port: u16,
             weight: u32,
         }
-        let (mut services, trash, marks) = {
+        let (mut services, trash, marks, health) = {
             let slow = self.path.lock();
             let cfg = &slow.config;
+            let health = self.health.as_ref().map(|board| health_sample(cfg, board));
             let inc = |id| match cfg.slot(id) {
                 Slot::Live { incarnation, .. } | Slot::Trash { incarnation, .. } => incarnation,
                 Slot::Free => 0,
@@ -258,7 +312,7 @@ impl Sampler {
                 })
                 .collect();
             let trash: Vec<(ServiceKey, u32, u64)> = cfg.trash().map(|(k, r)| (*k, r.id.0, inc(r.id))).collect();
-            (services, trash, cfg.marks().to_vec())
+            (services, trash, cfg.marks().to_vec(), health)
         };
         services.sort_by(|a, b| ipvsadm_service_cmp(&a.0.key, &b.0.key).cmp(&0));
 
@@ -350,6 +404,33 @@ impl Sampler {
                 let (master, backup) = c.running();
                 SyncSample { master, backup, counters: c.totals() }
             }),
+            health,
         }
     }
+}
+
+/// The checkers of `cfg` (their up/down state is part of the configuration) with their
+/// runtime rows from the engine's board (its mutex is held only to copy a row).
+fn health_sample(cfg: &control::Config, board: &Board) -> HealthSample {
+    let mut checks = Vec::new();
+    let mut quorum = Vec::new();
+    for (key, svc) in cfg.health().services() {
+        quorum.push((*key, svc.quorum_up));
+        for srv in &svc.servers {
+            for (i, c) in srv.checks.iter().enumerate() {
+                let row = board.get(c.id);
+                checks.push(CheckSample {
+                    service: *key,
+                    addr: srv.spec.addr,
+                    port: srv.spec.port,
+                    kind: c.spec.kind.keepalived_name(),
+                    index: i + 1,
+                    up: c.up,
+                    transitions: row.as_ref().map_or(0, |r| r.transitions),
+                    consecutive_failures: row.as_ref().map_or(0, |r| r.consecutive_failures),
+                });
+            }
+        }
+    }
+    HealthSample { checks, quorum, counters: board.snapshot() }
 }

@@ -130,6 +130,8 @@ pub struct Sysctl {
     pub conn_reuse_mode: u8,
     /// Send ICMP fragmentation-needed for DF packets over the egress MTU.
     pub pmtu_disc: bool,
+    /// The defense strategies (`drop_entry`, `drop_packet`, `secure_tcp`, thresholds).
+    pub defense: crate::defense::DefenseSysctl,
     /// Connection synchronisation sysctls.
     pub sync: SyncSysctl,
 }
@@ -166,6 +168,7 @@ impl Default for Sysctl {
             conn_reuse_mode: 1,
             pmtu_disc: true,
             sync: SyncSysctl::default(),
+            defense: crate::defense::DefenseSysctl::default(),
         }
     }
 }

@@ -78,7 +78,7 @@ pub fn services(sample: &Sample, params: &str) -> Option<Tel> {
 }
 
 /// Names of a worker's numbers, in [`worker_values`] order.
-const WORKER_FIELDS: [&str; 11] = [
+const WORKER_FIELDS: [&str; 14] = [
     "lcore",
     "responding",
     "packets",
@@ -90,10 +90,13 @@ const WORKER_FIELDS: [&str; 11] = [
     "handoff_dropped",
     "conn_entries",
     "conn_capacity",
+    "evicted_unconfirmed",
+    "drop_entry_dropped",
+    "defense_on",
 ];
 
 /// A worker's numbers (zeros for a worker that did not answer).
-fn worker_values(w: &WorkerSample) -> [u64; 11] {
+fn worker_values(w: &WorkerSample) -> [u64; 14] {
     let c = w.counters.as_ref();
     let g = |f: &dyn Fn(&crate::counters::WorkerCounters) -> u64| c.map_or(0, f);
     [
@@ -108,13 +111,16 @@ fn worker_values(w: &WorkerSample) -> [u64; 11] {
         g(&|c| c.handoff_dropped),
         g(&|c| c.conn_entries),
         g(&|c| c.conn_capacity),
+        g(&|c| c.evicted_unconfirmed),
+        g(&|c| c.drop_entry_dropped),
+        g(&|c| u64::from(c.defense_on)),
     ]
 }
 
 /// `/director/workers[,N]`.
 pub fn workers(sample: &Sample, params: &str) -> Option<Tel> {
     if params.is_empty() {
-        let rows: Vec<[u64; 11]> = sample.workers.iter().map(worker_values).collect();
+        let rows: Vec<[u64; 14]> = sample.workers.iter().map(worker_values).collect();
         let mut d: Vec<(String, TelValue)> = Vec::new();
         for (k, name) in WORKER_FIELDS.iter().enumerate() {
             d.push((name.to_string(), TelValue::Array(TelArray::U64(rows.iter().map(|r| r[k]).collect()))));

@@ -18,6 +18,7 @@
 //! | [`ipvsadm`] | parsers for `-L -n` and `neigh show` |
 //! | [`probe`] | scripts/testbed-probe.py: TCP/UDP name responders and clients from chosen source addresses; `-L -n -c` parser |
 //! | [`EalLayout`], [`DirectorProcess::start_layout`] | several workers (`-l 0-1`) on af_packet ports with `qpairs=N`; `pid`, `vm_rss_kib` |
+//! | [`nginx`] | real nginx servers per namespace, a test CA (openssl), the one-armed segment with nginx real servers ([`nginx::NginxBed`]) |
 //! | [`many`] | many connections: multi-port name servers, servers that hold connections, `tcp-many` and `hold` clients, a control-socket client for fast edits, hand-off counters |
 //!
 //! Binaries: `$DIRECTOR_BIN` / `$LBADM_BIN`, else `target/release/` of the workspace (or of
@@ -30,6 +31,7 @@ pub mod http;
 pub mod ipvsadm;
 pub mod many;
 pub mod netns;
+pub mod nginx;
 pub mod pcapfile;
 pub mod probe;
 pub mod require;

@@ -25,6 +25,10 @@ pub const REQUIRED_TOOLS: &[&str] = &[
     "sha256sum",
     "kill",
     "ping",
+    "nginx",
+    "openssl",
+    "md5sum",
+    "tcpdump",
 ];
 
 static SERIAL: Mutex<()> = Mutex::new(());

@@ -37,7 +37,7 @@ pub fn eal(lcores: &str) -> &'static Eal {
 pub struct Rig {
     rx: Vec<Ring>,
     tx: Vec<Ring>,
-    pool: Mempool,
+    pool: Arc<Mempool>,
     /// Control socket.
     pub socket: PathBuf,
     /// The port's MAC (the ring PMD's, all zeros).
@@ -50,11 +50,19 @@ impl Rig {
     /// Starts a director with `queues` RX/TX queue pairs on one ring port (one worker per
     /// EAL lcore: `queues` must equal the lcore count).
     pub fn start(eal: &'static Eal, queues: usize, conn_capacity: usize) -> Rig {
+        Self::start_with(eal, queues, conn_capacity, 16383, false)
+    }
+
+    /// [`Rig::start`] with a director pool of `mbufs`; with `nic_buffers`, injected frames
+    /// are allocated from the director's own pool, as a NIC refills its RX descriptors from
+    /// the port's pool (so forwarded frames the test does not drain hold the director's
+    /// mbufs, as a congested wire would).
+    pub fn start_with(eal: &'static Eal, queues: usize, conn_capacity: usize, mbufs: u32, nic_buffers: bool) -> Rig {
         let rx: Vec<Ring> = (0..queues).map(|q| Ring::new(eal, &format!("t_rx{q}"), 8192, true, false).unwrap()).collect();
         let tx: Vec<Ring> = (0..queues).map(|q| Ring::new(eal, &format!("t_tx{q}"), 8192, false, true).unwrap()).collect();
         let port = port_from_rings(eal, "t_ring", &rx.iter().collect::<Vec<_>>(), &tx.iter().collect::<Vec<_>>()).unwrap();
         let port_mac = MacAddr(port.mac());
-        let pool = Mempool::new(eal, "t_pool", 16383, 0, Mempool::default_data_room(), 0, true).unwrap();
+        let own = (!nic_buffers).then(|| Arc::new(Mempool::new(eal, "t_pool", 16383, 0, Mempool::default_data_room(), 0, true).unwrap()));
         let socket = std::env::temp_dir().join(format!("eal-test-{}.sock", std::process::id()));
         let d = Director::start(
             eal,
@@ -62,7 +70,7 @@ impl Rig {
                 socket: socket.clone(),
                 conn_capacity,
                 max_servers: 64,
-                mbufs: 16383,
+                mbufs,
                 descriptors: 256,
                 no_huge: true,
                 idle_sleep_us: 0,
@@ -75,6 +83,7 @@ impl Rig {
         .expect("director start");
         assert_eq!(d.workers(), queues, "one worker per lcore, one queue per worker");
         let shared = d.shared().clone();
+        let pool = own.unwrap_or_else(|| d.pool());
         let runner = std::thread::spawn(move || d.run_until_stopped(eal));
         let deadline = Instant::now() + Duration::from_secs(10);
         while !socket.exists() && Instant::now() < deadline {
@@ -85,7 +94,12 @@ impl Rig {
 
     /// Puts a frame on RX queue `q`.
     pub fn inject(&self, q: usize, frame: &[u8]) {
-        let mut m = self.pool.alloc().expect("mbuf");
+        assert!(self.try_inject(q, frame), "no mbuf for an injected frame");
+    }
+
+    /// [`Rig::inject`], or false when the pool has no mbuf left (a NIC's RX refill failing).
+    pub fn try_inject(&self, q: usize, frame: &[u8]) -> bool {
+        let Some(mut m) = self.pool.alloc() else { return false };
         m.append(frame.len()).expect("room").copy_from_slice(frame);
         let mut b = MbufBatch::<1>::new();
         b.push(m).expect("batch");
@@ -94,6 +108,7 @@ impl Rig {
             assert!(Instant::now() < deadline, "RX ring {q} stays full");
             std::thread::sleep(Duration::from_micros(100));
         }
+        true
     }
 
     /// Takes every frame transmitted so far on any queue: (queue, bytes).

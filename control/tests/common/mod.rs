@@ -97,6 +97,11 @@ impl Backend for FakeBackend {
             tx_errors: 0,
             rx_nombuf: 0,
             drops: vec![("no_service".into(), 1)],
+            link_changes: 0,
+            link_down_secs: 0,
+            mbufs_in_use: 0,
+            mbufs_total: 0,
+            conn_entries: 0,
             kernel: None,
         }]
     }

@@ -152,6 +152,15 @@ impl Port {
         Ok((driver, info.max_rx_queues, info.max_tx_queues, info.flow_type_rss_offloads))
     }
 
+    /// Index of the kernel network interface the port is bound to (`net_af_packet`,
+    /// `net_tap`, …), if the PMD reports one.
+    pub fn kernel_ifindex(&self) -> Option<u32> {
+        let mut info = ffi::rte_eth_dev_info::default();
+        // SAFETY: info is a valid out-parameter.
+        let r = unsafe { ffi::rte_eth_dev_info_get(self.id, &mut info) };
+        (r == 0 && info.if_index != 0).then_some(info.if_index)
+    }
+
     /// Configures queues and RSS and sets up every queue with `pool`. Does not start.
     pub fn configure(&self, cfg: &PortConfig, pool: &Mempool) -> Result<(), DpdkError> {
         let mut info = ffi::rte_eth_dev_info::default();

@@ -35,6 +35,7 @@ use crate::conn::{
     NO_INDEX, TEMPLATE_STATE_ASSURED, TEMPLATE_STATE_NONE,
 };
 use crate::counters::{DropReason, MergedCounts, ServerCounters, WorkerCounters};
+use crate::defense::Defense;
 use crate::ratelimit::TokenBucket;
 use crate::sched::{DestSet, SchedInput, Scheduler};
 use crate::snapshot::{Snapshot, SvcKey, PROTO_TCP, PROTO_UDP};
@@ -184,6 +185,8 @@ pub struct Engine {
     local_in_tab: bool,
     /// Connection synchronisation (see `sync_conn`).
     sync: Box<sync_conn::SyncSide>,
+    /// SYN-flood defence: making room in a full table, the IPVS defense strategies.
+    defense: Defense,
 }
 
 /// Slots of the local-address table (power of two, at most half full).
@@ -360,6 +363,7 @@ impl Engine {
             local_tab: [0; LOCAL_TAB],
             local_in_tab: true,
             sync: Box::default(),
+            defense: Defense::new(cfg.conn_capacity),
         })
     }
 
@@ -417,6 +421,10 @@ impl Engine {
     /// that still exist is kept and told about server-list changes.
     pub fn set_snapshot(&mut self, new: Arc<Snapshot>) {
         let old = std::mem::replace(&mut self.snap, new);
+        if old.sysctl.defense != self.snap.sysctl.defense {
+            // A sysctl write takes effect at once (the kernel's update_defense_level).
+            self.defense.update(&self.snap.sysctl.defense, &self.conns);
+        }
         if old.marks != self.snap.marks {
             // Rule indices changed: counters restart (the control side documents it).
             self.counters.marks.fill((0, 0));
@@ -533,6 +541,22 @@ impl Engine {
             release(servers, merged, e.server, e.flags);
             ExpireAction::Remove
         });
+        let cfg = self.snap.sysctl.defense;
+        let servers = &mut self.counters.servers;
+        let dropped = self.defense.tick(&cfg, &mut self.conns, now, self.ticks_per_sec, |e| release(servers, merged, e.server, e.flags));
+        self.counters.drop_entry_dropped += dropped;
+        self.counters.conn_entries = self.conns.len() as u64;
+        self.counters.defense_on = self.defense.nomem();
+    }
+
+    /// Makes room for a new connection and its template in a full table by evicting
+    /// unconfirmed entries (see `defense`).
+    #[cold]
+    fn make_room(&mut self, now: u32) {
+        let servers = &mut self.counters.servers;
+        let merged = self.merged.as_ref();
+        let n = self.defense.make_room(&mut self.conns, 2, now, |e| release(servers, merged, e.server, e.flags));
+        self.counters.evicted_unconfirmed += n;
     }
 
     /// Copies entries with index ≥ `start` into `buf` up to its capacity (no allocation).
@@ -922,6 +946,14 @@ impl Engine {
                 Refusal::Unreachable(DropReason::NoService)
             });
         };
+        // Defense: drop_packet drops one in `rate` packets that would be scheduled; a full
+        // table makes room from unconfirmed handshakes before anything is inserted.
+        if self.defense.drop_packet() {
+            return Err(Refusal::Drop(DropReason::DropPacket));
+        }
+        if self.conns.len() + 2 > self.conns.capacity() {
+            self.make_room(now);
+        }
         let (slot, template) = match self.snap.services.get(si as usize).and_then(|s| s.persistent) {
             Some(secs) => self.schedule_persistent(si, &key, mark, secs, now)?,
             None => (self.schedule(si as usize, &key).ok_or(Refusal::Unreachable(DropReason::NoDestination))?, None),
@@ -996,10 +1028,17 @@ impl Engine {
     /// Runs the state machine for a packet of entry `idx`, moves counters, refreshes timers.
     #[inline]
     fn track(&mut self, idx: u32, flags: u8, now: u32) {
+        let secure = self.defense.secure_tcp();
         let Some(e) = self.conns.get_mut(idx) else { return };
         let (slot, control, old_state) = (e.server, e.control(), e.state);
         if e.key().proto == PROTO_TCP {
-            let t = e.apply_tcp(flags, &self.timeouts);
+            let t = e.apply_tcp_with(flags, &self.timeouts, secure);
+            if e.state == TcpState::SynRecv as u8 || e.state == TcpState::SynAck as u8 {
+                // A handshake: a candidate for eviction should the table fill up.
+                self.defense.note(idx);
+            } else if t.counter != CounterMove::None || t.established {
+                self.defense.confirmed(idx);
+            }
             if let Some(c) = self.counters.servers.get_mut(slot as usize) {
                 match t.counter {
                     CounterMove::ToActive => {
@@ -1020,6 +1059,7 @@ impl Engine {
                 if let Some(tmpl) = self.conns.get_mut(control) {
                     tmpl.state = TEMPLATE_STATE_ASSURED;
                 }
+                self.defense.confirmed(control);
             }
         } else {
             e.apply_udp(&self.timeouts);
@@ -1074,6 +1114,7 @@ impl Engine {
             Err(_) => return Err(Refusal::Drop(DropReason::TableFull)),
         };
         self.sync_created(t, now);
+        self.defense.note(t);
         if let Some(c) = self.counters.servers.get_mut(slot as usize) {
             c.persist += 1;
         }
@@ -1656,11 +1697,81 @@ pub(super) mod tests {
         for sport in 46000..46004 {
             let mut f = tcp(sport, SYN);
             assert_eq!(e.process(&mut f, 0, 0), Verdict::Forward(0));
+            let mut f = tcp(sport, ACK);
+            assert_eq!(e.process(&mut f, 0, 0), Verdict::Forward(0));
         }
+        // Every entry is an established connection: nothing may be evicted.
         let mut f = tcp(46004, SYN);
         assert_eq!(e.process(&mut f, 0, 0), Verdict::Drop(DropReason::TableFull));
+        assert_eq!(e.counters().evicted_unconfirmed, 0);
         let mut f = tcp(46000, ACK);
         assert_eq!(e.process(&mut f, 0, 0), Verdict::Forward(0));
+    }
+
+    #[test]
+    fn full_table_makes_room_from_unanswered_handshakes_only() {
+        let q = Arc::new(ArrayQueue::new(4));
+        let cfg = EngineConfig { conn_capacity: 5, max_servers: 16, ports: 1, ticks_per_sec: TPS, seed: 1, host_pps: 1000 };
+        let mut e = Engine::new(cfg, q).unwrap();
+        e.set_snapshot(Arc::new(snapshot("wlc")));
+        // Two established connections, two handshakes that were never answered.
+        for sport in 46000..46004 {
+            let mut f = tcp(sport, SYN);
+            assert_eq!(e.process(&mut f, 0, 0), Verdict::Forward(0));
+            if sport < 46002 {
+                let mut f = tcp(sport, ACK);
+                assert_eq!(e.process(&mut f, 0, 0), Verdict::Forward(0));
+            }
+        }
+        let active = |e: &Engine| e.counters().servers.iter().map(|c| c.active).sum::<u32>();
+        assert_eq!((e.conns().len(), active(&e)), (4, 4));
+        // A new SYN finds fewer than two free entries (room for a connection and a template),
+        // but the handshakes are younger than MIN_AGE_TICKS: they are spared.
+        let mut f = tcp(46005, SYN);
+        assert_eq!(e.process(&mut f, 0, 1), Verdict::Forward(0));
+        let mut f = tcp(46006, SYN);
+        assert_eq!(e.process(&mut f, 0, 1), Verdict::Drop(DropReason::TableFull));
+        assert_eq!(e.counters().evicted_unconfirmed, 0);
+        // Later the oldest handshake makes room; the established connections stay.
+        let now = 2 * crate::defense::MIN_AGE_TICKS;
+        let mut f = tcp(46004, SYN);
+        assert_eq!(e.process(&mut f, 0, now), Verdict::Forward(0));
+        assert_eq!(e.counters().evicted_unconfirmed, 2);
+        assert_eq!((e.conns().len(), active(&e)), (4, 4), "evicted entries leave the scheduler's counts");
+        for sport in [46000, 46001, 46004] {
+            let mut f = tcp(sport, ACK);
+            assert_eq!(e.process(&mut f, 0, now), Verdict::Forward(0), "{sport}");
+        }
+        // An evicted handshake's ACK has no connection any more (the client retries).
+        let mut f = tcp(46002, ACK);
+        assert!(matches!(e.process(&mut f, 0, now), Verdict::Emit { reason: DropReason::NoConnection, .. }));
+        e.expire(now, 64);
+        assert_eq!(e.counters().conn_entries, 4);
+    }
+
+    #[test]
+    fn drop_packet_and_secure_tcp_follow_the_sysctls() {
+        let (mut e, _) = engine("rr");
+        let mut s = snapshot("rr");
+        s.sysctl.defense = crate::defense::DefenseSysctl { drop_packet: 3, am_droprate: 2, secure_tcp: 3, ..Default::default() };
+        e.set_snapshot(Arc::new(s));
+        let mut verdicts = Vec::new();
+        for sport in 47000..47004 {
+            let mut f = tcp(sport, SYN);
+            verdicts.push(e.process(&mut f, 0, 0));
+        }
+        let dropped = verdicts.iter().filter(|v| **v == Verdict::Drop(DropReason::DropPacket)).count();
+        assert_eq!(dropped, 2, "{verdicts:?}");
+        assert_eq!(e.counters().drops[DropReason::DropPacket as usize], 2);
+        // secure_tcp: the accepted SYNs are in SYNACK.
+        let states: Vec<u8> = e.conns().iter().map(|(_, x)| x.state).collect();
+        assert_eq!(states, vec![TcpState::SynAck as u8; 2]);
+        // Established connections never meet drop_packet.
+        let sport = verdicts.iter().position(|v| matches!(v, Verdict::Forward(_))).unwrap() as u16 + 47000;
+        for _ in 0..4 {
+            let mut f = tcp(sport, ACK);
+            assert_eq!(e.process(&mut f, 0, 0), Verdict::Forward(0));
+        }
     }
 
     #[test]
