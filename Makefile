@@ -53,10 +53,11 @@ install: build
 demo: build
 	bash $(REPO)/scripts/demo.sh
 
-# Release profile for the tests as well: the integration tests drive the release binaries,
+# Optimised tests (profile test-ci: release without LTO, parallel codegen, so that two dozen
+# test binaries build quickly): the integration tests drive the release binaries of `build`,
 # and unit/property tests run faster optimised.
 test: build
-	cd $(REPO) && $(CARGO) test --workspace --release
+	cd $(REPO) && $(CARGO) test --workspace --profile test-ci
 
 # Benchmarks are programs that print numbers, never tests (not part of `make test`).
 bench: build

@@ -70,11 +70,7 @@ pub fn prefix() -> String {
 
 /// EAL arguments keeping the multi-process channel on (no `--in-memory`, no `--no-shconf`).
 pub fn eal_args(prog: &str, lcores: &str, memory: Memory, mem_mb: u32) -> Vec<String> {
-    let mut v: Vec<String> = [prog, "-l", lcores, "--no-pci", "--log-level", "3", "--no-telemetry", "--file-prefix"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    v.push(prefix());
+    let mut v = crate::rig::eal_common(prog, lcores, &prefix());
     v.extend(["-m".into(), mem_mb.to_string()]);
     if memory == Memory::NoHuge {
         v.push("--no-huge".into());

@@ -32,16 +32,21 @@ pub fn free_hugepages() -> u64 {
 
 /// EAL arguments: `lcores` (`-l`), memory scheme with `mem_mb` of memory, a unique file prefix.
 pub fn eal_args(prog: &str, lcores: &str, memory: Memory, mem_mb: u32) -> Vec<String> {
-    let prefix = format!("bench{}", std::process::id());
-    let mut v: Vec<String> = [prog, "-l", lcores, "--no-pci", "--log-level", "3", "--no-telemetry", "--file-prefix", &prefix]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut v = eal_common(prog, lcores, &format!("bench{}", std::process::id()));
     match memory {
         Memory::Huge => v.extend(["--in-memory".to_string(), "-m".into(), mem_mb.to_string()]),
         Memory::NoHuge => v.extend(["--no-huge".to_string(), "-m".into(), mem_mb.to_string(), "--no-shconf".into()]),
     }
     v
+}
+
+/// The arguments every benchmark EAL starts with: `lcores`, no PCI, quiet, no telemetry
+/// socket, file prefix `prefix`.
+pub fn eal_common(prog: &str, lcores: &str, prefix: &str) -> Vec<String> {
+    [prog, "-l", lcores, "--no-pci", "--log-level", "3", "--no-telemetry", "--file-prefix", prefix]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 /// Memory (MiB) an EAL needs for a pool of `mbufs` default-size mbufs plus `extra_mb`.

@@ -24,7 +24,7 @@ use crate::dpdk::vdev::VdevBus;
 use crate::dpdk::{tsc_hz, Eal, Mempool, Port, PortConfig, Ring};
 use crate::engine::{Engine, EngineConfig, NeighEvent};
 use crate::neigh::{NeighParams, NeighTable};
-use crate::sched::{DestInfo, Rotation, RotationRegistry, Scheduler};
+use crate::sched::{rotation, Rotation, RotationRegistry, Scheduler};
 use crate::steer::{Steering, RSS_KEY};
 use crate::snapshot::{MarkMatch, PortInfo, Published, ServerInfo, ServiceInfo, Snapshot, SvcKey, Sysctl};
 use crate::wire::MacAddr;
@@ -204,13 +204,7 @@ pub fn compile(cfg: &Config, neigh: &NeighTable, base_ports: &[PortInfo]) -> Res
             sched_flags: (c.flags.flag1 as u32) | (c.flags.flag2 as u32) << 1 | (c.flags.flag3 as u32) << 2,
             persistent: c.persistent,
             netmask: c.netmask,
-            rotation: {
-                let d: Vec<DestInfo> = slots
-                    .iter()
-                    .map(|&id| DestInfo { id, weight: servers.get(id as usize).and_then(|s| s.as_ref()).map_or(0, |s| s.weight), ..DestInfo::default() })
-                    .collect();
-                Rotation::new(name, d.as_slice())
-            },
+            rotation: Rotation::new(name, rotation::dest_list(&slots, &servers).as_slice()),
             servers: slots,
         });
     }

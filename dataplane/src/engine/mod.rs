@@ -444,6 +444,12 @@ impl Engine {
         let mut old_scheds = std::mem::take(&mut self.scheds);
         let mut scheds = Vec::with_capacity(self.snap.services.len());
         for svc in &self.snap.services {
+            // rr/wrr: the cursor all workers share (one sequence, as IPVS's single table),
+            // carried across snapshots by the control side.
+            if let Some(r) = &svc.rotation {
+                scheds.push(Some(Scheduler::Shared(r.clone())));
+                continue;
+            }
             // Scheduler state survives edits of the server list and of the -b flags.
             let prev = old.services.iter().position(|o| o.key == svc.key && o.scheduler == svc.scheduler);
             let kept = prev.and_then(|i| old_scheds.get_mut(i).and_then(Option::take).map(|s| (i, s)));
@@ -461,11 +467,6 @@ impl Engine {
                     let nd = Dests::new(&svc.servers, &self.snap, &self.counters, &self.merged);
                     Scheduler::with_dests(&svc.scheduler, svc.sched_flags, &nd)
                 }
-            };
-            // rr/wrr: the cursor all workers share (one sequence, as IPVS's single table).
-            let sched = match &svc.rotation {
-                Some(r) => Some(Scheduler::Shared(r.clone())),
-                None => sched,
             };
             scheds.push(sched);
         }

@@ -114,7 +114,7 @@ impl Rotation {
         let (id, low) = unpack(w);
         match self.kind {
             Kind::Rr => {
-                let mut rr = Rr { cursor: id.map(|i| (i, low as usize)) };
+                let mut rr = rr_of(id, low);
                 let pick = rr.schedule(d);
                 (pick, rr_word(&rr))
             }
@@ -130,6 +130,24 @@ impl Rotation {
     pub fn cursor(&self) -> Option<u32> {
         unpack(self.word.load(Ordering::Acquire)).0
     }
+}
+
+/// The rr state a word holds: cursor id and position hint.
+fn rr_of(id: Option<u32>, hint: u32) -> Rr {
+    Rr { cursor: id.map(|i| (i, hint as usize)) }
+}
+
+/// A service's destinations as the rotation sees them (slot ids and weights, kernel order):
+/// what `compile` starts a rotation from and what [`RotationRegistry::carry`] compares.
+pub fn dest_list(slots: &[u32], servers: &[Option<crate::snapshot::ServerInfo>]) -> Vec<DestInfo> {
+    slots
+        .iter()
+        .map(|&id| DestInfo {
+            id,
+            weight: servers.get(id as usize).and_then(|s| s.as_ref()).map_or(0, |s| s.weight),
+            ..DestInfo::default()
+        })
+        .collect()
 }
 
 fn rr_word(rr: &Rr) -> u64 {
@@ -179,20 +197,10 @@ impl RotationRegistry {
     /// forgotten.
     pub fn carry(&mut self, snap: &mut crate::snapshot::Snapshot) {
         let mut seen = std::collections::HashSet::new();
-        for si in 0..snap.services.len() {
-            let list: Vec<DestInfo> = {
-                let svc = &snap.services[si];
-                svc.servers
-                    .iter()
-                    .map(|&slot| DestInfo {
-                        id: slot,
-                        weight: snap.servers.get(slot as usize).and_then(|s| s.as_ref()).map_or(0, |s| s.weight),
-                        ..DestInfo::default()
-                    })
-                    .collect()
-            };
-            let svc = &mut snap.services[si];
+        let servers = &snap.servers;
+        for svc in snap.services.iter_mut() {
             let Some(rot) = svc.rotation.as_mut() else { continue };
+            let list = dest_list(&svc.servers, servers);
             seen.insert(svc.key);
             match self.entries.get_mut(&svc.key) {
                 Some(e) if e.scheduler == svc.scheduler => {
@@ -201,7 +209,7 @@ impl RotationRegistry {
                         let (id, low) = unpack(w);
                         let next = match rot.kind {
                             Kind::Rr => {
-                                let mut rr = Rr { cursor: id.map(|i| (i, low as usize)) };
+                                let mut rr = rr_of(id, low);
                                 rr.update(e.list.as_slice(), list.as_slice());
                                 rr_word(&rr)
                             }
