@@ -763,8 +763,9 @@ impl ConnTable {
     }
 
     /// Re-arm entry `idx` to `now + timeout` (a packet was seen). O(1): only `expires` is
-    /// written unless the new expiry is earlier than the old one.
-    #[inline]
+    /// written unless the new expiry is earlier than the old one. Always inlined: it is on
+    /// the fast path (in both of its compiled forms, see `Engine::process_prepared_as`).
+    #[inline(always)]
     pub fn touch(&mut self, idx: u32, now: u32) {
         let Some(e) = self.slab.0.get_mut(idx as usize) else {
             return;

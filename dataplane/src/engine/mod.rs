@@ -651,8 +651,29 @@ impl Engine {
     /// is only a hint, checked before use.
     #[inline(always)]
     pub fn process_prepared(&mut self, frame: &mut [u8], in_port: u16, now: u32, p: &Prep) -> Verdict {
+        if self.sync.master {
+            self.process_prepared_as::<true>(frame, in_port, now, p)
+        } else {
+            self.process_prepared_as::<false>(frame, in_port, now, p)
+        }
+    }
+
+    /// Whether the connection-sync master runs: constant between bursts (changed only by
+    /// [`Self::sync_poll`]), so a burst loop may test it once and run the stage 3 of that
+    /// value ([`Self::process_prepared_as`]) for every frame.
+    #[inline(always)]
+    pub fn sync_master(&self) -> bool {
+        self.sync.master
+    }
+
+    /// Stage 3 compiled for one value of [`Self::sync_master`] (`SYNC`), which the caller
+    /// must pass: with `false` the fast path carries no trace of connection sync (not even
+    /// the flag test); with `true` it counts the packet for the master.
+    #[inline(always)]
+    pub fn process_prepared_as<const SYNC: bool>(&mut self, frame: &mut [u8], in_port: u16, now: u32, p: &Prep) -> Verdict {
+        debug_assert_eq!(SYNC, self.sync.master);
         if p.fast {
-            if let Some(v) = self.fast_path(frame, in_port, now, p) {
+            if let Some(v) = self.fast_path::<SYNC>(frame, in_port, now, p) {
                 return v;
             }
         }
@@ -665,7 +686,7 @@ impl Engine {
     /// Anything else returns `None` and goes through the full path, which re-parses from
     /// scratch.
     #[inline(always)]
-    fn fast_path(&mut self, frame: &mut [u8], in_port: u16, now: u32, p: &Prep) -> Option<Verdict> {
+    fn fast_path<const SYNC: bool>(&mut self, frame: &mut [u8], in_port: u16, now: u32, p: &Prep) -> Option<Verdict> {
         let h = frame.first_chunk::<54>()?;
         let (ttl, total) = (h[22], u16::from_be_bytes([h[16], h[17]]));
         let idx = self.conns.lookup_hinted(&p.key, p.hash, p.cand)?;
@@ -686,9 +707,10 @@ impl Engine {
         if let Some(c) = self.counters.ports.get_mut(f.port as usize) {
             c.forwarded += 1;
         }
-        // The sync master counts the packet (out of line, after everything: one byte test
-        // while no master runs). `backup_only` never gets here: it holds the servers' `fwd`.
-        if self.sync.master {
+        // The sync master counts the packet (out of line, after everything). Without a
+        // master this is compiled out (`SYNC` is the burst's constant). `backup_only` never
+        // gets here: it holds the servers' `fwd`.
+        if SYNC {
             self.sync_packet(idx, false, now);
         }
         Some(Verdict::Forward(f.port))
