@@ -4,15 +4,16 @@
 //!
 //! Data flow:
 //! ```text
-//! worker i ──SyncPort.out (ArrayQueue, bounded)──► master thread ─► UDP 224.0.0.81:8848
+//! worker i ──SyncPort out ring (SPSC, bounded)──► master thread ─► UDP 224.0.0.81:8848
 //!                                                  (MessageBuilder, maxlen, flush ≤ 2 s)
 //! UDP ─► backup thread ─ decode, syncid filter, owner(caddr) ─► SyncPort.inbound of the owner
 //!        ─► worker installs it between bursts (Engine::sync_poll)
 //! ```
 //!
 //! Invariants and concurrency:
-//! - Workers only push to / pop from preallocated `ArrayQueue`s (lock-free, no allocation,
-//!   no syscall); a full queue drops the record and counts it (`ring_full`,
+//! - Workers only push to a preallocated single-producer ring (`rtrb`, wait-free; the worker
+//!   owns the producer end, [`SyncSender`]) and pop from a preallocated `ArrayQueue`
+//!   (lock-free); no allocation, no syscall; a full queue drops the record and counts it (`ring_full`,
 //!   `install_queue_full`). Their counters ([`PortStats`]) are single-writer atomics updated
 //!   with a plain load and store (no read-modify-write), read by the control thread.
 //! - Whether a role runs is two atomic flags ([`SyncShared`]) that workers load once per
@@ -33,7 +34,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -210,8 +211,14 @@ pub struct SyncShared {
 /// One worker's connection to the daemons.
 #[derive(Debug)]
 pub struct SyncPort {
-    /// Worker → master thread.
-    pub out: ArrayQueue<SyncRecord>,
+    /// Worker → master thread: the producer end of a single-producer single-consumer ring,
+    /// until the worker takes it ([`Self::sender`]).
+    out_tx: Mutex<Option<rtrb::Producer<SyncRecord>>>,
+    /// The consumer end, read by the master thread ([`Self::drain`]); the lock is never
+    /// taken by a worker.
+    out_rx: Mutex<rtrb::Consumer<SyncRecord>>,
+    /// Slots of the outgoing ring.
+    out_capacity: usize,
     /// Backup thread → worker.
     pub inbound: ArrayQueue<SyncRecord>,
     /// Roles running.
@@ -228,25 +235,64 @@ impl SyncPort {
 
     /// A port with explicit queue sizes (tests, benchmarks).
     pub fn with_capacity(shared: Arc<SyncShared>, out: usize, inbound: usize) -> SyncPort {
+        let (tx, rx) = rtrb::RingBuffer::new(out.max(1));
         SyncPort {
-            out: ArrayQueue::new(out.max(1)),
+            out_tx: Mutex::new(Some(tx)),
+            out_rx: Mutex::new(rx),
+            out_capacity: out.max(1),
             inbound: ArrayQueue::new(inbound.max(1)),
             shared,
             stats: PortStats::default(),
         }
     }
 
-    /// Queues an entry for the master (worker side); false (and counted) when the queue is
-    /// full.
+    /// The worker's end of the outgoing ring (once; `None` afterwards).
+    pub fn sender(self: &Arc<Self>) -> Option<SyncSender> {
+        let tx = self.out_tx.lock().ok()?.take()?;
+        Some(SyncSender { tx, port: self.clone() })
+    }
+
+    /// Master thread: hands at most `max` queued records to `f`, oldest first; how many.
+    pub fn drain(&self, max: usize, mut f: impl FnMut(SyncRecord)) -> usize {
+        let Ok(mut rx) = self.out_rx.lock() else { return 0 };
+        let n = rx.slots().min(max);
+        let Ok(chunk) = rx.read_chunk(n) else { return 0 };
+        let (a, b) = chunk.as_slices();
+        a.iter().chain(b.iter()).for_each(|r| f(*r));
+        chunk.commit_all();
+        n
+    }
+
+    /// Slots of the outgoing ring.
+    pub fn out_capacity(&self) -> usize {
+        self.out_capacity
+    }
+}
+
+/// A worker's end of its outgoing ring: wait-free, no allocation, one release store per
+/// record.
+#[derive(Debug)]
+pub struct SyncSender {
+    tx: rtrb::Producer<SyncRecord>,
+    port: Arc<SyncPort>,
+}
+
+impl SyncSender {
+    /// Queues an entry for the master; false (and counted) when the ring is full.
     #[inline]
-    pub fn send(&self, r: SyncRecord) -> bool {
-        if self.out.push(r).is_ok() {
-            self.stats.queued.add(1);
+    pub fn send(&mut self, r: SyncRecord) -> bool {
+        if self.tx.push(r).is_ok() {
+            self.port.stats.queued.add(1);
             true
         } else {
-            self.stats.ring_full.add(1);
+            self.port.stats.ring_full.add(1);
             false
         }
+    }
+
+    /// The port this end belongs to.
+    pub fn port(&self) -> &Arc<SyncPort> {
+        &self.port
     }
 }
 
@@ -485,9 +531,7 @@ pub fn master_loop(
         let mut got = false;
         for p in ports {
             // At most one queue's worth per round, so one busy worker cannot starve the others.
-            for _ in 0..p.out.capacity() {
-                let Some(r) = p.out.pop() else { break };
-                got = true;
+            let n = p.drain(p.out_capacity(), |r| {
                 let c = r.to_conn();
                 if b.is_empty() {
                     first = Instant::now();
@@ -498,7 +542,8 @@ pub fn master_loop(
                     first = Instant::now();
                     b.push(&c);
                 }
-            }
+            });
+            got |= n > 0;
         }
         if !b.is_empty() && (stopping || first.elapsed() >= FLUSH_DELAY) {
             send(&b);
@@ -863,9 +908,16 @@ mod tests {
 
     #[test]
     fn full_outgoing_queue_drops_and_counts() {
-        let p = SyncPort::with_capacity(Arc::new(SyncShared::default()), 2, 1);
-        assert!(p.send(rec(1)) && p.send(rec(2)));
-        assert!(!p.send(rec(3)));
+        let p = Arc::new(SyncPort::with_capacity(Arc::new(SyncShared::default()), 2, 1));
+        let mut tx = p.sender().unwrap();
+        assert!(p.sender().is_none(), "one producer");
+        assert!(tx.send(rec(1)) && tx.send(rec(2)));
+        assert!(!tx.send(rec(3)));
         assert_eq!((p.stats.queued.get(), p.stats.ring_full.get()), (2, 1));
+        let mut got = Vec::new();
+        assert_eq!(p.drain(1, |r| got.push(r)), 1);
+        assert_eq!(p.drain(8, |r| got.push(r)), 1);
+        assert_eq!(got, vec![rec(1), rec(2)], "oldest first, at most max per call");
+        assert!(tx.send(rec(4)), "room again");
     }
 }

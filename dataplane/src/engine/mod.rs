@@ -491,6 +491,7 @@ impl Engine {
         }
         // backup_only holds the forwardable servers while the backup daemon runs.
         self.sync_hold(self.sync.backup_only);
+        self.sync_dests();
         self.local_tab = [0; LOCAL_TAB];
         self.local_in_tab = self.snap.local.len() <= LOCAL_TAB / 2;
         if self.local_in_tab {

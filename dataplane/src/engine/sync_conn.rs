@@ -51,9 +51,9 @@ use std::sync::Arc;
 use control::sync_proto::flags as wire;
 
 use super::Engine;
-use crate::conn::{ConnInit, ConnKey, TcpState, F_INACTIVE, F_TEMPLATE, NO_INDEX};
+use crate::conn::{ConnInit, ConnKey, Entry, TcpState, F_INACTIVE, F_TEMPLATE, NO_INDEX};
 use crate::snapshot::{SvcKey, PROTO_TCP, PROTO_UDP};
-use crate::sync::{InstallDrop, SyncPort, SyncRecord};
+use crate::sync::{InstallDrop, SyncPort, SyncRecord, SyncSender};
 
 /// Received entries installed per [`Engine::sync_poll`].
 const INSTALL_BUDGET: usize = 256;
@@ -71,9 +71,28 @@ pub(super) struct SyncSide {
     pub(super) backup_only: bool,
     /// The worker's queues, when the director has sync daemons.
     port: Option<Arc<SyncPort>>,
+    /// The worker's end of its outgoing ring (taken from `port` when attached).
+    tx: Option<SyncSender>,
+    /// Per server slot of the snapshot: what an entry of that server is sent with (rebuilt
+    /// with each snapshot while a port is attached, so sending looks up one slot).
+    dests: Vec<SyncDest>,
     /// Per entry: the kernel's `sync_endtime` (expiry at the last send, in ticks, low two
     /// bits = retries done); only while the master runs with `sync_refresh_period` > 0.
     stamps: Vec<u32>,
+}
+
+/// What an entry of one server slot is sent with.
+#[derive(Debug, Clone, Copy, Default)]
+struct SyncDest {
+    /// The slot holds a server.
+    live: bool,
+    /// Real-server address (host order) and port (0: the client's port).
+    daddr: u32,
+    rs_port: u16,
+    /// Its service's port (0 for fwmark and port-0 services) and fwmark (0 for address
+    /// services).
+    svc_port: u16,
+    fwmark: u32,
 }
 
 /// Next packet count: modulo `period`, or saturating when the period is 0.
@@ -94,15 +113,138 @@ fn bump(count: u8, period: u8) -> u8 {
 /// TCP states in which a connection is synchronised.
 #[inline]
 fn synced_tcp_state(state: u8) -> bool {
-    const S: [TcpState; 5] =
-        [TcpState::Established, TcpState::FinWait, TcpState::Close, TcpState::CloseWait, TcpState::TimeWait];
-    S.iter().any(|s| *s as u8 == state)
+    // The kernel's bit mask test (ip_vs_sync_conn_needed).
+    const MASK: u32 = 1 << TcpState::Established as u32
+        | 1 << TcpState::FinWait as u32
+        | 1 << TcpState::Close as u32
+        | 1 << TcpState::CloseWait as u32
+        | 1 << TcpState::TimeWait as u32;
+    1u32.checked_shl(u32::from(state)).is_some_and(|b| b & MASK != 0)
+}
+
+/// `ip_vs_sync_conn_needed` for entry `idx` (`e`), whose packet count was just bumped;
+/// records the send in `stamps` when it says yes.
+#[inline]
+fn needed(sc: &crate::snapshot::SyncSysctl, stamps: &mut [u32], tps: u32, idx: u32, e: &Entry, changed: bool, now: u32) -> bool {
+    let template = e.is_template();
+    let (timeout, count) = (e.timeout, e.sync_count);
+    let mut n = now.wrapping_add(timeout) & !3;
+    if !template && e.key().proto == PROTO_TCP {
+        if !synced_tcp_state(e.state) {
+            return false;
+        }
+        if changed && e.state != TcpState::Established as u8 {
+            return set_stamp(stamps, idx, n);
+        }
+    }
+    let refresh = sc.refresh_secs.saturating_mul(tps);
+    if refresh > 0 {
+        if let Some(&orig) = stamps.get(idx as usize) {
+            let diff = n.wrapping_sub(orig) as i32;
+            let min_diff = (timeout >> 1).max(10 * tps);
+            if diff.unsigned_abs() < refresh.min(min_diff) {
+                let retries = orig & 3;
+                if retries >= u32::from(sc.retries) {
+                    return false;
+                }
+                let next_try = orig.wrapping_sub(timeout).wrapping_add(refresh >> 3);
+                if (now.wrapping_sub(next_try) as i32) < 0 {
+                    return false;
+                }
+                n |= retries + 1;
+            }
+        }
+    }
+    if sc.period > 0 {
+        if !template && count != sc.threshold {
+            return false;
+        }
+    } else if refresh == 0 && count != sc.threshold {
+        return false;
+    }
+    set_stamp(stamps, idx, n)
+}
+
+/// Records the send (`sync_endtime := n`) and says yes.
+#[inline]
+fn set_stamp(stamps: &mut [u32], idx: u32, n: u32) -> bool {
+    if let Some(s) = stamps.get_mut(idx as usize) {
+        *s = n;
+    }
+    true
+}
+
+/// Queues entry `e` for the master thread (dropped and counted if the ring is full).
+#[inline]
+fn emit(side: &mut SyncSide, e: &Entry, tps: u32) {
+    let Some(tx) = side.tx.as_mut() else { return };
+    let Some(&SyncDest { live: true, daddr, rs_port, svc_port, fwmark }) = side.dests.get(e.server as usize) else {
+        return;
+    };
+    let k = *e.key();
+    let template = e.is_template();
+    // The real-server port as the kernel keeps it: a template of a port-0 or fwmark
+    // service has 0; a connection has the server's port when it came to the service
+    // port, else its own port.
+    let dport = if template {
+        if k.vport == 0 {
+            0
+        } else {
+            rs_port
+        }
+    } else if svc_port != 0 && k.vport == svc_port && rs_port != 0 {
+        rs_port
+    } else {
+        k.vport
+    };
+    let mut flags = wire::DROUTE | wire::NOOUTPUT;
+    if template {
+        flags |= wire::TEMPLATE | wire::INACTIVE;
+    } else if e.flags & F_INACTIVE != 0 {
+        flags |= wire::INACTIVE;
+    }
+    tx.send(SyncRecord {
+        proto: k.proto,
+        state: u16::from(e.state),
+        flags,
+        cport: k.cport,
+        vport: k.vport,
+        dport,
+        fwmark,
+        timeout: e.timeout / tps.max(1),
+        caddr: k.caddr,
+        vaddr: k.vaddr,
+        daddr,
+    });
 }
 
 impl Engine {
     /// Connects this engine to the sync daemons through its worker's queues.
     pub fn attach_sync(&mut self, port: Arc<SyncPort>) {
+        self.sync.tx = port.sender();
         self.sync.port = Some(port);
+        self.sync_dests();
+    }
+
+    /// Rebuilds the per-slot send data from the snapshot (between bursts: a new snapshot or
+    /// a new port; reuses the vector's allocation).
+    pub(super) fn sync_dests(&mut self) {
+        if self.sync.port.is_none() {
+            return;
+        }
+        let snap = &self.snap;
+        self.sync.dests.clear();
+        self.sync.dests.extend(snap.servers.iter().map(|s| match s {
+            Some(rs) => {
+                let (svc_port, fwmark) = match snap.services.get(rs.svc as usize).map(|s| s.key) {
+                    Some(SvcKey::Addr { port, .. }) => (port, 0),
+                    Some(SvcKey::Fwmark(m)) => (0, m),
+                    None => (0, 0),
+                };
+                SyncDest { live: true, daddr: u32::from(rs.addr), rs_port: rs.port, svc_port, fwmark }
+            }
+            None => SyncDest::default(),
+        }));
     }
 
     /// Between bursts: picks up which daemons run (two atomic loads), keeps the refresh
@@ -154,124 +296,33 @@ impl Engine {
     }
 
     /// One packet of connection `idx` (its state just changed if `changed`) while the
-    /// master runs.
+    /// master runs. Each entry (the connection, then its template) is looked up once; the
+    /// rules and the record are computed from that borrow and the worker's own send state.
     #[inline(never)]
     pub(super) fn sync_packet(&mut self, idx: u32, changed: bool, now: u32) {
         let sc = self.snap.sysctl.sync;
+        let tps = self.ticks_per_sec;
+        // Both packet counts first (the kernel's in_pkts of the connection and of its
+        // template), then the decisions from shared borrows.
         let Some(e) = self.conns.get_mut(idx) else { return };
         e.sync_count = bump(e.sync_count, sc.period);
-        let (count, control) = (e.sync_count, e.control());
-        let tmpl = if control == NO_INDEX { None } else { self.conns.get(control).filter(|t| t.is_template()).map(|_| control) };
-        if !(sc.persist_mode && tmpl.is_some()) && self.sync_needed(idx, count, changed, now) {
-            self.sync_emit(idx);
+        let control = e.control();
+        if control != NO_INDEX {
+            if let Some(t) = self.conns.get_mut(control).filter(|t| t.is_template()) {
+                t.sync_count = bump(t.sync_count, sc.period);
+            }
+        }
+        let Some(e) = self.conns.get(idx) else { return };
+        let tmpl = if control == NO_INDEX { None } else { self.conns.get(control).filter(|t| t.is_template()) };
+        let side = &mut *self.sync;
+        if !(sc.persist_mode && tmpl.is_some()) && needed(&sc, &mut side.stamps, tps, idx, e, changed, now) {
+            emit(side, e, tps);
         }
         if let Some(t) = tmpl {
-            let Some(te) = self.conns.get_mut(t) else { return };
-            te.sync_count = bump(te.sync_count, sc.period);
-            let count = te.sync_count;
-            if self.sync_needed(t, count, false, now) {
-                self.sync_emit(t);
+            if needed(&sc, &mut side.stamps, tps, control, t, false, now) {
+                emit(side, t, tps);
             }
         }
-    }
-
-    /// `ip_vs_sync_conn_needed` for entry `idx` with packet count `count`.
-    fn sync_needed(&mut self, idx: u32, count: u8, changed: bool, now: u32) -> bool {
-        let sc = self.snap.sysctl.sync;
-        let Some(e) = self.conns.get(idx) else { return false };
-        let template = e.is_template();
-        let timeout = e.timeout;
-        let mut n = now.wrapping_add(timeout) & !3;
-        if !template && e.key().proto == PROTO_TCP {
-            if !synced_tcp_state(e.state) {
-                return false;
-            }
-            if changed && e.state != TcpState::Established as u8 {
-                return self.sync_set(idx, n);
-            }
-        }
-        let tps = self.ticks_per_sec;
-        let refresh = sc.refresh_secs.saturating_mul(tps);
-        if refresh > 0 {
-            if let Some(&orig) = self.sync.stamps.get(idx as usize) {
-                let diff = n.wrapping_sub(orig) as i32;
-                let min_diff = (timeout >> 1).max(10 * tps);
-                if diff.unsigned_abs() < refresh.min(min_diff) {
-                    let retries = orig & 3;
-                    if retries >= u32::from(sc.retries) {
-                        return false;
-                    }
-                    let next_try = orig.wrapping_sub(timeout).wrapping_add(refresh >> 3);
-                    if (now.wrapping_sub(next_try) as i32) < 0 {
-                        return false;
-                    }
-                    n |= retries + 1;
-                }
-            }
-        }
-        if sc.period > 0 {
-            if !template && count != sc.threshold {
-                return false;
-            }
-        } else if refresh == 0 && count != sc.threshold {
-            return false;
-        }
-        self.sync_set(idx, n)
-    }
-
-    /// Records the send (`sync_endtime := n`) and says yes.
-    #[inline]
-    fn sync_set(&mut self, idx: u32, n: u32) -> bool {
-        if let Some(s) = self.sync.stamps.get_mut(idx as usize) {
-            *s = n;
-        }
-        true
-    }
-
-    /// Queues entry `idx` for the master thread (dropped and counted if the queue is full).
-    fn sync_emit(&self, idx: u32) {
-        let (Some(port), Some(e)) = (self.sync.port.as_ref(), self.conns.get(idx)) else { return };
-        let Some(rs) = self.snap.servers.get(e.server as usize).and_then(|s| s.as_ref()) else { return };
-        let (svc_port, fwmark) = match self.snap.services.get(rs.svc as usize).map(|s| s.key) {
-            Some(SvcKey::Addr { port, .. }) => (port, 0),
-            Some(SvcKey::Fwmark(m)) => (0, m),
-            None => (0, 0),
-        };
-        let k = *e.key();
-        let template = e.is_template();
-        // The real-server port as the kernel keeps it: a template of a port-0 or fwmark
-        // service has 0; a connection has the server's port when it came to the service
-        // port, else its own port.
-        let dport = if template {
-            if k.vport == 0 {
-                0
-            } else {
-                rs.port
-            }
-        } else if svc_port != 0 && k.vport == svc_port && rs.port != 0 {
-            rs.port
-        } else {
-            k.vport
-        };
-        let mut flags = wire::DROUTE | wire::NOOUTPUT;
-        if template {
-            flags |= wire::TEMPLATE | wire::INACTIVE;
-        } else if e.flags & F_INACTIVE != 0 {
-            flags |= wire::INACTIVE;
-        }
-        port.send(SyncRecord {
-            proto: k.proto,
-            state: u16::from(e.state),
-            flags,
-            cport: k.cport,
-            vport: k.vport,
-            dport,
-            fwmark,
-            timeout: e.timeout / self.ticks_per_sec.max(1),
-            caddr: k.caddr,
-            vaddr: k.vaddr,
-            daddr: u32::from(rs.addr),
-        });
     }
 
     /// Installs or updates a received entry in this worker's table (`ip_vs_proc_conn`).
@@ -469,7 +520,9 @@ mod tests {
     }
 
     fn drain(p: &SyncPort) -> Vec<SyncRecord> {
-        std::iter::from_fn(|| p.out.pop()).collect()
+        let mut v = Vec::new();
+        p.drain(usize::MAX, |r| v.push(r));
+        v
     }
 
     #[test]
