@@ -16,10 +16,10 @@ set -euo pipefail
 
 PACKAGES=(dpdk dpdk-dev libdpdk-dev clang libclang-dev pkg-config ethtool iproute2
           iputils-ping netcat-openbsd curl apache2-utils tcpdump python3 valgrind
-          fonts-dejavu-core
+          fonts-dejavu-core keepalived  # HA test: Debian's keepalived (VRRP)
           nginx openssl           # health-check tests: real web servers, TLS with a test CA
           prometheus tshark systemd)   # observability tests: promtool + a real Prometheus,
-                                       # tshark reads dpdk-dumpcap files, systemd-analyze
+                                       # tshark reads dpdk-dumpcap files and decodes IPVS sync, systemd-analyze
 HUGEPAGES_WANTED=512          # 2 MiB pages -> 1 GiB: room for a few 256 MiB directors
 HUGE_MNT=/dev/hugepages
 

@@ -182,6 +182,8 @@ impl EngineLoop {
                     tx.clear();
                 }
                 engine.expire(now, EXPIRE_BUDGET);
+                // As the worker: the sync daemons' state and received entries.
+                engine.sync_poll(now);
                 n += got as u64;
                 self.processed += got as u64;
             },

@@ -17,6 +17,8 @@
 //! | [`memif_run`] | input (2): director + generator process over `net_memif` |
 //! | [`pcap`] | classic libpcap file writer |
 //! | [`pcap_run`] | input (3): director on `net_pcap` with `infinite_rx=1` |
+//! | [`soak`] | `make soak` and `make ctlpressure`: the director under traffic with configuration edits, listings and concurrent lbadm clients, read every interval |
+//! | [`sync_run`] | the connection-sync master beside the engine loop: sender thread, loopback sink, counts |
 //! | [`synflood`] | the SYN-flood benchmark (`director-synflood`): legitimate clients and established connections under a spoofed flood |
 //!
 //! The driver is the `director-bench` binary (`make bench`); docs/benchmarks.md explains the
@@ -37,6 +39,7 @@ pub mod rig;
 pub mod run;
 pub mod scenario;
 pub mod soak;
+pub mod sync_run;
 pub mod synflood;
 pub mod valgrind;
 pub mod vdev_rig;

@@ -52,6 +52,13 @@ pub struct Collected {
     /// The kernel leg's throughput each way (mode `kernel`).
     #[serde(default)]
     pub kernel_leg: Option<RunResult>,
+    /// Connection sync: the new-connections scenario in the engine loop without and with the
+    /// sync master, alternated (off, on, off, on, …).
+    #[serde(default)]
+    pub sync_off: Vec<RunResult>,
+    /// The runs with the sync master.
+    #[serde(default)]
+    pub sync_on: Vec<RunResult>,
     /// The engine loop with DPDK's capture server idle, then with a capture running.
     #[serde(default)]
     pub capture: Vec<RunResult>,
@@ -184,6 +191,57 @@ impl Collected {
             .find(|s| s.name == r.name)
             .and_then(|s| s.engine_loop.as_ref().and_then(|l| l.table_len))
             .unwrap_or(r.table_entries)
+    }
+
+    /// Median new connections per second of runs.
+    fn median_cps(v: &[RunResult]) -> Option<f64> {
+        let x: Vec<f64> = v.iter().filter_map(|r| r.mpps.map(|m| m * 1e6)).collect();
+        (!x.is_empty()).then(|| crate::rig::median(&x))
+    }
+
+    /// The "Connection sync" section of report.md.
+    fn sync_markdown(&self, m: &mut String) {
+        if self.sync_off.is_empty() && self.sync_on.is_empty() {
+            return;
+        }
+        let off = Self::median_cps(&self.sync_off);
+        let on = Self::median_cps(&self.sync_on);
+        let _ = writeln!(m, "## Connection sync (master)\n");
+        let _ = writeln!(
+            m,
+            "new-connections in the engine loop (one worker, CPU 0), without and with the sync master: the worker applies \
+             the kernel's send rules (each SYN of a persistent service queues its template: 1 entry per connection) and the \
+             director's sender thread (`sync::master_loop`, other core) builds 1472-byte messages and sends them over UDP to a \
+             loopback sink. Runs alternate off/on; medians.\n"
+        );
+        let _ = writeln!(m, "| | new connections/s per worker | cost |\n| --- | ---: | ---: |");
+        let _ = writeln!(m, "| sync master off | {} | |", f(off, 0));
+        let cost = off.zip(on).map(|(a, b)| (a - b) / a * 100.0);
+        let _ = writeln!(m, "| sync master on | {} | {} % |\n", f(on, 0), f(cost, 1));
+        let _ = writeln!(m, "| run (on) | entries queued | queue full | entries sent | messages sent | messages/s | entries/s | send errors |");
+        let _ = writeln!(m, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        for (i, r) in self.sync_on.iter().enumerate() {
+            if let Some(s) = &r.sync {
+                let secs = s.secs.max(1e-9);
+                let _ = writeln!(
+                    m,
+                    "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {} |",
+                    i + 1,
+                    s.entries_queued,
+                    s.ring_full,
+                    s.entries_sent,
+                    s.messages_sent,
+                    s.messages_sent as f64 / secs,
+                    s.entries_sent as f64 / secs,
+                    s.send_errors
+                );
+            }
+        }
+        let _ = writeln!(
+            m,
+            "\nmessages/s and entries/s are over the wall time of the measured runs, during which the loop also spends time \
+             writing frames (not measured in connections/s): the sender's sustained rate is at least this.\n"
+        );
     }
 
     /// The "other inputs" section of report.md.
@@ -401,6 +459,7 @@ impl Collected {
         let bpc = self.report_json()["bytes_per_connection"].as_f64();
         let _ = writeln!(m, "\nBytes per connection entry (entry + its share of the hash index): {}\n", f(bpc, 1));
         self.inputs_markdown(&mut m);
+        self.sync_markdown(&mut m);
         let _ = writeln!(m, "## Details\n");
         for s in &self.scenarios {
             for r in [&s.director, &s.engine_loop].into_iter().flatten() {

@@ -53,6 +53,8 @@ pub struct RunArgs {
     pub memory: Memory,
     /// Under callgrind: the two packet counts.
     pub callgrind: Option<(u64, u64)>,
+    /// Engine loop only: the connection-sync master runs (see [`crate::sync_run`]).
+    pub sync: bool,
     /// Engine loop: packet capture server / a running capture (see [`crate::capture_run`]).
     pub pdump: crate::capture_run::Pdump,
 }
@@ -119,6 +121,9 @@ pub struct RunResult {
     /// Kernel mode: the leg's rates each way.
     #[serde(default)]
     pub kernel_leg: Option<crate::kernel_run::KernelLegRates>,
+    /// Engine loop with the sync master: what it queued and sent.
+    #[serde(default)]
+    pub sync: Option<crate::sync_run::SyncCounts>,
     /// Engine loop with the capture server: the mode, and what a capture saw.
     #[serde(default)]
     pub capture: Option<crate::capture_run::CaptureInfo>,
@@ -165,6 +170,7 @@ fn base_result(a: &RunArgs, capacity: u64) -> RunResult {
         prepare_secs: 0.0,
         input: None,
         kernel_leg: None,
+        sync: None,
         capture: None,
     }
 }
@@ -256,8 +262,13 @@ pub fn run(a: &RunArgs) -> Result<RunResult> {
             let capacity = a.scenario.capacity(&t, a.packets * (a.runs as u64 + 1) + a.callgrind.map_or(0, |c| c.0 + c.1 + chunk as u64));
             let mut r = base_result(a, capacity);
             let mut store = Store::new(chunk);
+            let mut master = None;
             if a.mode == Mode::Loop {
-                lp.engine = Some(engine_for(&t, &port, capacity as usize, a.scenario.kernel_leg, a.scenario.per_worker_cursor)?);
+                let mut engine = engine_for(&t, &port, capacity as usize, a.scenario.kernel_leg, a.scenario.per_worker_cursor)?;
+                if a.sync {
+                    master = Some(crate::sync_run::Master::start(&mut engine)?);
+                }
+                lp.engine = Some(engine);
                 if a.scenario.kernel_leg {
                     lp.with_host_rings(&eal)?;
                 }
@@ -272,6 +283,7 @@ pub fn run(a: &RunArgs) -> Result<RunResult> {
                 r.capacity = 0;
             }
             r.tsc_hz = rig::tsc_hz();
+            let before = master.as_ref().map(crate::sync_run::Master::counts);
             let dumpcap = match a.pdump {
                 Pdump::Capture => Some(crate::capture_run::Dumpcap::start(port.id())?),
                 _ => None,
@@ -279,6 +291,9 @@ pub fn run(a: &RunArgs) -> Result<RunResult> {
             match a.callgrind {
                 Some(n) => callgrind_phases(&mut lp, &mut store, &t, a, n, &mut r)?,
                 None => measure_runs(&mut lp, &mut store, &t, a, &mut r)?,
+            }
+            if let (Some(m), Some(b)) = (master.take(), before) {
+                r.sync = Some(m.finish(b));
             }
             r.capture = match dumpcap {
                 Some(d) => Some(d.stop(a.pdump)?),

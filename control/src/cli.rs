@@ -9,6 +9,7 @@
 //! lbadm [--socket PATH] [--json] addr [show] [dev dpdkN]
 //! lbadm [--socket PATH] [--json] neigh [show]
 //! lbadm [--socket PATH] [--json] link [show]
+//! lbadm [--socket PATH] [--json] sync [show]
 //! lbadm [--socket PATH] [--json] mark add|insert [NUM]|del [-i dpdkN] -d VIP[/LEN]
 //!                                     [-p tcp|udp] [--dport P[:P2]] --set-mark N
 //! lbadm [--socket PATH] [--json] mark del NUM | mark [show] | mark flush
@@ -82,7 +83,7 @@ use crate::marks::MarkRule;
 use crate::model::ConfigCommand;
 use crate::names::Names;
 use crate::proto::{client, Op, Reply, Request};
-use crate::sysctl::Sysctls;
+use crate::sysctl::{SysctlValue, Sysctls};
 
 /// Default control socket path.
 pub const DEFAULT_SOCKET: &str = "/run/director.sock";
@@ -238,6 +239,13 @@ fn parse_director_verb(words: &[String]) -> Result<(Op, Rendering), CtlError> {
                 Err(usage_err("usage: link show"))
             }
         }
+        "sync" => {
+            if is_show(sub) && rest.len() <= 1 {
+                Ok((Op::SyncShow, Rendering::Table))
+            } else {
+                Err(usage_err("usage: sync show"))
+            }
+        }
         _ => Err(usage_err(format!("unknown command \"{verb}\""))),
     }
 }
@@ -293,7 +301,7 @@ pub fn run(args: &[String], io: &mut CliIo<'_>) -> i32 {
     }
     let is_director_verb = matches!(
         verb,
-        Some("addr" | "address" | "neigh" | "neighbour" | "neighbor" | "link")
+        Some("addr" | "address" | "neigh" | "neighbour" | "neighbor" | "link" | "sync")
     );
     let (op, rendering) = if matches!(verb, Some("mark" | "iptables")) {
         let parsed = if verb == Some("mark") {
@@ -411,7 +419,7 @@ fn sysctl(path: &Path, args: &[String], io: &mut CliIo<'_>, json: bool) -> i32 {
             Err(code) => Err(Fail::Printed(code)),
         }
     };
-    let mut shown: Vec<(&'static str, i64)> = Vec::new();
+    let mut shown: Vec<(&'static str, SysctlValue)> = Vec::new();
     let mut failed = false;
     let mut current: Option<Sysctls> = None;
     let list_all = keys.is_empty() || (all && !write);
@@ -424,26 +432,30 @@ fn sysctl(path: &Path, args: &[String], io: &mut CliIo<'_>, json: bool) -> i32 {
         }
     }
     for key in keys {
-        let step: Result<Option<(&'static str, i64)>, Fail> = if write || key.contains('=') {
+        let step: Result<Option<(&'static str, SysctlValue)>, Fail> = if write || key.contains('=') {
             match key.split_once('=') {
                 None => Err(Fail::Local(CtlError::sysctl_malformed(key))),
                 Some((k, v)) => Sysctls::resolve(k)
-                    .and_then(|name| Ok((name, Sysctls::parse_value(k, v)?)))
-                    .map_err(Fail::Local)
-                    .and_then(|(name, value)| {
-                        let s = fetch(
-                            io,
+                    .and_then(|name| {
+                        // A vector takes blank-separated integers (`sync_threshold="3 50"`).
+                        let op = if Sysctls::is_vector(name) {
+                            Op::SysctlSetValues {
+                                name: name.to_string(),
+                                values: Sysctls::parse_values(k, v)?,
+                            }
+                        } else {
                             Op::SysctlSet {
                                 name: name.to_string(),
-                                value,
-                            },
-                        )?;
+                                value: Sysctls::parse_value(k, v)?,
+                            }
+                        };
+                        Ok((name, op))
+                    })
+                    .map_err(Fail::Local)
+                    .and_then(|(name, op)| {
+                        let s = fetch(io, op)?;
                         current = Some(s);
-                        Ok(if quiet {
-                            None
-                        } else {
-                            s.get(name).map(|v| (name, v))
-                        })
+                        Ok(if quiet { None } else { s.value(name).map(|v| (name, v)) })
                     }),
             }
         } else {
@@ -453,7 +465,7 @@ fn sysctl(path: &Path, args: &[String], io: &mut CliIo<'_>, json: bool) -> i32 {
                     None => fetch(io, Op::SysctlShow)?,
                 };
                 current = Some(s);
-                Ok(s.get(name).map(|v| (name, v)))
+                Ok(s.value(name).map(|v| (name, v)))
             })
         };
         match step {
@@ -644,6 +656,7 @@ fn render(io: &mut CliIo<'_>, reply: &Reply, rendering: &Rendering, json: bool) 
         }
         (Reply::Neighs(n), _) => json_or(json, &n[..], format::neighs),
         (Reply::Links(l), _) => json_or(json, &l[..], format::links),
+        (Reply::Sync(s), _) => json_or(json, s, format::sync_status),
         (Reply::Marks(m), Rendering::MarkCheck(rule)) => {
             if m.iter().any(|s| s.rule == *rule) {
                 String::new()

@@ -120,6 +120,21 @@ fn sysctl_settings(words: &[String]) -> Result<Vec<ConfigCommand>, CtlError> {
             return Err(not_a_change(&format!("reading sysctl \"{w}\"")));
         };
         let name = Sysctls::resolve(&key)?;
+        if Sysctls::is_vector(name) {
+            // `sync_threshold=3 50`: the following integer words belong to the value too.
+            let mut values = Sysctls::parse_values(&key, &value)?;
+            while let Some(v) = words.get(i + 1).and_then(|w| Sysctls::parse_value(&key, w).ok()) {
+                values.push(v);
+                i += 1;
+            }
+            Sysctls::default().set_values(name, &values)?;
+            cmds.push(ConfigCommand::SetSysctlValues {
+                name: name.to_string(),
+                values,
+            });
+            i += 1;
+            continue;
+        }
         let value = Sysctls::parse_value(&key, &value)?;
         // Checked here so that a bad value is a parse error of its line.
         Sysctls::default().set(name, value)?;
@@ -432,6 +447,20 @@ mod tests {
             p("sysctl -q net.ipv4.vs.pmtu_disc= 0").unwrap(),
             vec![set("pmtu_disc", 0)]
         );
+        // A vector takes the following integer words (what `lbadm save` writes).
+        let vec_set = |v: Vec<i64>| ConfigCommand::SetSysctlValues {
+            name: "sync_threshold".into(),
+            values: v,
+        };
+        assert_eq!(
+            p("sysctl -w net.ipv4.vs.sync_threshold=5 100 sloppy_tcp=1").unwrap(),
+            vec![vec_set(vec![5, 100]), set("sloppy_tcp", 1)]
+        );
+        assert_eq!(
+            p("net.ipv4.vs.sync_threshold = 2 0").unwrap(),
+            vec![vec_set(vec![2, 0])]
+        );
+        assert!(p("sysctl -w sync_threshold=60 50").is_err());
     }
 
     #[test]

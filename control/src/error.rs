@@ -103,6 +103,11 @@ impl CtlError {
         Self::refused("No daemon is running")
     }
 
+    /// EEXIST on `--start-daemon` of a role already running: "Daemon has already run" (255).
+    pub fn daemon_running() -> Self {
+        Self::refused("Daemon has already run")
+    }
+
     /// `-A`/`-E` of a non-persistent port-0 address service (exit status 2).
     pub fn zero_port() -> Self {
         Self::input("Zero port specified for non-persistent service")

@@ -88,6 +88,11 @@ pub fn describe(c: &ConfigCommand) -> String {
             let short = name.strip_prefix(crate::sysctl::SYSCTL_PREFIX).unwrap_or(name);
             format!("sysctl {}{short} set to {value}", crate::sysctl::SYSCTL_PREFIX)
         }
+        ConfigCommand::SetSysctlValues { name, values } => {
+            let short = name.strip_prefix(crate::sysctl::SYSCTL_PREFIX).unwrap_or(name);
+            let v: Vec<String> = values.iter().map(i64::to_string).collect();
+            format!("sysctl {}{short} set to \"{}\"", crate::sysctl::SYSCTL_PREFIX, v.join(" "))
+        }
         ConfigCommand::AddCheck(a) => format!(
             "{} added on server {} of {}{}",
             a.spec.kind.keepalived_name(),

@@ -16,14 +16,15 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 use crate::iptables::{IptablesListOptions, CHAIN};
-use crate::ipvsadm::ListOptions;
+use crate::ipvsadm::{DaemonRole, ListOptions};
 use crate::model::{
     glibc_msort, ipvsadm_dest_cmp, ipvsadm_service_cmp, AddrConfig, FwdMethod, MarkRule, Protocol,
     ServiceConfig, ServiceKey, Timeouts,
 };
 use crate::names::Names;
 use crate::proto::{
-    ConfigDump, ConnInfo, ConnProto, LinkInfo, MarkStatus, NeighInfo, ServerStatus, ServiceStatus,
+    ConfigDump, ConnInfo, ConnProto, DaemonInfo, LinkInfo, MarkStatus, NeighInfo, ServerStatus,
+    ServiceStatus, SyncStatus,
 };
 
 /// The IPVS version ipvsadm prints.
@@ -405,8 +406,10 @@ pub fn config_file(dump: &ConfigDump) -> String {
     }
     let defaults = crate::sysctl::Sysctls::default();
     for (name, v) in dump.sysctls.entries() {
-        if defaults.get(name) != Some(v) {
-            let _ = writeln!(out, "sysctl -w {}{name}={v}", crate::sysctl::SYSCTL_PREFIX);
+        if defaults.value(name).as_ref() != Some(&v) {
+            // A vector's integers separated by blanks, as `sysctl -w` takes them.
+            let v: Vec<String> = v.0.iter().map(i64::to_string).collect();
+            let _ = writeln!(out, "sysctl -w {}{name}={}", crate::sysctl::SYSCTL_PREFIX, v.join(" "));
         }
     }
     let t = &dump.timeouts;
@@ -530,9 +533,65 @@ pub fn timeouts(t: &Timeouts) -> String {
     )
 }
 
-/// `ipvsadm -L --daemon` (one line per running daemon; the director runs none).
-pub fn daemons(d: &[String]) -> String {
-    d.iter().map(|l| format!("{l}\n")).collect()
+/// `ipvsadm -L --daemon` (ipvsadm 1.31 `list_daemon`): one line per running daemon, master
+/// first: `ROLE sync daemon (mcast=IF, syncid=N` then `, maxlen=N`, `, group=A`, `, port=N`,
+/// `, ttl=N` (each only when non-zero, as ipvsadm prints the kernel's values) and `)`.
+pub fn daemons(d: &[DaemonInfo]) -> String {
+    let mut out = String::new();
+    for x in d {
+        let role = match x.role {
+            DaemonRole::Master => "master",
+            DaemonRole::Backup => "backup",
+        };
+        let _ = write!(out, "{role} sync daemon (mcast={}, syncid={}", x.mcast_interface, x.syncid);
+        if x.sync_maxlen != 0 {
+            let _ = write!(out, ", maxlen={}", x.sync_maxlen);
+        }
+        if !x.mcast_group.is_unspecified() {
+            let _ = write!(out, ", group={}", x.mcast_group);
+        }
+        if x.mcast_port != 0 {
+            let _ = write!(out, ", port={}", x.mcast_port);
+        }
+        if x.mcast_ttl != 0 {
+            let _ = write!(out, ", ttl={}", x.mcast_ttl);
+        }
+        out.push_str(")\n");
+    }
+    out
+}
+
+/// `lbadm sync show`: the daemons as `-L --daemon` prints them, then the counters:
+/// ```text
+/// master sync daemon (mcast=dpdk0, syncid=0, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)
+/// sent: entries 120 messages 3 bytes 4344 queued 120
+/// received: messages 0 entries 0 applied 0
+/// drops: ring_full 2 msg_size 1
+/// ```
+/// (`drops` only when something was dropped).
+pub fn sync_status(s: &SyncStatus) -> String {
+    let mut out = daemons(&s.daemons);
+    if s.daemons.is_empty() {
+        out.push_str("no sync daemon\n");
+    }
+    let _ = writeln!(
+        out,
+        "sent: entries {} messages {} bytes {} queued {}",
+        s.entries_sent, s.messages_sent, s.bytes_sent, s.entries_queued
+    );
+    let _ = writeln!(
+        out,
+        "received: messages {} entries {} applied {}",
+        s.messages_received, s.entries_received, s.entries_applied
+    );
+    if !s.drops.is_empty() {
+        out.push_str("drops:");
+        for (reason, n) in &s.drops {
+            let _ = write!(out, " {reason} {n}");
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Sort key putting `dpdk2` before `dpdk10`.
@@ -906,7 +965,7 @@ pub fn marks(list: &[MarkStatus]) -> String {
 }
 
 /// sysctl(8) output: `net.ipv4.vs.NAME = VALUE` per line, or only the values (`-n`).
-pub fn sysctls(entries: &[(&str, i64)], values_only: bool) -> String {
+pub fn sysctls<V: std::fmt::Display>(entries: &[(&str, V)], values_only: bool) -> String {
     entries
         .iter()
         .map(|(name, v)| {
@@ -920,10 +979,10 @@ pub fn sysctls(entries: &[(&str, i64)], values_only: bool) -> String {
 }
 
 /// The `--json` rendering of sysctls: `{"net.ipv4.vs.NAME": VALUE, ...}` (sorted keys).
-pub fn json_sysctls(entries: &[(&str, i64)]) -> String {
-    let map: std::collections::BTreeMap<String, i64> = entries
+pub fn json_sysctls<V: Serialize>(entries: &[(&str, V)]) -> String {
+    let map: std::collections::BTreeMap<String, &V> = entries
         .iter()
-        .map(|(n, v)| (format!("{}{n}", crate::sysctl::SYSCTL_PREFIX), *v))
+        .map(|(n, v)| (format!("{}{n}", crate::sysctl::SYSCTL_PREFIX), v))
         .collect();
     json(&map)
 }
@@ -1795,20 +1854,69 @@ IP  05:59  NONE        10.1.1.5:0         0.0.0.7:0          10.0.0.31:0
     }
 
     #[test]
+    fn daemon_lines_are_ipvsadms() {
+        let m = DaemonInfo {
+            role: DaemonRole::Master,
+            mcast_interface: "dpdk0".into(),
+            syncid: 0,
+            sync_maxlen: 1472,
+            mcast_group: Ipv4Addr::new(224, 0, 0, 81),
+            mcast_port: 8848,
+            mcast_ttl: 1,
+        };
+        let b = DaemonInfo {
+            role: DaemonRole::Backup,
+            mcast_interface: "eth1".into(),
+            syncid: 9,
+            sync_maxlen: 0,
+            mcast_group: Ipv4Addr::UNSPECIFIED,
+            mcast_port: 0,
+            mcast_ttl: 0,
+        };
+        assert_eq!(
+            daemons(&[m.clone(), b]),
+            "master sync daemon (mcast=dpdk0, syncid=0, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n\
+             backup sync daemon (mcast=eth1, syncid=9)\n"
+        );
+        assert_eq!(daemons(&[]), "");
+        let s = SyncStatus {
+            daemons: vec![m],
+            entries_queued: 5,
+            entries_sent: 4,
+            messages_sent: 1,
+            bytes_sent: 152,
+            drops: vec![("ring_full".into(), 1)],
+            ..SyncStatus::default()
+        };
+        assert_eq!(
+            sync_status(&s),
+            "master sync daemon (mcast=dpdk0, syncid=0, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n\
+             sent: entries 4 messages 1 bytes 152 queued 5\n\
+             received: messages 0 entries 0 applied 0\n\
+             drops: ring_full 1\n"
+        );
+        assert!(sync_status(&SyncStatus::default()).starts_with("no sync daemon\n"));
+    }
+
+    #[test]
     fn sysctl_lines() {
         let s = crate::sysctl::Sysctls::default();
         assert_eq!(
             sysctls(&s.entries(), false),
             "net.ipv4.vs.am_droprate = 10\nnet.ipv4.vs.amemthresh = 1024\n\
-             net.ipv4.vs.cache_bypass = 0\nnet.ipv4.vs.conn_reuse_mode = 1\n\
+             net.ipv4.vs.backup_only = 0\nnet.ipv4.vs.cache_bypass = 0\nnet.ipv4.vs.conn_reuse_mode = 1\n\
              net.ipv4.vs.drop_entry = 0\nnet.ipv4.vs.drop_packet = 0\n\
              net.ipv4.vs.expire_nodest_conn = 0\nnet.ipv4.vs.expire_quiescent_template = 0\n\
              net.ipv4.vs.pmtu_disc = 1\nnet.ipv4.vs.schedule_icmp = 0\n\
-             net.ipv4.vs.secure_tcp = 0\nnet.ipv4.vs.sloppy_tcp = 0\n"
+             net.ipv4.vs.secure_tcp = 0\nnet.ipv4.vs.sloppy_tcp = 0\n\
+             net.ipv4.vs.sync_persist_mode = 0\nnet.ipv4.vs.sync_refresh_period = 0\n\
+             net.ipv4.vs.sync_retries = 0\nnet.ipv4.vs.sync_threshold = 3\t50\n\
+             net.ipv4.vs.sync_version = 1\n"
         );
         assert_eq!(sysctls(&[("sloppy_tcp", 1)], true), "1\n");
         let j: serde_json::Value = serde_json::from_str(&json_sysctls(&s.entries())).unwrap();
         assert_eq!(j["net.ipv4.vs.conn_reuse_mode"], 1);
-        assert_eq!(j.as_object().unwrap().len(), 12);
+        assert_eq!(j["net.ipv4.vs.sync_threshold"], serde_json::json!([3, 50]));
+        assert_eq!(j.as_object().unwrap().len(), 18);
     }
 }

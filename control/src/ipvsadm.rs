@@ -14,8 +14,8 @@
 //! - popt-level errors (unknown option, missing argument) exit 255; ipvsadm's own input
 //!   checks exit 2 (see [`crate::error`]).
 //! - IPv6 and SCTP are refused at parse time (exit 255): the model is IPv4 TCP/UDP only. Modes
-//!   the director does not forward (`-m`, `-i`, `--pe`, `-o`, the sync daemon) are parsed
-//!   faithfully and refused by [`IpvsCommand::validate`] with a one-line reason.
+//!   the director does not forward (`-m`, `-i`, `--pe`, `-o`) are parsed faithfully and
+//!   refused by [`IpvsCommand::validate`] with a one-line reason.
 //! - Parsing is pure (names come from a [`Names`]) and never panics on any input.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -71,7 +71,7 @@ pub enum DaemonRole {
     Backup,
 }
 
-/// `--start-daemon` parameters (parsed for fidelity; the director refuses the command).
+/// `--start-daemon` parameters as given (`None`: the kernel's default).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DaemonSpec {
     /// Role.
@@ -149,8 +149,8 @@ pub enum IpvsCommand {
 
 impl IpvsCommand {
     /// Refuses, with a one-line reason (exit status 255), what the director does not do:
-    /// masquerading and tunnelling servers, persistence engines, one-packet scheduling, the
-    /// sync daemon. Everything else is left to the config engine.
+    /// masquerading and tunnelling servers, persistence engines, one-packet scheduling.
+    /// Everything else is left to the config engine (or, for the sync daemon, the backend).
     pub fn validate(&self) -> Result<(), CtlError> {
         match self {
             IpvsCommand::AddService(spec) | IpvsCommand::EditService(spec) => {
@@ -173,9 +173,6 @@ impl IpvsCommand {
                     "director forwards by direct routing only: tunnelling (-i) is not supported",
                 )),
             },
-            IpvsCommand::StartDaemon(_) => {
-                Err(CtlError::refused("director does not support the connection sync daemon (--start-daemon)"))
-            }
             _ => Ok(()),
         }
     }
@@ -1458,12 +1455,15 @@ pub fn usage(prog: &str) -> String {
         "-L|l [virtual-service] [options]",
         "-Z [virtual-service]",
         "--set tcp tcpfin udp",
+        "--start-daemon {master|backup} [daemon-options]",
+        "--stop-daemon {master|backup}",
         "-h",
         "addr add A.B.C.D/LEN dev dpdkN",
         "addr del A.B.C.D[/LEN] dev dpdkN",
         "addr show [dev dpdkN]",
         "neigh show",
         "link show",
+        "sync show",
         "mark add|insert [NUM]|del ... | mark del NUM | mark [show] | mark flush",
         "iptables -t mangle -A|-I|-D|-C|-F|-L|-S PREROUTING ... -j MARK --set-mark N",
         "sysctl [-a] [-n] [-q] [-w] [NAME | NAME=VALUE]...",
@@ -1487,6 +1487,8 @@ Either long or short options are allowed.\n\
   --list            -L|-l     list the table\n\
   --zero            -Z        zero counters in a service or all services\n\
   --set tcp tcpfin udp        set connection timeout values\n\
+  --start-daemon              start connection sync daemon\n\
+  --stop-daemon               stop connection sync daemon\n\
   --help            -h        display this help message\n\
 \n\
 virtual-service:\n\
@@ -1518,6 +1520,14 @@ Options:\n\
   --numeric      -n                   numeric output of addresses and ports\n\
   --sched-flags  -b flags             scheduler flags (comma-separated)\n\
 \n\
+Daemon Options:\n\
+  --syncid sid                        syncid for connection sync (default=255)\n\
+  --sync-maxlen length                Max sync message length (default=1472)\n\
+  --mcast-interface interface         multicast interface for connection sync\n\
+  --mcast-group address               IPv4 group (default=224.0.0.81)\n\
+  --mcast-port port                   UDP port (default=8848)\n\
+  --mcast-ttl ttl                     Multicast TTL (default=1)\n\
+\n\
 lbadm options (before the command):\n\
   --socket PATH                       control socket (default $DIRECTOR_SOCKET or /run/director.sock)\n\
   --json                              print listings as JSON\n\
@@ -1527,7 +1537,7 @@ Configuration files (lbadm lines: addr, mark/iptables, sysctl, -S rules):\n\
   restore [FILE|-]                    apply a file line by line, like -R\n\
   restore --atomic [FILE|-]           apply a file as one change: all lines or none\n\
 \n\
-Not supported by the director (refused): -m, -i, --pe, -o, --start-daemon, IPv6, SCTP.\n",
+Not supported by the director (refused): -m, -i, --pe, -o, IPv6, SCTP.\n",
     );
     s
 }
@@ -1758,7 +1768,19 @@ mod tests {
         assert!(
             matches!(&d, IpvsCommand::StartDaemon(s) if s.mcast_interface == "eth1" && s.syncid == Some(3))
         );
-        assert_eq!(d.validate().unwrap_err().exit_code, 255);
+        assert_eq!(d.validate(), Ok(()), "the backend decides");
+        assert_eq!(
+            p("--start-daemon backup --mcast-interface dpdk0 --mcast-group 239.1.2.3 --mcast-port 9000 --mcast-ttl 2 --sync-maxlen 1000").unwrap(),
+            IpvsCommand::StartDaemon(DaemonSpec {
+                role: DaemonRole::Backup,
+                mcast_interface: "dpdk0".into(),
+                syncid: None,
+                mcast_group: Some(std::net::Ipv4Addr::new(239, 1, 2, 3)),
+                mcast_port: Some(9000),
+                mcast_ttl: Some(2),
+                sync_maxlen: Some(1000),
+            })
+        );
         assert_eq!(
             p("--stop-daemon backup").unwrap(),
             IpvsCommand::StopDaemon(DaemonRole::Backup)

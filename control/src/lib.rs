@@ -32,6 +32,7 @@ pub mod names;
 pub mod proto;
 pub mod server;
 pub mod stats;
+pub mod sync_proto;
 pub mod sysctl;
 
 pub use error::CtlError;

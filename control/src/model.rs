@@ -712,6 +712,14 @@ pub enum ConfigCommand {
         /// New value.
         value: i64,
     },
+    /// `sysctl -w net.ipv4.vs.NAME="V1 V2"`: set one IPVS sysctl from several integers (a
+    /// vector such as `sync_threshold`; see [`Sysctls::set_values`]).
+    SetSysctlValues {
+        /// Sysctl name.
+        name: String,
+        /// The integers.
+        values: Vec<i64>,
+    },
     /// `lbadm check add`: a health checker on a real server (the service becomes managed by
     /// its checkers, see [`crate::health::model`]).
     AddCheck(crate::health::AddCheck),
@@ -1065,6 +1073,11 @@ impl Config {
             }
             ConfigCommand::SetSysctl { name, value } => {
                 self.sysctls.set(name, *value)?;
+                self.generation += 1;
+                Ok(())
+            }
+            ConfigCommand::SetSysctlValues { name, values } => {
+                self.sysctls.set_values(name, values)?;
                 self.generation += 1;
                 Ok(())
             }

@@ -75,7 +75,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::CtlError;
-use crate::ipvsadm::IpvsCommand;
+use crate::ipvsadm::{DaemonRole, IpvsCommand};
 use crate::marks::MarkRule;
 use crate::model::{AddrConfig, ConfigCommand, ServerConfig, ServiceConfig, Timeouts};
 use crate::sysctl::Sysctls;
@@ -162,6 +162,16 @@ pub enum Op {
         name: String,
         /// Value.
         value: i64,
+    },
+    /// Connection synchronisation: the daemons and their counters.
+    SyncShow,
+    /// Set one IPVS sysctl from several integers (a vector such as `sync_threshold`, or one
+    /// integer for a scalar); answers the new values.
+    SysctlSetValues {
+        /// Name (`sync_threshold` or `net.ipv4.vs.sync_threshold`).
+        name: String,
+        /// The integers, in order.
+        values: Vec<i64>,
     },
     /// Appends configuration commands to this connection's pending transaction (nothing is
     /// applied yet); answers `Staged` with the number of commands now pending.
@@ -258,8 +268,8 @@ pub enum Reply {
     Connections(Vec<ConnInfo>),
     /// `-L --timeout`.
     Timeouts(Timeouts),
-    /// `-L --daemon`: running sync daemons (the director has none).
-    Daemons(Vec<String>),
+    /// `-L --daemon`: the running sync daemons, master first.
+    Daemons(Vec<DaemonInfo>),
     /// One result per command of a `Restore`.
     Batch(Vec<Result<(), CtlError>>),
     /// Addresses on the ports.
@@ -285,6 +295,52 @@ pub enum Reply {
         /// Cursor of the next page.
         next: Option<ConnCursor>,
     },
+    /// Connection synchronisation: daemons and counters (`SyncShow`).
+    Sync(SyncStatus),
+}
+
+/// One running sync daemon as the kernel reports it (the values in effect: defaults filled
+/// in, `sync_maxlen` computed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    /// Master (sends) or backup (receives).
+    pub role: DaemonRole,
+    /// The host interface the multicast goes through.
+    pub mcast_interface: String,
+    /// Sync id (master: put in every message; backup: 0 accepts every id).
+    pub syncid: u8,
+    /// Maximum message length.
+    pub sync_maxlen: u16,
+    /// Multicast group.
+    pub mcast_group: Ipv4Addr,
+    /// UDP port.
+    pub mcast_port: u16,
+    /// Multicast TTL.
+    pub mcast_ttl: u8,
+}
+
+/// Connection-synchronisation counters of the director (both roles, since it started).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncStatus {
+    /// Running daemons, master first.
+    pub daemons: Vec<DaemonInfo>,
+    /// Entries the workers handed to the master (connections and templates).
+    pub entries_queued: u64,
+    /// Entries sent in messages.
+    pub entries_sent: u64,
+    /// Messages sent.
+    pub messages_sent: u64,
+    /// Bytes of messages sent (UDP payload).
+    pub bytes_sent: u64,
+    /// Datagrams received by the backup.
+    pub messages_received: u64,
+    /// Entries in accepted messages.
+    pub entries_received: u64,
+    /// Entries installed or updated in a worker's table.
+    pub entries_applied: u64,
+    /// What was dropped, by reason (`ring_full`, `send_error`, `msg_<decode reason>`,
+    /// `entry_<skip reason>`, `install_<reason>`, …); only non-zero counters.
+    pub drops: Vec<(String, u64)>,
 }
 
 /// The whole configuration, as `lbadm save` writes it: everything needed to rebuild it in an

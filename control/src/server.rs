@@ -37,12 +37,12 @@ use std::time::{Duration, Instant};
 
 use crate::error::CtlError;
 use crate::events;
-use crate::ipvsadm::IpvsCommand;
+use crate::ipvsadm::{DaemonRole, DaemonSpec, IpvsCommand};
 use crate::model::{AddrConfig, Config, ConfigCommand, FwdMethod, ServerId, ServiceKey};
 use crate::proto::{
     decode_request, encode_response, write_frame, ConfigDump, ConnCursor, ConnInfo, LinkInfo, MarkCounters,
     MarkStatus, NeighInfo, Op, Reply, Request, Response, ServerStats, ServerStatus, ServiceDump,
-    ServiceStatus, MAX_REQUEST, PROTOCOL_VERSION,
+    ServiceStatus, SyncStatus, MAX_REQUEST, PROTOCOL_VERSION,
 };
 use crate::stats::StatsBook;
 use crate::sysctl::Sysctls;
@@ -71,6 +71,23 @@ pub trait Backend: Send {
     /// counters from 0 whenever the mark rules change.
     fn mark_counters(&mut self) -> Vec<MarkCounters> {
         Vec::new()
+    }
+    /// `--start-daemon`: starts the master or backup connection-sync daemon. Errors as the
+    /// kernel's: "Daemon has already run" for a role already running ([`CtlError::daemon_running`]),
+    /// "No such device" for an unknown `--mcast-interface`. The default refuses.
+    fn start_daemon(&mut self, spec: &DaemonSpec) -> Result<(), CtlError> {
+        let _ = spec;
+        Err(CtlError::refused("this backend has no connection sync daemon"))
+    }
+    /// `--stop-daemon`: stops a running daemon; "No daemon is running" when it is not.
+    fn stop_daemon(&mut self, role: DaemonRole) -> Result<(), CtlError> {
+        let _ = role;
+        Err(CtlError::no_daemon())
+    }
+    /// The running daemons (master first) and the synchronisation counters. The default: no
+    /// daemon, nothing counted.
+    fn sync_status(&mut self) -> SyncStatus {
+        SyncStatus::default()
     }
     /// True while the automatic defense strategies (`drop_entry`, `drop_packet`, `secure_tcp`
     /// in mode 1/2) are on because some worker's connection table is short of free memory
@@ -416,11 +433,15 @@ impl<B: Backend> Controller<B> {
             Op::MarkFlush => self.apply(&[ConfigCommand::FlushMarks]).map(|_| Reply::Ok),
             Op::MarkShow => Ok(self.marks_reply()),
             Op::SysctlShow => Ok(Reply::Sysctls(self.shown_sysctls())),
+            Op::SysctlSetValues { name, values } => self
+                .apply(&[ConfigCommand::SetSysctlValues { name, values }])
+                .map(|_| Reply::Sysctls(self.shown_sysctls())),
             Op::SysctlSet { name, value } => self
                 .apply(&[ConfigCommand::SetSysctl { name, value }])
                 .map(|_| Reply::Sysctls(self.shown_sysctls())),
             Op::NeighShow => Ok(Reply::Neighs(self.backend.neighbours())),
             Op::LinkShow => Ok(Reply::Links(self.backend.links())),
+            Op::SyncShow => Ok(Reply::Sync(self.backend.sync_status())),
             Op::Stage(cmds) => {
                 if session.staged.len().saturating_add(cmds.len()) > MAX_STAGED {
                     session.staged = Vec::new();
@@ -476,7 +497,7 @@ impl<B: Backend> Controller<B> {
                 } else if opts.timeout {
                     Ok(Reply::Timeouts(*self.config.timeouts()))
                 } else if opts.daemon {
-                    Ok(Reply::Daemons(Vec::new()))
+                    Ok(Reply::Daemons(self.backend.sync_status().daemons))
                 } else {
                     self.services_reply(opts.service.as_ref())
                 }
@@ -487,14 +508,15 @@ impl<B: Backend> Controller<B> {
                 self.zero(&cfg, svc.as_ref())?;
                 Ok(Reply::Ok)
             }
-            IpvsCommand::StopDaemon(_) => Err(CtlError::no_daemon()),
+            IpvsCommand::StartDaemon(spec) => self.backend.start_daemon(spec).map(|()| Reply::Ok),
+            IpvsCommand::StopDaemon(role) => self.backend.stop_daemon(*role).map(|()| Reply::Ok),
             IpvsCommand::Restore => Err(CtlError::protocol(
                 "-R rules must be sent as a Restore request (lbadm reads them from stdin)",
             )),
             IpvsCommand::Help | IpvsCommand::Version => Err(CtlError::protocol(
                 "-h and -v are answered by the client, not the director",
             )),
-            // Config changes were handled above; StartDaemon is refused by validate().
+            // Config changes were handled above.
             _ => Err(CtlError::protocol("unexpected command")),
         }
     }
@@ -554,7 +576,8 @@ impl<B: Backend> Controller<B> {
                         let snapshot = next.clone();
                         self.zero(&snapshot, svc.as_ref())
                     }
-                    IpvsCommand::StopDaemon(_) => Err(CtlError::no_daemon()),
+                    IpvsCommand::StartDaemon(spec) => self.backend.start_daemon(spec),
+                    IpvsCommand::StopDaemon(role) => self.backend.stop_daemon(*role),
                     _ => Err(CtlError::refused(
                         "only configuration commands are allowed in -R input",
                     )),

@@ -1,19 +1,28 @@
-//! The IPVS sysctls (`net.ipv4.vs.*`) that change the director's behaviour in direct routing,
-//! with the kernel's defaults (ipvs-semantics.md §5.4-5.7), set by `lbadm sysctl NAME=VALUE`.
+//! The IPVS sysctls (`net.ipv4.vs.*`) that change the director's behaviour in direct routing
+//! or its connection synchronisation, with the kernel's defaults (ipvs-semantics.md §5.4-5.7,
+//! operations.md §3), set by `lbadm sysctl NAME=VALUE`.
 //!
-//! The director keeps exactly these twelve: the seven above plus the defense strategies
-//! `drop_entry`, `drop_packet`, `secure_tcp` (modes 0-3) with their thresholds `amemthresh`
-//! and `am_droprate` (see `dataplane::defense` for what each does on a fixed-size table).
+//! The director keeps exactly these eighteen: the seven DR switches above, the defense
+//! strategies `drop_entry`, `drop_packet`, `secure_tcp` (modes 0-3) with their thresholds
+//! `amemthresh` and `am_droprate` (see `dataplane::defense` for what each does on a fixed-size
+//! table), and the connection-sync ones `sync_threshold`, `sync_period` (its second value),
+//! `sync_refresh_period`, `sync_retries`, `sync_persist_mode`, `sync_version`, `backup_only`.
 //! Every other IPVS sysctl is not applicable to a DR-only DPDK director and does not exist
 //! (asking for one gives sysctl's "cannot stat" error): `sloppy_sctp` (no SCTP), `conntrack`,
-//! `snat_reroute`, `nat_icmp_send` (NAT and netfilter only), `backup_only`, `sync_*` (no sync
-//! daemon), `ignore_tunneled`, `run_estimation` (rates are always estimated), the `timeout_*`
-//! files (absent in current kernels; `--set` sets the timeouts).
+//! `snat_reroute`, `nat_icmp_send` (NAT and netfilter only), `sync_qlen_max`,
+//! `sync_sock_size`, `sync_ports` (one sync thread per role, default socket buffers),
+//! `ignore_tunneled`, `run_estimation` (rates are always estimated), the `timeout_*` files
+//! (absent in current kernels; `--set` sets the timeouts).
 //!
-//! Values: the kernel accepts any integer for the switches (and treats non-zero as "on"); the
-//! director is stricter and accepts 0/1 for the switches, 0..=3 for `conn_reuse_mode` and the
-//! three defense modes (as the kernel's `proc_do_defense_mode`), 0..=2147483647 for
-//! `amemthresh` and `am_droprate`, answering anything else with sysctl's "Invalid argument".
+//! Values: the kernel accepts any integer for most of these files (and treats non-zero as
+//! "on"); the director is stricter and accepts 0/1 for the switches, 0..=3 for
+//! `conn_reuse_mode`, `sync_retries` and the three defense modes (as the kernel's
+//! `proc_do_defense_mode`), 0..=2147483647 for `amemthresh` and `am_droprate`, 0..=1 for
+//! `sync_version`, and answers anything else with sysctl's "Invalid argument".
+//! `sync_threshold` is a vector of two integers (threshold, period) as in the kernel: writing
+//! one integer sets the threshold only; the threshold must be below a non-zero period. The
+//! director counts packets per connection in one byte, so it accepts a period up to 255 and,
+//! with period 0, a threshold up to 254 (the kernel: any).
 //!
 //! Defense modes, as in the kernel: 0 off, 1 automatic (on while memory is short), 2 the same
 //! automatic mode while it is on (the kernel rewrites 1 to 2 and back; here the stored value
@@ -59,6 +68,26 @@ pub struct Sysctls {
     /// ICMP "fragmentation needed" (§6.2). In the kernel only tunnelling honours 0; the
     /// director forwards by DR only, so it is kept for fidelity.
     pub pmtu_disc: bool,
+    /// `sync_threshold`, first value (default 3): a connection is synchronised when its
+    /// packet count modulo `sync_period` equals this (operations.md §3).
+    pub sync_threshold: u32,
+    /// `sync_threshold`, second value: `sync_period` (default 50; 0 = only once, at the
+    /// threshold).
+    pub sync_period: u32,
+    /// `sync_refresh_period` (seconds, default 0): when non-zero, an unchanged connection is
+    /// not synchronised again before this period (or half its timeout) has passed.
+    pub sync_refresh_period: u32,
+    /// `sync_retries` (default 0, 0..=3): resends of an unchanged entry, every
+    /// `sync_refresh_period / 8`.
+    pub sync_retries: u8,
+    /// `sync_persist_mode` (default 0): when 1, connections of persistent services are not
+    /// synchronised, only their templates.
+    pub sync_persist_mode: u8,
+    /// `sync_version` (default 1): the protocol version the master sends.
+    pub sync_version: u8,
+    /// `backup_only` (default 0): when 1, the director does not forward while its backup
+    /// sync daemon runs.
+    pub backup_only: bool,
     /// `drop_entry` (default 0, mode 0..=3): while on, a sweep examines 1/32 of each worker's
     /// connection table per second and drops unconfirmed entries (handshakes in SYN_RECV /
     /// SYNACK, templates never assured that control nothing), as the kernel's
@@ -79,6 +108,43 @@ pub struct Sysctls {
     pub am_droprate: u32,
 }
 
+/// A sysctl's value as sysctl(8) shows it: one integer, or a vector (`sync_threshold`),
+/// printed tab-separated as `/proc` prints vectors; JSON: a number or an array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysctlValue(pub Vec<i64>);
+
+impl From<i64> for SysctlValue {
+    fn from(v: i64) -> Self {
+        SysctlValue(vec![v])
+    }
+}
+
+impl std::fmt::Display for SysctlValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, v) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\t")?;
+            }
+            write!(f, "{v}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for SysctlValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => s.serialize_i64(*one),
+            many => many.serialize(s),
+        }
+    }
+}
+
+/// Largest `sync_period` (the per-connection packet count is one byte).
+pub const MAX_SYNC_PERIOD: i64 = 255;
+/// Largest `sync_refresh_period` in seconds (the kernel's INT_MAX / HZ at HZ = 1000).
+pub const MAX_SYNC_REFRESH_PERIOD: i64 = 2_147_483;
+
 impl Default for Sysctls {
     /// The kernel's defaults.
     fn default() -> Self {
@@ -90,6 +156,13 @@ impl Default for Sysctls {
             schedule_icmp: false,
             cache_bypass: false,
             pmtu_disc: true,
+            sync_threshold: 3,
+            sync_period: 50,
+            sync_refresh_period: 0,
+            sync_retries: 0,
+            sync_persist_mode: 0,
+            sync_version: 1,
+            backup_only: false,
             drop_entry: 0,
             drop_packet: 0,
             secure_tcp: 0,
@@ -101,9 +174,10 @@ impl Default for Sysctls {
 
 impl Sysctls {
     /// The short names, sorted (the order `lbadm sysctl` lists them in).
-    pub const NAMES: [&'static str; 12] = [
+    pub const NAMES: [&'static str; 18] = [
         "am_droprate",
         "amemthresh",
+        "backup_only",
         "cache_bypass",
         "conn_reuse_mode",
         "drop_entry",
@@ -114,7 +188,31 @@ impl Sysctls {
         "schedule_icmp",
         "secure_tcp",
         "sloppy_tcp",
+        "sync_persist_mode",
+        "sync_refresh_period",
+        "sync_retries",
+        "sync_threshold",
+        "sync_version",
     ];
+
+    /// Sysctls whose value is a vector of integers (sysctl(8) prints them tab-separated).
+    pub const VECTORS: [&'static str; 1] = ["sync_threshold"];
+
+    /// True when `name` (short) holds a vector.
+    pub fn is_vector(name: &str) -> bool {
+        Self::VECTORS.contains(&name)
+    }
+
+    /// The value of `name` (a short name from [`Sysctls::NAMES`]) as sysctl(8) shows it.
+    pub fn value(&self, name: &str) -> Option<SysctlValue> {
+        match name {
+            "sync_threshold" => Some(SysctlValue(vec![
+                i64::from(self.sync_threshold),
+                i64::from(self.sync_period),
+            ])),
+            _ => self.get(name).map(SysctlValue::from),
+        }
+    }
 
     /// The values to show while the dataplane's automatic defenses are `on` (memory short) or
     /// not: a defense mode of 1 or 2 reads 2 while on and 1 while off, as the kernel rewrites
@@ -128,7 +226,8 @@ impl Sysctls {
         self
     }
 
-    /// The value of `name` (a short name from [`Sysctls::NAMES`]).
+    /// The value of a scalar sysctl `name` (a short name from [`Sysctls::NAMES`]); for a
+    /// vector, its first element.
     pub fn get(&self, name: &str) -> Option<i64> {
         let b = |v: bool| Some(i64::from(v));
         match name {
@@ -144,6 +243,12 @@ impl Sysctls {
             "pmtu_disc" => b(self.pmtu_disc),
             "schedule_icmp" => b(self.schedule_icmp),
             "sloppy_tcp" => b(self.sloppy_tcp),
+            "backup_only" => b(self.backup_only),
+            "sync_threshold" => Some(i64::from(self.sync_threshold)),
+            "sync_refresh_period" => Some(i64::from(self.sync_refresh_period)),
+            "sync_retries" => Some(i64::from(self.sync_retries)),
+            "sync_persist_mode" => Some(i64::from(self.sync_persist_mode)),
+            "sync_version" => Some(i64::from(self.sync_version)),
             _ => None,
         }
     }
@@ -181,16 +286,62 @@ impl Sysctls {
             "pmtu_disc" => self.pmtu_disc = flag(value)?,
             "schedule_icmp" => self.schedule_icmp = flag(value)?,
             "sloppy_tcp" => self.sloppy_tcp = flag(value)?,
+            "backup_only" => self.backup_only = flag(value)?,
+            // One integer written to a vector sets its first element (proc_dointvec).
+            "sync_threshold" => return self.set_values(name, &[value]),
+            "sync_refresh_period" => {
+                self.sync_refresh_period = match value {
+                    0..=MAX_SYNC_REFRESH_PERIOD => value as u32,
+                    _ => return Err(invalid()),
+                }
+            }
+            "sync_retries" => {
+                self.sync_retries = match value {
+                    0..=3 => value as u8,
+                    _ => return Err(invalid()),
+                }
+            }
+            "sync_persist_mode" => self.sync_persist_mode = u8::from(flag(value)?),
+            "sync_version" => self.sync_version = u8::from(flag(value)?),
             _ => return Err(CtlError::sysctl_unknown(name)),
         }
         Ok(())
     }
 
+    /// Sets `name` from the integers of its value (sysctl(8)'s `NAME="3 50"`). A scalar
+    /// needs exactly one; a vector takes one to its length (the rest keep their values).
+    /// Errors as [`Sysctls::set`]; on error nothing changes.
+    pub fn set_values(&mut self, name: &str, values: &[i64]) -> Result<(), CtlError> {
+        let name = Self::resolve(name)?;
+        let invalid = || CtlError::sysctl_invalid(name);
+        if !Self::is_vector(name) {
+            return match values {
+                [v] => self.set(name, *v),
+                _ => Err(invalid()),
+            };
+        }
+        // sync_threshold: [threshold, period].
+        let (threshold, period) = match values {
+            [t] => (*t, i64::from(self.sync_period)),
+            [t, p] => (*t, *p),
+            _ => return Err(invalid()),
+        };
+        let ok = (0..=MAX_SYNC_PERIOD).contains(&period)
+            && threshold >= 0
+            && if period == 0 { threshold < MAX_SYNC_PERIOD } else { threshold < period };
+        if !ok {
+            return Err(invalid());
+        }
+        self.sync_threshold = threshold as u32;
+        self.sync_period = period as u32;
+        Ok(())
+    }
+
     /// Every sysctl with its value, sorted by name.
-    pub fn entries(&self) -> Vec<(&'static str, i64)> {
+    pub fn entries(&self) -> Vec<(&'static str, SysctlValue)> {
         Self::NAMES
             .iter()
-            .map(|n| (*n, self.get(n).unwrap_or_default()))
+            .map(|n| (*n, self.value(n).unwrap_or(SysctlValue(Vec::new()))))
             .collect()
     }
 
@@ -223,6 +374,19 @@ impl Sysctls {
         format!("/proc/sys/{}", full.replace('.', "/"))
     }
 
+    /// Parses the integers of a value as the kernel's vector handler does (blank-separated,
+    /// each as [`Sysctls::parse_value`]); none is sysctl's "Invalid argument" for `key`.
+    pub fn parse_values(key: &str, value: &str) -> Result<Vec<i64>, CtlError> {
+        let v: Vec<i64> = value
+            .split_whitespace()
+            .map(|w| Self::parse_value(key, w))
+            .collect::<Result<_, _>>()?;
+        if v.is_empty() {
+            return Err(CtlError::sysctl_invalid(Self::resolve(key)?));
+        }
+        Ok(v)
+    }
+
     /// Parses a value as the kernel's integer sysctl handler does (surrounding blanks allowed,
     /// optional `-`, decimal digits); anything else is sysctl's "Invalid argument" for `key`.
     pub fn parse_value(key: &str, value: &str) -> Result<i64, CtlError> {
@@ -246,23 +410,29 @@ mod tests {
     #[test]
     fn defaults_match_the_kernel() {
         let s = Sysctls::default();
-        assert_eq!(
-            s.entries(),
-            vec![
-                ("am_droprate", 10),
-                ("amemthresh", 1024),
-                ("cache_bypass", 0),
-                ("conn_reuse_mode", 1),
-                ("drop_entry", 0),
-                ("drop_packet", 0),
-                ("expire_nodest_conn", 0),
-                ("expire_quiescent_template", 0),
-                ("pmtu_disc", 1),
-                ("schedule_icmp", 0),
-                ("secure_tcp", 0),
-                ("sloppy_tcp", 0),
-            ]
-        );
+        let shown: Vec<(&str, String)> =
+            s.entries().into_iter().map(|(n, v)| (n, v.to_string())).collect();
+        let want = [
+            ("am_droprate", "10"),
+            ("amemthresh", "1024"),
+            ("backup_only", "0"),
+            ("cache_bypass", "0"),
+            ("conn_reuse_mode", "1"),
+            ("drop_entry", "0"),
+            ("drop_packet", "0"),
+            ("expire_nodest_conn", "0"),
+            ("expire_quiescent_template", "0"),
+            ("pmtu_disc", "1"),
+            ("schedule_icmp", "0"),
+            ("secure_tcp", "0"),
+            ("sloppy_tcp", "0"),
+            ("sync_persist_mode", "0"),
+            ("sync_refresh_period", "0"),
+            ("sync_retries", "0"),
+            ("sync_threshold", "3\t50"),
+            ("sync_version", "1"),
+        ];
+        assert_eq!(shown, want.iter().map(|(n, v)| (*n, v.to_string())).collect::<Vec<_>>());
         let mut sorted = Sysctls::NAMES;
         sorted.sort_unstable();
         assert_eq!(sorted, Sysctls::NAMES);
@@ -311,6 +481,43 @@ mod tests {
             "sysctl: cannot stat /proc/sys/net/core/somaxconn: No such file or directory"
         );
         assert_eq!(s, before, "failed sets change nothing");
+    }
+
+    #[test]
+    fn sync_sysctls_follow_the_kernel_ranges() {
+        let mut s = Sysctls::default();
+        s.set_values("sync_threshold", &[5, 100]).unwrap();
+        assert_eq!((s.sync_threshold, s.sync_period), (5, 100));
+        // One integer sets the threshold and keeps the period (proc_dointvec on a vector).
+        s.set_values("net.ipv4.vs.sync_threshold", &[7]).unwrap();
+        assert_eq!((s.sync_threshold, s.sync_period), (7, 100));
+        s.set("sync_threshold", 8).unwrap();
+        assert_eq!((s.sync_threshold, s.sync_period), (8, 100));
+        // Period 0: "only once at the threshold".
+        s.set_values("sync_threshold", &[3, 0]).unwrap();
+        assert_eq!(s.value("sync_threshold"), Some(SysctlValue(vec![3, 0])));
+        let before = s;
+        for bad in [&[50i64, 50][..], &[-1, 50], &[3, -1], &[3, 256], &[3, 50, 1], &[], &[255, 0]] {
+            assert!(s.set_values("sync_threshold", bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(s, before);
+        s.set("sync_retries", 3).unwrap();
+        assert!(s.set("sync_retries", 4).is_err());
+        s.set("sync_refresh_period", 10).unwrap();
+        assert!(s.set("sync_refresh_period", -1).is_err());
+        s.set("sync_version", 0).unwrap();
+        assert!(s.set("sync_version", 2).is_err());
+        s.set("sync_persist_mode", 1).unwrap();
+        s.set("backup_only", 1).unwrap();
+        assert!(s.backup_only && s.sync_persist_mode == 1 && s.sync_version == 0);
+        assert!(s.set_values("sloppy_tcp", &[1, 1]).is_err(), "a scalar takes one value");
+        assert_eq!(Sysctls::parse_values("sync_threshold", " 3\t 50 "), Ok(vec![3, 50]));
+        assert!(Sysctls::parse_values("sync_threshold", "  ").is_err());
+        // JSON of a vector is an array; old serialized values without the new fields load.
+        assert_eq!(serde_json::to_string(&SysctlValue(vec![3, 50])).unwrap(), "[3,50]");
+        assert_eq!(serde_json::to_string(&SysctlValue::from(1)).unwrap(), "1");
+        let old: Sysctls = serde_json::from_str(r#"{"sloppy_tcp":true}"#).unwrap();
+        assert!(old.sloppy_tcp && old.sync_period == 50 && old.sync_version == 1);
     }
 
     #[test]

@@ -579,11 +579,14 @@ fn sysctl_verb() {
     let r = common::Running::start("cli-sysctl");
     let s = &r.path;
     let all = "net.ipv4.vs.am_droprate = 10\nnet.ipv4.vs.amemthresh = 1024\n\
-               net.ipv4.vs.cache_bypass = 0\nnet.ipv4.vs.conn_reuse_mode = 1\n\
+               net.ipv4.vs.backup_only = 0\nnet.ipv4.vs.cache_bypass = 0\nnet.ipv4.vs.conn_reuse_mode = 1\n\
                net.ipv4.vs.drop_entry = 0\nnet.ipv4.vs.drop_packet = 0\n\
                net.ipv4.vs.expire_nodest_conn = 0\nnet.ipv4.vs.expire_quiescent_template = 0\n\
                net.ipv4.vs.pmtu_disc = 1\nnet.ipv4.vs.schedule_icmp = 0\n\
-               net.ipv4.vs.secure_tcp = 0\nnet.ipv4.vs.sloppy_tcp = 0\n";
+               net.ipv4.vs.secure_tcp = 0\nnet.ipv4.vs.sloppy_tcp = 0\n\
+               net.ipv4.vs.sync_persist_mode = 0\nnet.ipv4.vs.sync_refresh_period = 0\n\
+               net.ipv4.vs.sync_retries = 0\nnet.ipv4.vs.sync_threshold = 3\t50\n\
+               net.ipv4.vs.sync_version = 1\n";
     assert_eq!(ok(s, "sysctl"), all);
     assert_eq!(ok(s, "sysctl -a"), all);
     assert_eq!(ok(s, "sysctl sloppy_tcp"), "net.ipv4.vs.sloppy_tcp = 0\n");
@@ -706,6 +709,27 @@ fn binary_marks_and_sysctl() {
             "net.ipv4.vs.sloppy_tcp = 1\n".into(),
             String::new()
         )
+    );
+    // A vector sysctl takes blank-separated integers in one argument, as sysctl(8).
+    assert_eq!(
+        run(&["sysctl", "-w", "net.ipv4.vs.sync_threshold=5 100"]),
+        (Some(0), "net.ipv4.vs.sync_threshold = 5\t100\n".into(), String::new())
+    );
+    assert_eq!(
+        run(&["sysctl", "-w", "sync_threshold=7"]),
+        (Some(0), "net.ipv4.vs.sync_threshold = 7\t100\n".into(), String::new())
+    );
+    assert_eq!(
+        run(&["sysctl", "-w", "sync_threshold=100 100"]),
+        (
+            Some(255),
+            String::new(),
+            "sysctl: setting key \"net.ipv4.vs.sync_threshold\": Invalid argument\n".into()
+        )
+    );
+    assert_eq!(
+        run(&["--json", "sysctl", "sync_threshold"]),
+        (Some(0), "{\n  \"net.ipv4.vs.sync_threshold\": [\n    7,\n    100\n  ]\n}\n".into(), String::new())
     );
     assert_eq!(
         run(&["sysctl", "sloppy_tcp=5"]),

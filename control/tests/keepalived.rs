@@ -331,3 +331,35 @@ fn the_documented_keepalived_conf_and_lbadm_lines_are_equivalent() {
         assert!(readme.contains(text.as_str()), "README.md does not show the example's {name} verbatim");
     }
 }
+
+/// The HA pair's keepalived.conf files (docs/keepalived/director-{a,b}.conf, also what
+/// `netns_ha` runs keepalived with) load into the director as they are: `global_defs` and
+/// the `vrrp_instance` are skipped, both files give the same services, servers and checks
+/// (they differ only in VRRP), without warnings.
+#[test]
+fn the_ha_pair_keepalived_confs_load_to_the_same_services() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut saved = Vec::new();
+    for name in ["director-a.conf", "director-b.conf"] {
+        let conf = std::fs::read_to_string(root.join("docs/keepalived").join(name)).unwrap();
+        assert!(conf.contains("vrrp_instance"), "{name}");
+        let (s, warnings) = saved_after(&conf);
+        assert!(warnings.is_empty(), "{name}: {warnings:?}");
+        saved.push(s);
+    }
+    assert_eq!(saved[0], saved[1], "A and B differ only in VRRP");
+    let s = &saved[0];
+    println!("{s}");
+    for line in [
+        "-A -t 198.51.100.100:80 -s rr\n",
+        "-A -t 198.51.100.100:0 -s rr -p 600\n",
+        "-A -f 5 -s rr -p 600\n",
+        "-a -t 198.51.100.100:80 -r 198.51.100.11:80 -g -w 1\n",
+        "-a -f 5 -r 198.51.100.12:0 -g -w 1\n",
+    ] {
+        assert!(s.contains(line), "missing {line:?} in\n{s}");
+    }
+    assert_eq!(s.matches("check add ").count(), 6, "{s}");
+    assert!(s.contains("check add -t 198.51.100.100:0 -r 198.51.100.11:0 tcp"), "{s}");
+    assert!(s.contains("--connect-port 80"), "{s}");
+}

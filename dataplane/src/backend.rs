@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use control::error::CtlError;
 use control::model::{Config, ServerId};
-use control::proto::{ConnCursor, ConnInfo, ConnProto, KernelIfInfo, LinkInfo, MarkCounters, NeighInfo, ServerStats};
+use control::ipvsadm::{DaemonRole, DaemonSpec};
+use control::proto::{
+    ConnCursor, ConnInfo, ConnProto, KernelIfInfo, LinkInfo, MarkCounters, NeighInfo, ServerStats, SyncStatus,
+};
 use std::sync::atomic::Ordering;
 use control::server::Backend;
 
@@ -15,6 +18,7 @@ use crate::conn::{state_name, F_TEMPLATE};
 use crate::counters::DropReason;
 use crate::director::SlowPath;
 use crate::dpdk::Port;
+use crate::sync::SyncDaemons;
 use crate::worker::{ConnRow, WorkerReply, WorkerRequest};
 
 /// Rows per connection-dump chunk (bounds the time a worker spends on one request).
@@ -27,6 +31,7 @@ pub struct DirectorBackend {
     path: SlowPath,
     ports: Vec<Port>,
     conn_capacity: usize,
+    sync: Option<SyncDaemons>,
     /// The changes being published came from the kernel interfaces (address sync): they are
     /// not written back there.
     kernel_origin: bool,
@@ -35,7 +40,14 @@ pub struct DirectorBackend {
 impl DirectorBackend {
     /// A backend over the director's slow path and ports.
     pub fn new(path: SlowPath, ports: Vec<Port>, conn_capacity: usize) -> Self {
-        DirectorBackend { path, ports, conn_capacity, kernel_origin: false }
+        DirectorBackend { path, ports, conn_capacity, sync: None, kernel_origin: false }
+    }
+
+    /// The same with the connection-sync daemons (`--start-daemon`, `-L --daemon`,
+    /// `lbadm sync show`).
+    pub fn with_sync(mut self, sync: SyncDaemons) -> Self {
+        self.sync = Some(sync);
+        self
     }
 
     /// Marks the changes published from now on as coming from the kernel interfaces (the
@@ -326,6 +338,24 @@ impl Backend for DirectorBackend {
 
     fn table_size(&self) -> u32 {
         u32::try_from(self.conn_capacity).unwrap_or(u32::MAX)
+    }
+
+    fn start_daemon(&mut self, spec: &DaemonSpec) -> Result<(), CtlError> {
+        match self.sync.as_mut() {
+            Some(s) => s.start(spec),
+            None => Err(CtlError::refused("this director was started without sync queues")),
+        }
+    }
+
+    fn stop_daemon(&mut self, role: DaemonRole) -> Result<(), CtlError> {
+        match self.sync.as_mut() {
+            Some(s) => s.stop(role),
+            None => Err(CtlError::no_daemon()),
+        }
+    }
+
+    fn sync_status(&mut self) -> SyncStatus {
+        self.sync.as_ref().map(SyncDaemons::status).unwrap_or_default()
     }
 }
 

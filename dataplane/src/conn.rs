@@ -137,7 +137,9 @@ pub struct Entry {
     /// `F_*` flags.
     pub flags: u8,
     status: u8,
-    _pad: u8,
+    /// Packet count for connection synchronisation (modulo `sync_period`, see
+    /// `engine::sync_conn`); 0 in a new entry.
+    pub sync_count: u8,
     control: u32,
     n_control: u32,
     next: u32,
@@ -159,7 +161,7 @@ impl Entry {
         state: 0,
         flags: 0,
         status: ST_FREE,
-        _pad: 0,
+        sync_count: 0,
         control: NO_INDEX,
         n_control: 0,
         next: NIL,
@@ -676,7 +678,7 @@ impl ConnTable {
             state: init.state,
             flags: init.flags,
             status: ST_HASHED,
-            _pad: 0,
+            sync_count: 0,
             control: NO_INDEX,
             n_control: 0,
             next: NIL,
@@ -761,8 +763,9 @@ impl ConnTable {
     }
 
     /// Re-arm entry `idx` to `now + timeout` (a packet was seen). O(1): only `expires` is
-    /// written unless the new expiry is earlier than the old one.
-    #[inline]
+    /// written unless the new expiry is earlier than the old one. Always inlined: it is on
+    /// the fast path (in both of its compiled forms, see `Engine::process_prepared_as`).
+    #[inline(always)]
     pub fn touch(&mut self, idx: u32, now: u32) {
         let Some(e) = self.slab.0.get_mut(idx as usize) else {
             return;

@@ -121,6 +121,8 @@ pub enum DropReason {
     HostQueueFull,
     /// For a local real server, but the director runs without kernel interfaces.
     NoKernelInterface,
+    /// The backup sync daemon runs with `backup_only=1`: the director does not forward.
+    BackupOnly,
     /// The `drop_packet` defense dropped a packet that would have opened a connection.
     DropPacket,
 }
@@ -163,6 +165,7 @@ impl DropReason {
         DropReason::HostPoliced,
         DropReason::HostQueueFull,
         DropReason::NoKernelInterface,
+        DropReason::BackupOnly,
         DropReason::DropPacket,
     ];
 
@@ -201,6 +204,7 @@ impl DropReason {
             DropReason::HostPoliced => "host_policed",
             DropReason::HostQueueFull => "host_queue_full",
             DropReason::NoKernelInterface => "no_kernel_interface",
+            DropReason::BackupOnly => "backup_only",
             DropReason::DropPacket => "drop_packet",
         }
     }

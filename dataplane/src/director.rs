@@ -37,7 +37,7 @@ const HOUSEKEEPING: Duration = Duration::from_millis(100);
 /// Slots of each hand-off ring.
 const HANDOFF_RING: u32 = 4096;
 /// Size of the software redirection table (NICs are programmed with the same pattern).
-const STEERING_RETA: u16 = 128;
+pub const STEERING_RETA: u16 = 128;
 /// How long the control side waits for workers to answer a counters request.
 const WORKER_ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -231,12 +231,23 @@ pub fn compile(cfg: &Config, neigh: &NeighTable, base_ports: &[PortInfo]) -> Res
     if sc.cache_bypass {
         return Err(CtlError::refused("cache_bypass=1 is not supported by this director (it only serves its own addresses)"));
     }
+    if sc.sync_version != 1 {
+        return Err(CtlError::refused("sync_version=0 is not supported by this director (it speaks the sync protocol version 1 only)"));
+    }
     s.sysctl = Sysctl {
         expire_nodest_conn: sc.expire_nodest_conn,
         expire_quiescent_template: sc.expire_quiescent_template,
         sloppy_tcp: sc.sloppy_tcp,
         conn_reuse_mode: sc.conn_reuse_mode,
         pmtu_disc: sc.pmtu_disc,
+        sync: crate::snapshot::SyncSysctl {
+            threshold: sc.sync_threshold.min(254) as u8,
+            period: sc.sync_period.min(255) as u8,
+            refresh_secs: sc.sync_refresh_period,
+            retries: sc.sync_retries,
+            persist_mode: sc.sync_persist_mode != 0,
+            backup_only: sc.backup_only,
+        },
         defense: crate::defense::DefenseSysctl {
             drop_entry: sc.drop_entry,
             drop_packet: sc.drop_packet,
@@ -402,6 +413,7 @@ pub struct Director {
     threads: Vec<JoinHandle<()>>,
     socket: PathBuf,
     conn_capacity: usize,
+    sync: crate::sync::SyncCounters,
     health_board: Option<Arc<control::health::board::Board>>,
     _pool: Arc<Mempool>,
 }
@@ -470,6 +482,10 @@ impl Director {
             from_host: service.as_ref().map(|s| s.from_host_ring()),
         });
         let merged = (nworkers > 1).then(|| Arc::new(MergedCounts::new(nworkers, opts.max_servers as usize)));
+        // Connection sync: one pair of queues per worker, shared with the daemons.
+        let sync_shared = Arc::new(crate::sync::SyncShared::default());
+        let sync_ports: Vec<Arc<crate::sync::SyncPort>> =
+            (0..nworkers).map(|_| Arc::new(crate::sync::SyncPort::new(sync_shared.clone()))).collect();
         let max_port = ports.iter().map(|p| p.id() as usize + 1).max().unwrap_or(1);
         let hz = tsc_hz().max(1);
         let seed = hz ^ (std::process::id() as u64).rotate_left(32) ^ crate::dpdk::tsc();
@@ -491,6 +507,7 @@ impl Director {
             if let Some(m) = &merged {
                 engine.share_counts(m.clone(), i);
             }
+            engine.attach_sync(sync_ports[i].clone());
             workers.push(Worker {
                 index: i as u16,
                 ports: ports.clone(),
@@ -519,7 +536,9 @@ impl Director {
             kernel_addrs: leg.clone().map(|l| Arc::new(crate::kernel::addrsync::KernelAddrs::new(l))),
             leg: leg.clone(),
         };
-        let backend = crate::backend::DirectorBackend::new(path.clone(), ports.clone(), opts.conn_capacity);
+        let sync_counters = crate::sync::SyncCounters::new(sync_ports, sync_shared);
+        let backend = crate::backend::DirectorBackend::new(path.clone(), ports.clone(), opts.conn_capacity)
+            .with_sync(crate::sync::SyncDaemons::new(sync_counters.clone(), shared.clone()));
         let controller = Arc::new(Mutex::new(control::server::Controller::new(backend, opts.max_servers)));
         // The address sync learns the interfaces' indexes first, so that the configuration
         // file's addresses are written into them as it is applied.
@@ -631,6 +650,7 @@ impl Director {
             threads,
             socket: opts.socket,
             conn_capacity: opts.conn_capacity,
+            sync: sync_counters,
             health_board,
             _pool: pool,
         })
@@ -664,6 +684,11 @@ impl Director {
     /// The slow-path handles (for observers: metrics, telemetry).
     pub fn slow_path(&self) -> &SlowPath {
         &self.path
+    }
+
+    /// The connection-sync counters (for the metrics).
+    pub fn sync_counters(&self) -> &crate::sync::SyncCounters {
+        &self.sync
     }
 
     /// The EAL lcore of each worker, in worker order.

@@ -24,6 +24,7 @@ pub mod sched;
 pub mod snapshot;
 pub mod telemetry;
 pub mod steer;
+pub mod sync;
 pub mod timer;
 pub mod wire;
 pub mod worker;

@@ -126,7 +126,9 @@ fn main() -> Result<()> {
     )?;
     let stop = d.shared().clone();
     let sampler = Arc::new(
-        Sampler::new(d.slow_path().clone(), d.ports().to_vec(), d.lcores().to_vec()).with_health(d.health_board()),
+        Sampler::new(d.slow_path().clone(), d.ports().to_vec(), d.lcores().to_vec())
+            .with_health(d.health_board())
+            .with_sync(d.sync_counters().clone()),
     );
     if let Err(e) = dataplane::telemetry::register_all(sampler.clone()) {
         log::warn!("telemetry commands not registered: {e}");

@@ -458,7 +458,37 @@ fn director_misc(out: &mut String, s: &Sample) {
         &rows(&|i| s.marks[i].1),
     );
     family(out, "director_mark_rule_bytes_total", "Bytes of those packets.", "counter", &rows(&|i| s.marks[i].2));
-    // Connection synchronisation (issue 12) adds its families here as it lands.
+}
+
+/// Connection synchronisation (`lbadm sync show`): whether each daemon runs, what the master
+/// sent, what the backup received and applied, and every drop reason (zeros included, so the
+/// series exist before the first drop).
+fn director_sync(out: &mut String, s: &Sample) {
+    let Some(y) = &s.sync else { return };
+    let c = &y.counters;
+    family(
+        out,
+        "director_sync_daemon_running",
+        "Whether the connection-sync daemon of the role runs (--start-daemon).",
+        "gauge",
+        &[(vec![("role", "backup")], u8::from(y.backup)), (vec![("role", "master")], u8::from(y.master))],
+    );
+    let one = |out: &mut String, name: &str, help: &str, v: u64| family(out, name, help, "counter", &[(vec![], v)]);
+    one(out, "director_sync_entries_queued_total", "Connections and templates the workers handed to the sync master.", c.entries_queued);
+    one(out, "director_sync_sent_entries_total", "Entries the sync master sent.", c.entries_sent);
+    one(out, "director_sync_sent_messages_total", "Sync messages the master sent.", c.messages_sent);
+    one(out, "director_sync_sent_bytes_total", "Bytes of sync messages sent (UDP payload).", c.bytes_sent);
+    one(out, "director_sync_received_messages_total", "Datagrams the sync backup received.", c.messages_received);
+    one(out, "director_sync_received_entries_total", "Entries in sync messages the backup accepted.", c.entries_received);
+    one(out, "director_sync_applied_entries_total", "Received entries installed or updated in a worker's connection table.", c.entries_applied);
+    let rows: Vec<(Vec<(&str, &str)>, u64)> = c.drops.iter().map(|(r, v)| (vec![("reason", r.as_str())], *v)).collect();
+    family(
+        out,
+        "director_sync_dropped_total",
+        "Sync messages or entries dropped, by reason (ring_full, send_error, msg_* whole messages, entry_* skipped entries, install_* refused installs).",
+        "counter",
+        &rows,
+    );
 }
 
 /// Health checking (`director_health_*`): each checker's state, transitions and consecutive
@@ -582,6 +612,7 @@ pub fn render(s: &Sample) -> String {
     director_ports(&mut out, s);
     director_workers(&mut out, s);
     director_services(&mut out, s);
+    director_sync(&mut out, s);
     director_health(&mut out, s);
     out
 }
@@ -631,6 +662,19 @@ mod tests {
             workers: vec![WorkerSample { index: 0, lcore: 0, counters: Some(wc), busy_ratio: Some(0.25) }],
             totals: Totals { conns: 27, inpkts: 270, inbytes: 27000 },
             tsc_hz: 1_000,
+            sync: Some(crate::sample::SyncSample {
+                master: true,
+                backup: false,
+                counters: control::proto::SyncStatus {
+                    entries_sent: 7,
+                    messages_sent: 2,
+                    drops: crate::sync::drop_reasons().into_iter().map(|r| {
+                        let v = u64::from(r == "msg_foreign_syncid") * 3;
+                        (r, v)
+                    }).collect(),
+                    ..Default::default()
+                },
+            }),
             health: Some(crate::sample::HealthSample {
                 checks: vec![crate::sample::CheckSample {
                     service: ServiceKey::Addr { proto: Protocol::Tcp, addr: vip, port: 80 },
@@ -718,6 +762,10 @@ node_ipvs_backend_weight{local_address=\"198.51.100.100\",local_mark=\"\",local_
         assert!(text.contains("director_health_probe_seconds_total 2.5\n"), "{text}");
         assert!(text.contains("director_health_server_transitions_total{to=\"down\"} 2\n"), "{text}");
         assert!(text.contains("director_service_info{local_address=\"\",local_mark=\"0000000A\",local_port=\"0\",netmask=\"255.255.255.255\",proto=\"FWM\",scheduler=\"rr\"} 1\n"), "{text}");
+        assert!(text.contains("director_sync_daemon_running{role=\"backup\"} 0\ndirector_sync_daemon_running{role=\"master\"} 1\n"), "{text}");
+        assert!(text.contains("director_sync_sent_entries_total 7\n"), "{text}");
+        assert!(text.contains("director_sync_dropped_total{reason=\"msg_foreign_syncid\"} 3\n"), "{text}");
+        assert!(text.contains("director_sync_dropped_total{reason=\"install_table_full\"} 0\n"), "{text}");
         // Every series line belongs to the family declared last (series of a family are contiguous).
         let mut current = "";
         for l in text.lines() {

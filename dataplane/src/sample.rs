@@ -205,6 +205,19 @@ pub struct Sample {
     pub tsc_hz: u64,
     /// Health checking (`None` when the director runs no checker engine).
     pub health: Option<HealthSample>,
+    /// Connection sync, if the director has sync queues.
+    pub sync: Option<SyncSample>,
+}
+
+/// Connection sync at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct SyncSample {
+    /// The master daemon runs.
+    pub master: bool,
+    /// The backup daemon runs.
+    pub backup: bool,
+    /// Counters, every drop reason included (`SyncCounters::totals`).
+    pub counters: control::proto::SyncStatus,
 }
 
 /// Per-slot memory that keeps [`Totals`] monotonic when servers are deleted and their slots
@@ -227,12 +240,27 @@ pub struct Sampler {
     tsc_hz: u64,
     health: Option<Arc<Board>>,
     memory: Mutex<Memory>,
+    sync: Option<crate::sync::SyncCounters>,
 }
 
 impl Sampler {
     /// A sampler over a director's slow path, ports and worker lcores.
     pub fn new(path: SlowPath, ports: Vec<Port>, lcores: Vec<u32>) -> Self {
-        Sampler { path, ports, lcores, tsc_hz: crate::dpdk::tsc_hz().max(1), health: None, memory: Mutex::new(Memory::default()) }
+        Sampler {
+            path,
+            ports,
+            lcores,
+            tsc_hz: crate::dpdk::tsc_hz().max(1),
+            health: None,
+            memory: Mutex::new(Memory::default()),
+            sync: None,
+        }
+    }
+
+    /// The same, sampling connection sync too (atomic loads, no mailbox).
+    pub fn with_sync(mut self, sync: crate::sync::SyncCounters) -> Self {
+        self.sync = Some(sync);
+        self
     }
 
     /// Also samples the health checker engine's board (see [`Director::health_board`]).
@@ -372,6 +400,10 @@ impl Sampler {
             replies_ratelimited: total.replies_ratelimited,
             neigh_events_lost: total.neigh_events_lost,
             tsc_hz: self.tsc_hz,
+            sync: self.sync.as_ref().map(|c| {
+                let (master, backup) = c.running();
+                SyncSample { master, backup, counters: c.totals() }
+            }),
             health,
         }
     }

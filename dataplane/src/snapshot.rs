@@ -132,6 +132,31 @@ pub struct Sysctl {
     pub pmtu_disc: bool,
     /// The defense strategies (`drop_entry`, `drop_packet`, `secure_tcp`, thresholds).
     pub defense: crate::defense::DefenseSysctl,
+    /// Connection synchronisation sysctls.
+    pub sync: SyncSysctl,
+}
+
+/// The connection-synchronisation sysctls (operations.md §3), kernel defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncSysctl {
+    /// `sync_threshold` (first value).
+    pub threshold: u8,
+    /// `sync_threshold` (second value: the period; 0 = once).
+    pub period: u8,
+    /// `sync_refresh_period` in seconds (0 = off).
+    pub refresh_secs: u32,
+    /// `sync_retries` (0..=3).
+    pub retries: u8,
+    /// `sync_persist_mode`: only templates of persistent services are sent.
+    pub persist_mode: bool,
+    /// `backup_only`: no forwarding while the backup daemon runs.
+    pub backup_only: bool,
+}
+
+impl Default for SyncSysctl {
+    fn default() -> Self {
+        SyncSysctl { threshold: 3, period: 50, refresh_secs: 0, retries: 0, persist_mode: false, backup_only: false }
+    }
 }
 
 impl Default for Sysctl {
@@ -142,6 +167,7 @@ impl Default for Sysctl {
             sloppy_tcp: false,
             conn_reuse_mode: 1,
             pmtu_disc: true,
+            sync: SyncSysctl::default(),
             defense: crate::defense::DefenseSysctl::default(),
         }
     }

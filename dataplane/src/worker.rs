@@ -297,6 +297,8 @@ impl Worker {
                 }
             }
             self.serve_mailbox(&mut sink);
+            // Connection sync: which daemons run, and entries received for this worker.
+            self.engine.sync_poll(now);
             self.engine.expire(now, EXPIRE_BUDGET);
             worked = work > 0;
             if work == 0 && !self.idle_sleep.is_zero() {
@@ -424,6 +426,25 @@ pub const ARP_FRAME_LEN: usize = 60;
 /// the benchmarks run exactly this.
 #[inline]
 pub fn process_burst(engine: &mut Engine, rx: &mut MbufBatch<BURST>, in_port: Option<u16>, now: u32, sink: &mut Sink) {
+    // Once per burst: the sync master's flag picks the stage 3 compiled for it, so that a
+    // director without a sync master pays nothing for it per packet.
+    if engine.sync_master() {
+        burst_with_sync(engine, rx, in_port, now, sink);
+    } else {
+        burst_as::<false>(engine, rx, in_port, now, sink);
+    }
+}
+
+/// [`process_burst`] while the sync master runs: out of line, so that the common form
+/// inlined into the worker loop is the same code as without connection sync.
+#[inline(never)]
+fn burst_with_sync(engine: &mut Engine, rx: &mut MbufBatch<BURST>, in_port: Option<u16>, now: u32, sink: &mut Sink) {
+    burst_as::<true>(engine, rx, in_port, now, sink);
+}
+
+/// [`process_burst`] for one value of [`Engine::sync_master`].
+#[inline(always)]
+fn burst_as<const SYNC: bool>(engine: &mut Engine, rx: &mut MbufBatch<BURST>, in_port: Option<u16>, now: u32, sink: &mut Sink) {
     let mut preps = [Prep::default(); BURST];
     for (m, p) in rx.iter().zip(preps.iter_mut()) {
         engine.prepare(m.data(), in_port.unwrap_or_else(|| m.port()), p);
@@ -433,18 +454,18 @@ pub fn process_burst(engine: &mut Engine, rx: &mut MbufBatch<BURST>, in_port: Op
     }
     for (m, p) in rx.drain().zip(preps.iter()) {
         let port = in_port.unwrap_or_else(|| m.port());
-        handle(engine, m, port, now, p, sink);
+        handle::<SYNC>(engine, m, port, now, p, sink);
     }
 }
 
 /// Lets the engine decide one packet (stage 3) and queues it for transmission.
 #[inline(always)]
-fn handle(engine: &mut Engine, mut m: Mbuf, in_port: u16, now: u32, p: &Prep, sink: &mut Sink) {
+fn handle<const SYNC: bool>(engine: &mut Engine, mut m: Mbuf, in_port: u16, now: u32, p: &Prep, sink: &mut Sink) {
     if m.segments() != 1 {
         engine.count_drop_at(in_port, DropReason::MultiSegment);
         return;
     }
-    let verdict = engine.process_prepared(m.data_mut(), in_port, now, p);
+    let verdict = engine.process_prepared_as::<SYNC>(m.data_mut(), in_port, now, p);
     let out = match verdict {
         Verdict::Forward(p) => p,
         Verdict::Reply => in_port,

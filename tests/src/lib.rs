@@ -32,6 +32,7 @@ pub mod ipvsadm;
 pub mod many;
 pub mod netns;
 pub mod nginx;
+pub mod pcapfile;
 pub mod probe;
 pub mod require;
 pub mod ring;

@@ -67,6 +67,9 @@ enum Cmd {
         /// Override the packet size (wire bytes).
         #[arg(long)]
         packet_bytes: Option<u16>,
+        /// Engine loop: run the connection-sync master (sender thread to a loopback sink).
+        #[arg(long)]
+        sync_master: bool,
         /// Loop mode: DPDK's capture server (`ready`) or a running dpdk-dumpcap (`capture`).
         #[arg(long, value_parser = ["off", "ready", "capture"], default_value = "off")]
         pdump: String,
@@ -139,7 +142,7 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Run { mode, scenario, quick, packets, runs, chunk, memory, callgrind, packet_bytes, pdump } => {
+        Cmd::Run { mode, scenario, quick, packets, runs, chunk, memory, callgrind, packet_bytes, sync_master, pdump } => {
             let mut sc = catalogue(quick)
                 .into_iter()
                 .chain(catalogue(false))
@@ -164,7 +167,7 @@ fn main() -> Result<()> {
                 _ => Mode::Iofloor,
             };
             let pdump = Pdump::parse(&pdump).context("--pdump off|ready|capture")?;
-            let a = RunArgs { mode, scenario: sc, packets, runs, chunk, memory: memory_of(&memory), callgrind, pdump };
+            let a = RunArgs { mode, scenario: sc, packets, runs, chunk, memory: memory_of(&memory), callgrind, sync: sync_master, pdump };
             let r = bench::run::run(&a)?;
             println!("RESULT {}", serde_json::to_string(&r)?);
             // EAL objects are left to process exit.
@@ -336,6 +339,29 @@ impl Plan {
     }
 
     fn native_with(&self, mode: &str, scenario: &str, memory: Memory, errors: &mut Vec<String>) -> Option<RunResult> {
+        self.native_extra(mode, scenario, memory, &[], errors)
+    }
+
+    /// The engine loop on `scenario` with (`on`) or without the connection-sync master.
+    fn native_sync(&self, scenario: &str, on: bool, errors: &mut Vec<String>) -> Option<RunResult> {
+        let extra: &[&str] = if on { &["--sync-master"] } else { &[] };
+        let r = self.native_extra("loop", scenario, self.memory, extra, errors);
+        if let Some(r) = &r {
+            eprintln!(
+                "  {:<34} sync {:<3} {:>9} connections/s{}",
+                scenario,
+                if on { "on" } else { "off" },
+                r.mpps.map_or("-".into(), |v| format!("{:.0}", v * 1e6)),
+                r.sync.map_or(String::new(), |s| format!(
+                    "  ({} entries, {} messages in {:.2} s, {} queue-full)",
+                    s.entries_sent, s.messages_sent, s.secs, s.ring_full
+                ))
+            );
+        }
+        r
+    }
+
+    fn native_extra(&self, mode: &str, scenario: &str, memory: Memory, extra: &[&str], errors: &mut Vec<String>) -> Option<RunResult> {
         // A director with the kernel leg creates the interface dpdk0: in a namespace of its
         // own, never in the machine's.
         let kernel_leg = mode == "kernel" || (mode == "director" && catalogue(self.quick).iter().any(|s| s.name == scenario && s.kernel_leg));
@@ -352,7 +378,7 @@ impl Plan {
             }
             None => Command::new(&self.exe),
         };
-        let (ok, out, err) = child(cmd.args(self.args(mode, scenario, memory, None)), Duration::from_secs(240));
+        let (ok, out, err) = child(cmd.args(self.args(mode, scenario, memory, None)).args(extra), Duration::from_secs(240));
         drop(netns);
         match parse_result(&out) {
             Some(r) if ok => Some(r),
@@ -472,6 +498,19 @@ fn all(quick: bool, out: &Path, with_callgrind: bool, only: Option<&str>) -> Res
                 k.from_host_pps(),
                 t0.elapsed().as_secs_f64()
             );
+        }
+    }
+
+    // 2c. Connection sync: new connections per second without and with the sync master,
+    // alternated so that both see the same machine.
+    if only.map_or(true, |o| "new-connections".contains(o)) {
+        for _ in 0..2 {
+            if let Some(r) = plan.native_sync("new-connections", false, &mut c.errors) {
+                c.sync_off.push(r);
+            }
+            if let Some(r) = plan.native_sync("new-connections", true, &mut c.errors) {
+                c.sync_on.push(r);
+            }
         }
     }
 

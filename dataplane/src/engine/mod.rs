@@ -26,6 +26,8 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+mod sync_conn;
+
 use crossbeam::queue::ArrayQueue;
 
 use crate::conn::{
@@ -181,6 +183,8 @@ pub struct Engine {
     local_tab: [u32; LOCAL_TAB],
     /// True when `local_tab` holds every local address.
     local_in_tab: bool,
+    /// Connection synchronisation (see `sync_conn`).
+    sync: Box<sync_conn::SyncSide>,
     /// SYN-flood defence: making room in a full table, the IPVS defense strategies.
     defense: Defense,
 }
@@ -216,6 +220,8 @@ const FWD_NO_ROUTE: u8 = 2;
 const FWD_UNRESOLVED: u8 = 3;
 /// A local real server (127.0.0.0/8 or an address of the director): delivered to the host.
 const FWD_LOCAL: u8 = 4;
+/// Forwardable, but held: the backup sync daemon runs with `backup_only` (see `sync_conn`).
+const FWD_HELD: u8 = 5;
 
 /// Verifies an IPv4 header checksum (one's-complement sum of the header is 0xffff). The
 /// one's-complement sum does not depend on byte order (RFC 1071), so a 20-byte header is
@@ -356,6 +362,7 @@ impl Engine {
             fwd: Vec::new(),
             local_tab: [0; LOCAL_TAB],
             local_in_tab: true,
+            sync: Box::default(),
             defense: Defense::new(cfg.conn_capacity),
         })
     }
@@ -482,6 +489,9 @@ impl Engine {
                 }
             };
         }
+        // backup_only holds the forwardable servers while the backup daemon runs.
+        self.sync_hold(self.sync.backup_only);
+        self.sync_dests();
         self.local_tab = [0; LOCAL_TAB];
         self.local_in_tab = self.snap.local.len() <= LOCAL_TAB / 2;
         if self.local_in_tab {
@@ -642,8 +652,29 @@ impl Engine {
     /// is only a hint, checked before use.
     #[inline(always)]
     pub fn process_prepared(&mut self, frame: &mut [u8], in_port: u16, now: u32, p: &Prep) -> Verdict {
+        if self.sync.master {
+            self.process_prepared_as::<true>(frame, in_port, now, p)
+        } else {
+            self.process_prepared_as::<false>(frame, in_port, now, p)
+        }
+    }
+
+    /// Whether the connection-sync master runs: constant between bursts (changed only by
+    /// [`Self::sync_poll`]), so a burst loop may test it once and run the stage 3 of that
+    /// value ([`Self::process_prepared_as`]) for every frame.
+    #[inline(always)]
+    pub fn sync_master(&self) -> bool {
+        self.sync.master
+    }
+
+    /// Stage 3 compiled for one value of [`Self::sync_master`] (`SYNC`), which the caller
+    /// must pass: with `false` the fast path carries no trace of connection sync (not even
+    /// the flag test); with `true` it counts the packet for the master.
+    #[inline(always)]
+    pub fn process_prepared_as<const SYNC: bool>(&mut self, frame: &mut [u8], in_port: u16, now: u32, p: &Prep) -> Verdict {
+        debug_assert_eq!(SYNC, self.sync.master);
         if p.fast {
-            if let Some(v) = self.fast_path(frame, in_port, now, p) {
+            if let Some(v) = self.fast_path::<SYNC>(frame, in_port, now, p) {
                 return v;
             }
         }
@@ -656,7 +687,7 @@ impl Engine {
     /// Anything else returns `None` and goes through the full path, which re-parses from
     /// scratch.
     #[inline(always)]
-    fn fast_path(&mut self, frame: &mut [u8], in_port: u16, now: u32, p: &Prep) -> Option<Verdict> {
+    fn fast_path<const SYNC: bool>(&mut self, frame: &mut [u8], in_port: u16, now: u32, p: &Prep) -> Option<Verdict> {
         let h = frame.first_chunk::<54>()?;
         let (ttl, total) = (h[22], u16::from_be_bytes([h[16], h[17]]));
         let idx = self.conns.lookup_hinted(&p.key, p.hash, p.cand)?;
@@ -676,6 +707,12 @@ impl Engine {
         }
         if let Some(c) = self.counters.ports.get_mut(f.port as usize) {
             c.forwarded += 1;
+        }
+        // The sync master counts the packet (out of line, after everything). Without a
+        // master this is compiled out (`SYNC` is the burst's constant). `backup_only` never
+        // gets here: it holds the servers' `fwd`.
+        if SYNC {
+            self.sync_packet(idx, false, now);
         }
         Some(Verdict::Forward(f.port))
     }
@@ -881,6 +918,11 @@ impl Engine {
     #[inline]
     fn connection(&mut self, p: &L4, in_port: u16, now: u32) -> Result<u32, Refusal> {
         use tcp_flags::{RST, SYN};
+        if self.sync.backup_only {
+            // backup_only: the director function is off while the backup daemon runs; as
+            // IPVS passes the packet to the local stack, so does the kernel leg.
+            return Err(if self.snap.host_leg { Refusal::Host } else { Refusal::Drop(DropReason::BackupOnly) });
+        }
         let key = p.key;
         let tcp = key.proto == PROTO_TCP;
         let syn = tcp && p.flags & SYN != 0 && p.flags & RST == 0;
@@ -947,6 +989,7 @@ impl Engine {
             Ok(i) => i,
             Err(_) => return Err(Refusal::Drop(DropReason::TableFull)),
         };
+        self.sync_created(idx, now);
         if let Some(c) = self.counters.servers.get_mut(slot as usize) {
             c.conns += 1;
             c.inactive += 1;
@@ -974,6 +1017,9 @@ impl Engine {
         // state nor counters; only the idle timer is refreshed.
         if live && proto == PROTO_TCP && state == TcpState::Established as u8 && flags & (SYN | FIN | RST) == 0 && flags & ACK != 0 {
             self.conns.touch(idx, now);
+            if self.sync.master {
+                self.sync_packet(idx, false, now);
+            }
             return Some(Ok(slot));
         }
         let sysctl = self.snap.sysctl;
@@ -1008,7 +1054,7 @@ impl Engine {
     fn track(&mut self, idx: u32, flags: u8, now: u32) {
         let secure = self.defense.secure_tcp();
         let Some(e) = self.conns.get_mut(idx) else { return };
-        let (slot, control) = (e.server, e.control());
+        let (slot, control, old_state) = (e.server, e.control(), e.state);
         if e.key().proto == PROTO_TCP {
             let t = e.apply_tcp_with(flags, &self.timeouts, secure);
             if e.state == TcpState::SynRecv as u8 || e.state == TcpState::SynAck as u8 {
@@ -1043,6 +1089,10 @@ impl Engine {
             e.apply_udp(&self.timeouts);
         }
         self.conns.touch(idx, now);
+        if self.sync.master {
+            let changed = self.conns.get(idx).is_some_and(|e| e.state != old_state);
+            self.sync_packet(idx, changed, now);
+        }
     }
 
     /// Removes an entry at once (port reuse, expire_nodest_conn), releasing its counter.
@@ -1087,6 +1137,7 @@ impl Engine {
             Ok(t) => t,
             Err(_) => return Err(Refusal::Drop(DropReason::TableFull)),
         };
+        self.sync_created(t, now);
         self.defense.note(t);
         if let Some(c) = self.counters.servers.get_mut(slot as usize) {
             c.persist += 1;
@@ -1116,6 +1167,8 @@ impl Engine {
             // hands LOCALNODE packets to the local stack.
             FWD_LOCAL if self.snap.host_leg => return Verdict::Host,
             FWD_LOCAL => return Verdict::Drop(DropReason::NoKernelInterface),
+            FWD_HELD if self.snap.host_leg => return Verdict::Host,
+            FWD_HELD => return Verdict::Drop(DropReason::BackupOnly),
             _ => return Verdict::Drop(DropReason::DestinationGone),
         }
         // The IPv4 header was validated by the caller: TTL at +8, DF in +6, checksum at +10.
