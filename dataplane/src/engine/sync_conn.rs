@@ -73,6 +73,8 @@ pub(super) struct SyncSide {
     port: Option<Arc<SyncPort>>,
     /// The worker's end of its outgoing ring (taken from `port` when attached).
     tx: Option<SyncSender>,
+    /// `ceil(2^32 / ticks_per_sec)`: ticks to seconds by a multiply (see [`ticks_to_secs`]).
+    recip: u64,
     /// Per server slot of the snapshot: what an entry of that server is sent with (rebuilt
     /// with each snapshot while a port is attached, so sending looks up one slot).
     dests: Vec<SyncDest>,
@@ -174,6 +176,25 @@ fn set_stamp(stamps: &mut [u32], idx: u32, n: u32) -> bool {
     true
 }
 
+/// `ticks / tps` (floor) by a multiply with `recip = ceil(2^32 / tps)` and one correction:
+/// the estimate is never below the quotient and at most one above it for any `u32` ticks
+/// (a division costs tens of cycles on each record sent).
+#[inline]
+fn ticks_to_secs(ticks: u32, tps: u32, recip: u64) -> u32 {
+    let tps = tps.max(1);
+    let q = ((u64::from(ticks) * recip) >> 32) as u32;
+    if u64::from(q) * u64::from(tps) > u64::from(ticks) {
+        q - 1
+    } else {
+        q
+    }
+}
+
+/// `ceil(2^32 / tps)`.
+fn recip_of(tps: u32) -> u64 {
+    (1u64 << 32).div_ceil(u64::from(tps.max(1)))
+}
+
 /// Queues entry `e` for the master thread (dropped and counted if the ring is full).
 #[inline]
 fn emit(side: &mut SyncSide, e: &Entry, tps: u32) {
@@ -211,7 +232,7 @@ fn emit(side: &mut SyncSide, e: &Entry, tps: u32) {
         vport: k.vport,
         dport,
         fwmark,
-        timeout: e.timeout / tps.max(1),
+        timeout: ticks_to_secs(e.timeout, tps, side.recip),
         caddr: k.caddr,
         vaddr: k.vaddr,
         daddr,
@@ -222,6 +243,7 @@ impl Engine {
     /// Connects this engine to the sync daemons through its worker's queues.
     pub fn attach_sync(&mut self, port: Arc<SyncPort>) {
         self.sync.tx = port.sender();
+        self.sync.recip = recip_of(self.ticks_per_sec);
         self.sync.port = Some(port);
         self.sync_dests();
     }
@@ -523,6 +545,22 @@ mod tests {
         let mut v = Vec::new();
         p.drain(usize::MAX, |r| v.push(r));
         v
+    }
+
+    #[test]
+    fn ticks_to_seconds_by_multiply_is_the_floor_division() {
+        for tps in [1u32, 3, 7, 16, 100, 1000, 1024, 4096, 65536, 1 << 20] {
+            let r = super::recip_of(tps);
+            let mut t = 0u32;
+            for ticks in (0..5000u32).chain([u32::MAX, u32::MAX - 1, u32::MAX / 3, 900 * tps.min(4_000_000)]) {
+                assert_eq!(super::ticks_to_secs(ticks, tps, r), ticks / tps, "{ticks} ticks at {tps}/s");
+            }
+            // A pseudo-random sweep of the whole range.
+            for _ in 0..100_000 {
+                t = t.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                assert_eq!(super::ticks_to_secs(t, tps, r), t / tps, "{t} ticks at {tps}/s");
+            }
+        }
     }
 
     #[test]
