@@ -12,7 +12,7 @@
 #                lbadm -L -n p50/p99 -> target/bench/healthscale.txt (docs/benchmarks.md)
 #   make fuzz    coverage-guided fuzzing (AFL++ via cargo-afl) of every target for FUZZ_SECONDS
 #                each (default 60) -> target/fuzz/out/report.md (fuzz/src/lib.rs; make test runs
-#                a 15 s-per-target smoke, 90 s in all)
+#                a 13 s-per-target smoke, 91 s in all)
 #   make build   release binaries only (target/release/director, target/release/lbadm and its
 #                other name target/release/ipvsadm)
 #   make install build, then install (PREFIX=/usr/local, SYSCONFDIR=/etc, DESTDIR): director,

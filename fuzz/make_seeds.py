@@ -154,3 +154,39 @@ put("keepalived_conf", "include", "include other.conf\ninclude self\nvirtual_ser
 put("keepalived_conf", "nat-refused", "virtual_server 10.0.0.1 80 {\n  lb_kind NAT\n  real_server 10.0.0.2 8080 {}\n}\n")
 put("keepalived_conf", "unbalanced", "virtual_server 10.0.0.1 80 { lb_kind DR\n real_server 10.0.0.2 80 { weight 70000\n")
 put("keepalived_conf", "vrrp-only", "! comment\nvrrp_instance VI_1 {\n  state MASTER\n  interface eth0\n  virtual_router_id 51\n  virtual_ipaddress { 192.0.2.10/24 }\n}\n")
+
+# --- sync ---------------------------------------------------------------------------------
+# One byte of syncid filter for the backup, then an IPVS sync datagram (version 1, the
+# kernel's struct layout: ip_vs_sync_mesg header, ip_vs_sync_v4/v6 entries, options).
+import socket, struct
+
+def ip4(a):
+    return socket.inet_aton(a)
+
+def v4(proto, flags, state, c, cp, v, vp, d, dp, fwmark=0, timeout=900, opts=b""):
+    body = struct.pack("!IHHHHII", flags, state, cp, vp, dp, fwmark, timeout) + ip4(c) + ip4(v) + ip4(d)
+    size = 4 + len(body) + len(opts)
+    e = struct.pack("!BBH", 0, proto, size) + body + opts
+    return e + b"\0" * (-len(e) % 4)
+
+def v6(proto, flags, state, c, cp, v, vp, d, dp):
+    a = lambda s: socket.inet_pton(socket.AF_INET6, s)
+    body = struct.pack("!IHHHHII", flags, state, cp, vp, dp, 0, 120) + a(c) + a(v) + a(d)
+    return struct.pack("!BBH", 1, proto, 4 + len(body)) + body
+
+def mesg(syncid, entries):
+    payload = b"".join(entries)
+    return struct.pack("!BBHBBH", 0, syncid, 8 + len(payload), len(entries), 1, 0) + payload
+
+DR, NOOUTPUT, TEMPLATE, INACTIVE = 0x0003, 0x0200, 0x1000, 0x0100
+conn = v4(6, DR | NOOUTPUT, 1, "203.0.113.1", 40000, "198.51.100.100", 80, "10.0.0.11", 80)
+tmpl = v4(0, DR | NOOUTPUT | TEMPLATE | INACTIVE, 0, "203.0.113.0", 0, "0.0.0.10", 0, "10.0.0.12", 0, fwmark=10, timeout=600)
+seq = bytes([1, 24]) + bytes(range(24))
+pe = bytes([2, 4]) + b"\x01\x02\x03\x04" + bytes([3, 3]) + b"sip"
+put("sync", "conn-and-fwmark-template", b"\0" + mesg(0, [conn, tmpl]))
+put("sync", "options", b"\0" + mesg(3, [v4(17, DR | NOOUTPUT, 0, "203.0.113.2", 5060, "198.51.100.100", 5060, "10.0.0.13", 5060, opts=seq + pe)]))
+put("sync", "ipv6", b"\0" + mesg(0, [v6(6, DR, 1, "2001:db8::1", 40000, "2001:db8::100", 80, "2001:db8::11", 80)]))
+put("sync", "foreign-syncid", b"\x05" + mesg(3, [conn]))
+put("sync", "many", b"\0" + mesg(1, [v4(6, DR | NOOUTPUT, 1, "203.0.113.%d" % i, 40000 + i, "198.51.100.100", 80, "10.0.0.11", 80) for i in range(1, 40)]))
+put("sync", "truncated", b"\0" + mesg(0, [conn])[:30])
+put("sync", "version0", b"\0" + bytes([1, 0, 0, 4]))

@@ -17,7 +17,7 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SECS=${FUZZ_SECONDS:-60}
-TARGETS=${FUZZ_TARGETS:-"engine proto ipvsadm iptables config_file keepalived_conf"}
+TARGETS=${FUZZ_TARGETS:-"engine proto ipvsadm iptables config_file keepalived_conf sync"}
 OUT=${FUZZ_OUT:-$REPO/target/fuzz/out}
 export PATH="$HOME/.cargo/bin:$PATH"
 

@@ -13,14 +13,15 @@
 //! | `ipvsadm` | an ipvsadm command line | parsing never panics; an accepted command is valid |
 //! | `iptables` | an `lbadm iptables` / `mark` command line | parsing never panics |
 //! | `config_file` | a configuration file | parsing never panics, errors name a line inside the file, accepted commands apply to a configuration without panicking |
+//! | `keepalived_conf` | a keepalived.conf | see [`parsers::keepalived_conf`] |
+//! | `sync` | a syncid byte and an IPVS sync datagram | see [`sync`] |
 //!
-//! Slots for targets that land on other branches (add the function here, a line to
-//! [`TARGETS`], a binary in `fuzz/afl/src/bin/` and seeds in `fuzz/corpus/NAME/`):
-//! - `keepalived_conf`: the keepalived.conf parser (branch `health`);
-//! - `sync`: the IPVS sync message decoder (branch `sync`).
+//! A new target: its function, a line in [`TARGETS`], a binary in `fuzz/afl/src/bin/`, seeds
+//! in `fuzz/corpus/NAME/` (`fuzz/make_seeds.py`) and its name in `scripts/fuzz.sh`.
 
 pub mod engine;
 pub mod parsers;
+pub mod sync;
 
 /// A fuzz target.
 #[derive(Clone, Copy)]
@@ -39,7 +40,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "iptables", run: parsers::iptables },
     Target { name: "config_file", run: parsers::config_file },
     Target { name: "keepalived_conf", run: parsers::keepalived_conf },
-    // Target { name: "sync", run: parsers::sync },                        (branch sync)
+    Target { name: "sync", run: sync::run },
 ];
 
 /// The target called `name`.
