@@ -39,9 +39,9 @@
 //! gives them to the host over the kernel leg (IPVS passes them to the local stack) or drops
 //! them (`backup_only`) without one.
 //!
-//! Concurrency: runs on the worker that owns the table. The hot path costs one byte test
-//! while no master runs (at the end of the engine's fast path); everything else is out of
-//! line.
+//! Concurrency: runs on the worker that owns the table. Without a master the fast path has
+//! no sync code at all (the burst loop tests the flag once per burst and runs the stage 3
+//! compiled for it, `Engine::process_prepared_as`); everything else is out of line.
 //! Nothing here allocates on the packet path (the refresh timestamps are allocated between
 //! bursts, when the master starts with `sync_refresh_period` set), locks or makes a syscall.
 
