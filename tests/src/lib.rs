@@ -27,6 +27,7 @@
 //! the EAL memory scheme, `PYTHON` picks the interpreter for the HTTP servers.
 
 pub mod director;
+pub mod hapair;
 pub mod http;
 pub mod ipvsadm;
 pub mod many;

@@ -26,18 +26,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tests::netns::ChildGuard;
-use tests::probe::{parse_conns, tcp_name_from, NameServer, L4};
-use tests::topo::{add_addr, configure_dr_real_server, prepare_director_port};
+use tests::probe::parse_conns;
 use tests::util::{have_program, send_signal, sha256_file, wait_until, write_random_file, TempDir};
-use tests::{require_root_and_tools, DirectorOptions, DirectorProcess, HttpServer, Netns, Switch, VIP};
+use tests::hapair::{ha_lan, persistent_round, CLIENT, DIP_A, DIP_B, PCLIENTS, RS};
+use tests::{require_root_and_tools, DirectorOptions, DirectorProcess, Netns, VIP};
 
-const DIP_A: &str = "198.51.100.2";
-const DIP_B: &str = "198.51.100.3";
-const CLIENT: &str = "198.51.100.50";
-const RS: [&str; 2] = ["198.51.100.11", "198.51.100.12"];
-const PCC_PORTS: [u16; 2] = [7001, 7002];
-const FWM_PORTS: [u16; 2] = [9001, 9002];
-const PCLIENTS: [&str; 6] = ["198.51.100.61", "198.51.100.62", "198.51.100.63", "198.51.100.64", "198.51.100.65", "198.51.100.66"];
 
 /// The documented keepalived.conf of director A (MASTER) or B (BACKUP): docs/keepalived/,
 /// VRRP plus the virtual_server blocks; `keepalived --vrrp` uses the VRRP half.
@@ -83,18 +76,6 @@ fn configure(d: &DirectorProcess, dip: &str) {
 
 fn owns_vip(d: &DirectorProcess) -> bool {
     d.lbadm(&["addr", "show"]).status.success() && String::from_utf8_lossy(&d.lbadm(&["addr", "show"]).stdout).contains(&format!("{VIP}/32"))
-}
-
-/// One connection of every persistent client to every persistent port: (client, port, server).
-fn persistent_round(client: &Netns) -> Vec<(String, u16, String)> {
-    let mut v = Vec::new();
-    for c in PCLIENTS {
-        for port in PCC_PORTS.iter().chain(FWM_PORTS.iter()) {
-            let name = tcp_name_from(client, Some(c), VIP, *port, 5).unwrap_or_else(|e| format!("ERROR {e}"));
-            v.push((c.to_string(), *port, name));
-        }
-    }
-    v
 }
 
 /// A rate-limited upload through the VIP (about `secs` seconds), in the background.
@@ -171,39 +152,12 @@ fn keepalived_pair_fails_over_and_back_keeping_connections() {
         eprintln!("SKIP: keepalived not installed (scripts/setup-host.sh installs it)");
         return;
     }
-    let switch = Switch::new();
-    switch.add_bridge("lan");
-    let client = Netns::new("client");
-    let ns_a = Netns::new("hadira");
-    let ns_b = Netns::new("hadirb");
-    switch.plug("lan", &client, "eth0");
-    switch.plug("lan", &ns_a, "eth0");
-    switch.plug("lan", &ns_b, "eth0");
-    prepare_director_port(&ns_a, "eth0");
-    prepare_director_port(&ns_b, "eth0");
-    add_addr(&client, &format!("{CLIENT}/24"), "eth0");
-    for c in PCLIENTS {
-        add_addr(&client, &format!("{c}/24"), "eth0");
-    }
-    let mut servers = Vec::new();
-    let mut names = Vec::new();
-    let mut rs_ns = Vec::new();
-    for (i, ip) in RS.iter().enumerate() {
-        let name = format!("rs{}", i + 1);
-        let ns = Netns::new(&name);
-        switch.plug("lan", &ns, "eth0");
-        add_addr(&ns, &format!("{ip}/24"), "eth0");
-        configure_dr_real_server(&ns, VIP, &["eth0"]);
-        servers.push(HttpServer::start(&ns, &name, 80));
-        for p in PCC_PORTS.iter().chain(FWM_PORTS.iter()) {
-            names.push(NameServer::start(&ns, &name, L4::Tcp, *p));
-        }
-        rs_ns.push(ns);
-    }
+    let lan = ha_lan("hadira", "hadirb");
+    let (client, ns_a, ns_b) = (&lan.client, &lan.a, &lan.b);
     let tmp = TempDir::new("lbt-ha");
     let opts = DirectorOptions { extra_args: vec!["--idle-sleep-us".into(), "50".into()], ..Default::default() };
-    let mut a = DirectorProcess::start_with(&ns_a, &["eth0"], &opts);
-    let b = DirectorProcess::start_with(&ns_b, &["eth0"], &opts);
+    let mut a = DirectorProcess::start_with(ns_a, &["eth0"], &opts);
+    let b = DirectorProcess::start_with(ns_b, &["eth0"], &opts);
     configure(&a, DIP_A);
     configure(&b, DIP_B);
     assert_eq!(
@@ -211,8 +165,8 @@ fn keepalived_pair_fails_over_and_back_keeping_connections() {
         "master sync daemon (mcast=dpdk0, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n\
          backup sync daemon (mcast=dpdk0, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
     );
-    let mut ka_a = start_keepalived(&ns_a, tmp.path(), "dira", "MASTER");
-    let _ka_b = start_keepalived(&ns_b, tmp.path(), "dirb", "BACKUP");
+    let mut ka_a = start_keepalived(ns_a, tmp.path(), "dira", "MASTER");
+    let _ka_b = start_keepalived(ns_b, tmp.path(), "dirb", "BACKUP");
     let settled = wait_until(Duration::from_secs(15), || owns_vip(&a) && !owns_vip(&b));
     assert!(
         settled,
@@ -224,9 +178,9 @@ fn keepalived_pair_fails_over_and_back_keeping_connections() {
     assert!(ns_a.exec_ok(&["ip", "-4", "addr", "show", "dev", "dpdk0"]).contains(VIP), "keepalived put the VIP on dpdk0");
 
     // Persistent clients through A; then a long upload.
-    let before = persistent_round(&client);
+    let before = persistent_round(client);
     assert!(before.iter().all(|(_, _, n)| n == "rs1" || n == "rs2"), "{before:?}");
-    let up1 = Upload::start(&client, tmp.path(), "upload1", 1536);
+    let up1 = Upload::start(client, tmp.path(), "upload1", 1536);
     assert!(
         wait_until(Duration::from_secs(10), || has_synced_upload(&b)),
         "B never learned the upload:\n{}",
@@ -244,18 +198,18 @@ fn keepalived_pair_fails_over_and_back_keeping_connections() {
     assert!(failover <= Duration::from_secs(5), "B owned the VIP after {failover:?} (> 5 s)");
     a.stop();
     up1.finish("upload through the failover");
-    let after = persistent_round(&client);
+    let after = persistent_round(client);
     let kept1 = before.iter().zip(&after).filter(|(x, y)| x.2 == y.2).count();
     assert_eq!(before, after, "persistent clients moved at the failover");
 
     // Fail back: a second upload through B; A comes back, learns it, takes the VIP back.
-    let up2 = Upload::start(&client, tmp.path(), "upload2", 1536);
+    let up2 = Upload::start(client, tmp.path(), "upload2", 1536);
     std::thread::sleep(Duration::from_millis(500));
     // A's keepalived lost its interface with the director: restart it after the director,
     // as a host coming back would (keepalived after the director, once it is in sync).
     ka_a.stop(Duration::from_secs(2));
     kill_keepalived_left_in(&ns_a);
-    let a2 = DirectorProcess::start_with(&ns_a, &["eth0"], &opts);
+    let a2 = DirectorProcess::start_with(ns_a, &["eth0"], &opts);
     configure(&a2, DIP_A);
     assert!(
         wait_until(Duration::from_secs(15), || has_synced_upload(&a2)),
@@ -263,18 +217,18 @@ fn keepalived_pair_fails_over_and_back_keeping_connections() {
         a2.lbadm_ok(&["-L", "-n", "-c"])
     );
     // Persistent clients keep reconnecting through B: their templates reach A as well.
-    let during = persistent_round(&client);
+    let during = persistent_round(client);
     assert!(
         wait_until(Duration::from_secs(10), || parse_conns(&a2.lbadm_ok(&["-L", "-n", "-c"])).iter().filter(|r| r.is_template()).count() >= PCLIENTS.len() * 2),
         "A did not learn the templates"
     );
     let t1 = Instant::now();
-    let _ka_a2 = start_keepalived(&ns_a, tmp.path(), "dira2", "MASTER");
+    let _ka_a2 = start_keepalived(ns_a, tmp.path(), "dira2", "MASTER");
     let back = wait_until(Duration::from_secs(15), || owns_vip(&a2) && !owns_vip(&b));
     let failback = t1.elapsed();
     assert!(back, "A did not take the VIP back:\n{}", std::fs::read_to_string(tmp.join("dira2.log")).unwrap_or_default());
     up2.finish("upload through the fail back");
-    let final_round = persistent_round(&client);
+    let final_round = persistent_round(client);
     let kept2 = during.iter().zip(&final_round).filter(|(x, y)| x.2 == y.2).count();
     println!(
         "HA pair: failover (SIGKILL of the master director -> backup owns the VIP) {:.2} s; fail back (keepalived restarted on A -> A owns the VIP) {:.2} s; \
@@ -290,5 +244,5 @@ fn keepalived_pair_fails_over_and_back_keeping_connections() {
     );
     assert_eq!(during, before, "persistent clients moved while B served");
     assert_eq!(final_round, before, "persistent clients moved at the fail back");
-    drop(names);
+    drop(lan);
 }

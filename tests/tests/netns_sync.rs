@@ -20,21 +20,14 @@
 
 use std::time::{Duration, Instant};
 
-use tests::probe::{parse_conns, tcp_name_from, NameServer, L4};
-use tests::topo::{add_addr, configure_dr_real_server, prepare_director_port, veth_pair};
+use tests::probe::{parse_conns, tcp_name_from};
+use tests::topo::{add_addr, veth_pair};
 use tests::util::{sha256_file, wait_until, write_random_file, TempDir};
-use tests::{require_root_and_tools, DirectorOptions, DirectorProcess, HttpServer, Netns, Switch, VIP};
+use tests::hapair::{ha_lan, persistent_round, CLIENT, DIP_A, DIP_B, PCC_PORTS, PCLIENTS, RS};
+use tests::{require_root_and_tools, DirectorOptions, DirectorProcess, VIP};
 
-const DIP_A: &str = "198.51.100.2";
-const DIP_B: &str = "198.51.100.3";
-const CLIENT: &str = "198.51.100.50";
-const RS: [&str; 2] = ["198.51.100.11", "198.51.100.12"];
 const SYNC_A: &str = "10.99.0.1";
 const SYNC_B: &str = "10.99.0.2";
-const PCC_PORTS: [u16; 2] = [7001, 7002];
-const FWM_PORTS: [u16; 2] = [9001, 9002];
-/// Persistent clients: extra addresses of the client namespace.
-const PCLIENTS: [&str; 6] = ["198.51.100.61", "198.51.100.62", "198.51.100.63", "198.51.100.64", "198.51.100.65", "198.51.100.66"];
 
 fn configure(d: &DirectorProcess, dip: &str, with_vip: bool) {
     d.lbadm_ok(&["addr", "add", &format!("{dip}/24"), "dev", "dpdk0"]);
@@ -54,18 +47,6 @@ fn configure(d: &DirectorProcess, dip: &str, with_vip: bool) {
     d.wait_neigh_reachable(&RS, Duration::from_secs(10));
 }
 
-/// The persistent clients' servers: (client, port) → server name.
-fn persistent_round(client: &Netns) -> Vec<(String, u16, String)> {
-    let mut v = Vec::new();
-    for c in PCLIENTS {
-        for port in PCC_PORTS.iter().chain(FWM_PORTS.iter()) {
-            let name = tcp_name_from(client, Some(c), VIP, *port, 5).unwrap_or_else(|e| format!("ERROR {e}"));
-            v.push((c.to_string(), *port, name));
-        }
-    }
-    v
-}
-
 fn sync_counter(d: &DirectorProcess, field: &str) -> u64 {
     let j: serde_json::Value = serde_json::from_str(&d.lbadm_ok(&["--json", "sync", "show"])).expect("sync show --json");
     j[field].as_u64().unwrap_or(0)
@@ -79,40 +60,14 @@ fn sync_drop(d: &DirectorProcess, name: &str) -> u64 {
 #[test]
 fn backup_takes_over_connections_and_persistence() {
     let Some(_serial) = require_root_and_tools() else { return };
-    let switch = Switch::new();
-    switch.add_bridge("lan");
-    let client = Netns::new("client");
-    let ns_a = Netns::new("dira");
-    let ns_b = Netns::new("dirb");
-    switch.plug("lan", &client, "eth0");
-    switch.plug("lan", &ns_a, "eth0");
-    switch.plug("lan", &ns_b, "eth0");
-    prepare_director_port(&ns_a, "eth0");
-    prepare_director_port(&ns_b, "eth0");
-    add_addr(&client, &format!("{CLIENT}/24"), "eth0");
-    for c in PCLIENTS {
-        add_addr(&client, &format!("{c}/24"), "eth0");
-    }
-    veth_pair(&ns_a, "sync0", &ns_b, "sync0");
-    add_addr(&ns_a, &format!("{SYNC_A}/24"), "sync0");
-    add_addr(&ns_b, &format!("{SYNC_B}/24"), "sync0");
-    let mut servers = Vec::new();
-    let mut rs_ns = Vec::new();
-    for (i, ip) in RS.iter().enumerate() {
-        let name = format!("rs{}", i + 1);
-        let ns = Netns::new(&name);
-        switch.plug("lan", &ns, "eth0");
-        add_addr(&ns, &format!("{ip}/24"), "eth0");
-        configure_dr_real_server(&ns, VIP, &["eth0"]);
-        servers.push(HttpServer::start(&ns, &name, 80));
-        for p in PCC_PORTS.iter().chain(FWM_PORTS.iter()) {
-            servers_tcp_push(&ns, &name, *p);
-        }
-        rs_ns.push(ns);
-    }
+    let lan = ha_lan("dira", "dirb");
+    let (client, ns_a, ns_b) = (&lan.client, &lan.a, &lan.b);
+    veth_pair(ns_a, "sync0", ns_b, "sync0");
+    add_addr(ns_a, &format!("{SYNC_A}/24"), "sync0");
+    add_addr(ns_b, &format!("{SYNC_B}/24"), "sync0");
     let opts = DirectorOptions { extra_args: vec!["--idle-sleep-us".into(), "50".into()], ..Default::default() };
-    let mut a = DirectorProcess::start_with(&ns_a, &["eth0"], &opts);
-    let b = DirectorProcess::start_with(&ns_b, &["eth0"], &opts);
+    let mut a = DirectorProcess::start_with(ns_a, &["eth0"], &opts);
+    let b = DirectorProcess::start_with(ns_b, &["eth0"], &opts);
     configure(&a, DIP_A, true);
     configure(&b, DIP_B, false);
 
@@ -133,7 +88,7 @@ fn backup_takes_over_connections_and_persistence() {
     assert_eq!(String::from_utf8_lossy(&nodev.stderr).trim(), "No such device");
 
     // Persistent clients before the failover.
-    let before = persistent_round(&client);
+    let before = persistent_round(client);
     assert!(before.iter().all(|(_, _, n)| n == "rs1" || n == "rs2"), "{before:?}");
     for c in PCLIENTS {
         let mine: Vec<&String> = before.iter().filter(|(x, p, _)| x == c && PCC_PORTS.contains(p)).map(|x| &x.2).collect();
@@ -188,7 +143,7 @@ fn backup_takes_over_connections_and_persistence() {
     a.stop();
     b.lbadm_ok(&["addr", "add", &format!("{VIP}/32"), "dev", "dpdk0"]);
     let took_over = wait_until(Duration::from_secs(5), || {
-        tcp_name_from(&client, Some(PCLIENTS[0]), VIP, PCC_PORTS[0], 1).is_ok()
+        tcp_name_from(client, Some(PCLIENTS[0]), VIP, PCC_PORTS[0], 1).is_ok()
     });
     let failover = t0.elapsed();
     assert!(took_over, "B does not serve the VIP 5 s after the failover");
@@ -215,7 +170,7 @@ fn backup_takes_over_connections_and_persistence() {
     assert!(inpkts > 100, "B forwarded only {inpkts} packets of the upload:\n{stats}");
 
     // Every persistent client keeps its server.
-    let after = persistent_round(&client);
+    let after = persistent_round(client);
     let kept = before.iter().zip(&after).filter(|(x, y)| x.2 == y.2).count();
     println!(
         "failover: VIP served by B {:.2} s after SIGKILL of A; upload kept; persistent clients kept {kept}/{} (lost {})",
@@ -224,10 +179,4 @@ fn backup_takes_over_connections_and_persistence() {
         before.len() - kept
     );
     assert_eq!(before, after, "persistent clients moved");
-}
-
-/// A TCP name responder `name` on `port` in `ns`, kept for the test's duration.
-fn servers_tcp_push(ns: &Netns, name: &str, port: u16) {
-    // Leaked on purpose: the namespace's deletion kills it (by PID) at the end of the test.
-    std::mem::forget(NameServer::start(ns, name, L4::Tcp, port));
 }
