@@ -148,6 +148,25 @@ fn counts(s: &str) -> Result<GenCounts> {
 }
 
 /// Runs the memif mode; fills `r` (samples, drops, input details).
+/// Once the director runs on the memif port: waits (≤ 20 s) for the link, gives the
+/// generator the port's MAC, configures the director for `spec`'s traffic and waits until
+/// its real servers are resolved. The traffic, built with the port's MAC.
+pub fn connect(g: &mut GenProc, port: &dataplane::dpdk::Port, d: &VdevDirector, spec: &crate::gen::TrafficSpec) -> Result<Traffic> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !port.link().up {
+        anyhow::ensure!(Instant::now() < deadline, "memif link never came up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mac = MacAddr(port.mac());
+    g.send(&format!("MAC {mac}"))?;
+    g.expect("OK", Duration::from_secs(60))?;
+    let t = Traffic::new(spec.clone(), mac)?;
+    d.configure(&t)?;
+    let servers: Vec<_> = t.servers().into_iter().map(|(ip, _)| ip).collect();
+    d.wait_reachable(&servers, Duration::from_secs(30))?;
+    Ok(t)
+}
+
 pub fn run(a: &RunArgs, window_packets: u64, r: &mut RunResult) -> Result<()> {
     let s = &a.scenario;
     anyhow::ensure!(
@@ -184,21 +203,9 @@ pub fn run(a: &RunArgs, window_packets: u64, r: &mut RunResult) -> Result<()> {
     let veal = VdevDirector::init(a.memory, rig::mem_for(mbufs + 1024, 64), std::slice::from_ref(&vdev))?;
     let port = veal.port(0)?;
     anyhow::ensure!(port.device_name().contains("memif"), "port 0 is {}, not the memif vdev", port.device_name());
-    let mac = MacAddr(port.mac());
     let d = veal.start(capacity as usize, mbufs)?;
     let result = (|| -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !port.link().up {
-            anyhow::ensure!(Instant::now() < deadline, "memif link never came up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        g.send(&format!("MAC {mac}"))?;
-        g.expect("OK", Duration::from_secs(60))?;
-        let t = Traffic::new(s.traffic.clone(), mac)?;
-        d.configure(&t)?;
-        let servers: Vec<_> = t.servers().into_iter().map(|(ip, _)| ip).collect();
-        d.wait_reachable(&servers, Duration::from_secs(30))?;
-
+        let t = connect(&mut g, &port, &d, &s.traffic)?;
         let t0 = Instant::now();
         g.send("SETUP")?;
         let setup = counts(&g.expect("SETUP-DONE", Duration::from_secs(300))?)?;

@@ -31,7 +31,7 @@ use dataplane::dpdk::Port;
 use dataplane::wire::MacAddr;
 
 use crate::gen::Traffic;
-use crate::memif_run::{memif_vdev, GenProc};
+use crate::memif_run::{self, memif_vdev, GenProc};
 use crate::rig::{self, Memory};
 use crate::scenario::{catalogue, Scenario};
 use crate::vdev_rig::{ctl, VdevDirector};
@@ -84,19 +84,8 @@ impl MemifRig {
         let mbufs = 8191u32;
         let veal = VdevDirector::init(memory, rig::mem_for(mbufs + 1024, 64), std::slice::from_ref(&vdev))?;
         let port = veal.port(0)?;
-        let mac = MacAddr(port.mac());
         let d = veal.start(capacity as usize, mbufs)?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !port.link().up {
-            anyhow::ensure!(Instant::now() < deadline, "memif link never came up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        g.send(&format!("MAC {mac}"))?;
-        g.expect("OK", Duration::from_secs(60))?;
-        let t = Traffic::new(s.traffic.clone(), mac)?;
-        d.configure(&t)?;
-        let servers: Vec<_> = t.servers().into_iter().map(|(ip, _)| ip).collect();
-        d.wait_reachable(&servers, Duration::from_secs(30))?;
+        let t = memif_run::connect(&mut g, &port, &d, &s.traffic)?;
         let t0 = Instant::now();
         g.send("SETUP")?;
         g.expect("SETUP-DONE", Duration::from_secs(600))?;
